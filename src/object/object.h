@@ -1,0 +1,126 @@
+/* object.h: ONE objects — recipes, the canonical microdata serialization,
+ * ID objects, and parsing microdata back into objects.
+ *
+ * In memory an object is a jansson json_t in the convention of
+ * shared/one-format/README.md: a JSON object with "$type$", a Set as
+ * {"$set": [...]}, a Map as {"$map": [[k, v], ...]}, awkward numbers as
+ * {"$number": "-0" | "NaN" | "Infinity" | "-Infinity"}. All numbers are
+ * JSON reals (parse with LAMA_JSON_FLAGS), because ONE's numbers are
+ * JavaScript doubles.
+ *
+ * The microdata is byte for byte what refinio's one.core produces, so the
+ * SHA-256 of it (util/hash.h) is the object's ONE hash. The design is in
+ * docs/object-format.md. */
+#ifndef LAMA_OBJECT_H
+#define LAMA_OBJECT_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "util/buf.h"
+#include "util/hash.h"
+
+/* Flags for json_loads() of objects: NUL allowed in strings, all numbers as
+ * doubles (JavaScript semantics), nothing after the value. */
+#define LAMA_JSON_FLAGS (JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES)
+
+/* Ceilings for hostile input. */
+#define LAMA_OBJECT_MAX_BYTES ((size_t)16 << 20) /* one object's microdata */
+#define LAMA_OBJECT_MAX_DEPTH 64                 /* nesting of values */
+#define LAMA_TYPE_MAX 128                        /* a type name, with NUL */
+
+/* The kinds of reference an itemtype can hold. */
+enum lama_ref_kind {
+	LAMA_REF_OBJ,  /* referenceToObj: hash of an object */
+	LAMA_REF_ID,   /* referenceToId: ID hash of a versioned object */
+	LAMA_REF_CLOB, /* referenceToClob: hash of UTF-8 text */
+	LAMA_REF_BLOB, /* referenceToBlob: hash of raw bytes */
+};
+
+/* --- Recipes --- */
+
+/* A registry of recipes by type name. Opaque; not thread-safe for writes. */
+typedef struct lama_recipes lama_recipes;
+
+/* Creates an empty registry (*out owned by caller, free with
+ * lama_recipes_free). */
+int lama_recipes_new(lama_recipes **out);
+void lama_recipes_free(lama_recipes *r);
+/* Adds one recipe given as a Recipe object in the JSON convention (the
+ * form of shared/one-format/recipes.json entries; crdtConfig may be a $map
+ * or an array of pairs). Validates it; replaces a recipe of the same name.
+ * Does not keep a reference to `recipe`. */
+int lama_recipes_add(lama_recipes *r, const json_t *recipe);
+/* Adds every recipe of a JSON array. */
+int lama_recipes_add_all(lama_recipes *r, const json_t *array);
+/* Adds the recipes lama is built with: ONE's core recipes and the
+ * one.models recipes lama uses (compiled into the binary). */
+int lama_recipes_add_builtin(lama_recipes *r);
+/* 1 if the type is known. */
+int lama_recipes_has(const lama_recipes *r, const char *type);
+/* 1 if the type has ID fields (so it is versioned), 0 if not, LAMA_ENOTFOUND
+ * (with a message) if the type is unknown. */
+int lama_recipes_is_versioned(const lama_recipes *r, const char *type);
+/* The Recipe object for a type, in the JSON convention (a new reference the
+ * caller must json_decref), or NULL if unknown. */
+json_t *lama_recipes_get_json(const lama_recipes *r, const char *type);
+
+/* The CRDT rule that merges concurrent values of one field (see
+ * docs/object-format.md, "Versions and merges"). */
+enum lama_crdt_rule {
+	LAMA_CRDT_REGISTER, /* last writer wins: creation time, then hash */
+	LAMA_CRDT_SET,      /* add/remove set: three-way against the common ancestor */
+};
+/* Calls fn(ctx, itemprop, rule) for each top-level rule of `type`, in recipe
+ * order; stops and returns fn's value if it is non-zero. Sets (set item
+ * type) merge as LAMA_CRDT_SET, everything else as a register, unless the
+ * recipe's crdtConfig says otherwise. */
+int lama_recipes_foreach_field(const lama_recipes *r, const char *type,
+			       int (*fn)(void *ctx, const char *itemprop, enum lama_crdt_rule rule, int is_id),
+			       void *ctx);
+
+/* --- Serialization --- */
+
+/* Appends the canonical microdata of obj (whose "$type$" names its recipe)
+ * to out. On a rule violation returns LAMA_EINVAL with a message that starts
+ * with one.core's error code, e.g. "O2M-RTYC2: Mandatory property ...". */
+int lama_object_microdata(const lama_recipes *r, const json_t *obj, struct lama_buf *out);
+/* Appends the ID object's microdata (data-id-object="true", ID fields only).
+ * LAMA_EINVAL if the type has no ID fields. */
+int lama_object_id_microdata(const lama_recipes *r, const json_t *obj, struct lama_buf *out);
+/* Serializes and hashes in one step; either output may be NULL. */
+int lama_object_hash(const lama_recipes *r, const json_t *obj, lama_hash *hash, lama_hash *id_hash);
+
+/* Parses microdata (full or ID form) back into an object (*out is a new
+ * reference). Strict: the input must be exactly the canonical microdata of
+ * the object it describes, so that serializing *out gives the same bytes;
+ * anything else is LAMA_EFORMAT with the byte offset in the message.
+ * *is_id_object (if not NULL) tells which form it was. Never reads past n. */
+int lama_object_parse(const lama_recipes *r, const char *md, size_t n, json_t **out,
+		      int *is_id_object);
+
+/* Reads the type name from the head of microdata without parsing the rest
+ * (for indexes); type must hold LAMA_TYPE_MAX bytes. */
+int lama_object_peek_type(const char *md, size_t n, char type[LAMA_TYPE_MAX]);
+
+/* Calls fn for every reference in obj (at any depth, collections included),
+ * in serialization order; stops and returns fn's value if non-zero. The
+ * object must be valid for its recipe. */
+int lama_object_foreach_ref(const lama_recipes *r, const json_t *obj,
+			    int (*fn)(void *ctx, const char *itemprop, enum lama_ref_kind kind,
+				      const lama_hash *target),
+			    void *ctx);
+
+/* --- JSON as JavaScript writes it --- */
+
+/* Appends JSON text of v as JavaScript's JSON.stringify would write the
+ * value (number text, string escapes), keeping the $set/$map/$number
+ * convention. For `lama object get` and tests. */
+int lama_json_write(const json_t *v, struct lama_buf *out);
+/* Appends the shortest JavaScript text for a double (Number#toString):
+ * "1e+21", "5e-324", "0.000001", "-0" is written "0". NaN and infinities
+ * are written "null" (as JSON.stringify does). */
+int lama_jsnum_write(double d, struct lama_buf *out);
+
+#endif
