@@ -17,6 +17,7 @@
 #define LAMA_SIGN_PK_BYTES 32    /* Ed25519 public key */
 #define LAMA_SIGN_SK_BYTES 64    /* Ed25519 secret key (seed || pk) */
 #define LAMA_SIG_BYTES 64        /* Ed25519 signature */
+#define LAMA_SIGN_SEED_BYTES 32  /* Ed25519 seed (RFC 8032 private key) */
 #define LAMA_BOX_PK_BYTES 32     /* X25519 public key */
 #define LAMA_BOX_SK_BYTES 32     /* X25519 secret key */
 #define LAMA_AEAD_NONCE_BYTES 24 /* XChaCha20-Poly1305 nonce */
@@ -44,16 +45,24 @@ int lama_memcmp_ct(const void *a, const void *b, size_t n);
  * failure. Free with lama_secure_free (NULL is fine). */
 void *lama_secure_alloc(size_t n);
 void lama_secure_free(void *p);
+/* Makes a lama_secure_alloc block read-only, for secrets that never change
+ * after they are set; writing to it then faults. lama_secure_free still
+ * works. 0 or LAMA_EIO. */
+int lama_secure_readonly(void *p);
 
 /* --- Ed25519 signatures --- */
 int lama_sign_keypair(uint8_t pk[LAMA_SIGN_PK_BYTES], uint8_t sk[LAMA_SIGN_SK_BYTES]);
+/* The same keypair every time for the same seed (RFC 8032 key generation). */
+int lama_sign_seed_keypair(uint8_t pk[LAMA_SIGN_PK_BYTES], uint8_t sk[LAMA_SIGN_SK_BYTES],
+			   const uint8_t seed[LAMA_SIGN_SEED_BYTES]);
 void lama_sign(uint8_t sig[LAMA_SIG_BYTES], const void *msg, size_t n,
 	       const uint8_t sk[LAMA_SIGN_SK_BYTES]);
 /* 0 if valid, LAMA_ECRYPTO otherwise. */
 int lama_verify(const uint8_t sig[LAMA_SIG_BYTES], const void *msg, size_t n,
 		const uint8_t pk[LAMA_SIGN_PK_BYTES]) LAMA_MUST_CHECK;
 /* Verifies count signatures; results[i] is 0 or LAMA_ECRYPTO; returns 0 if
- * all are valid, else LAMA_ECRYPTO. */
+ * all are valid, else LAMA_ECRYPTO. results may be NULL when only the overall
+ * answer matters; an item with a NULL sig or pk counts as invalid. */
 struct lama_sig_item {
 	const uint8_t *sig;
 	const uint8_t *pk;
@@ -66,7 +75,10 @@ int lama_verify_batch(const struct lama_sig_item *items, size_t count, int *resu
 int lama_box_keypair(uint8_t pk[LAMA_BOX_PK_BYTES], uint8_t sk[LAMA_BOX_SK_BYTES]);
 /* Anonymous sealed box to pk: out holds n + LAMA_SEAL_OVERHEAD bytes. */
 int lama_seal(uint8_t *out, const void *msg, size_t n, const uint8_t pk[LAMA_BOX_PK_BYTES]);
-/* out holds n - LAMA_SEAL_OVERHEAD bytes; LAMA_ECRYPTO on forgery. */
+/* out holds n - LAMA_SEAL_OVERHEAD bytes; LAMA_ECRYPTO on forgery or a too
+ * short n. On failure out holds zeros, never unauthenticated plaintext; the
+ * same holds for lama_box_open and lama_aead_open. out must not overlap the
+ * input in any of the seal/box/aead calls. */
 int lama_seal_open(uint8_t *out, const uint8_t *in, size_t n,
 		   const uint8_t pk[LAMA_BOX_PK_BYTES],
 		   const uint8_t sk[LAMA_BOX_SK_BYTES]) LAMA_MUST_CHECK;
@@ -108,8 +120,13 @@ struct lama_kdf_params {
 struct lama_kdf_params lama_kdf_moderate(void);
 struct lama_kdf_params lama_kdf_interactive(void);
 struct lama_kdf_params lama_kdf_min(void);
+/* Ceilings lama accepts for stored parameters, so a tampered account file
+ * cannot make a login take hours or all memory (SENSITIVE is 4 ops, 1 GiB). */
+#define LAMA_KDF_OPSLIMIT_MAX 32
+#define LAMA_KDF_MEMLIMIT_MAX ((uint64_t)4 << 30)
 /* Derives a 32-byte key from a password with Argon2id. LAMA_ENOMEM if the
- * memory limit cannot be met, LAMA_EINVAL for absurd parameters. */
+ * memory limit cannot be met, LAMA_EINVAL for parameters below libsodium's
+ * minimum or above the ceilings; key is zeroed on failure. */
 int lama_pwhash(uint8_t key[LAMA_KEY_BYTES], const char *pw, size_t pwlen,
 		const uint8_t salt[LAMA_SALT_BYTES],
 		const struct lama_kdf_params *p) LAMA_MUST_CHECK;
