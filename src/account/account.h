@@ -1,0 +1,63 @@
+/* account.h: users of one data folder (ONE's MultiUser) and the session of
+ * a logged-in user.
+ *
+ * A data folder holds any number of users, each in users/<uid>/ with an
+ * account record (the master key wrapped under an Argon2id key from the
+ * password) and the user's encrypted archive. A user is found by a salted
+ * tag of the name, so the folder does not show names in plaintext.
+ * Registering creates the person (signing and encryption keys), this
+ * device's instance (its own keys) and the archive. Layout and formats:
+ * docs/accounts.md. */
+#ifndef LAMA_ACCOUNT_H
+#define LAMA_ACCOUNT_H
+
+#include <stddef.h>
+
+#include "archive/archive.h"
+#include "crypto/crypto.h"
+#include "crypto/keychain.h"
+
+#define LAMA_NAME_MAX 100 /* bytes of a user name */
+#define LAMA_PATH_MAX 4096
+
+/* The data folder: `opt` if given, else $LAMA_HOME, else
+ * ~/.local/share/lama. Writes a NUL-terminated path into out. */
+int lama_home_resolve(const char *opt, char *out, size_t n);
+
+/* A logged-in user. Opaque; lama_session_logout wipes its keys. */
+typedef struct lama_session lama_session;
+
+/* Creates a user and logs in. LAMA_EEXIST if the name is taken. Nothing is
+ * left behind on failure. *out owned by the caller (lama_session_logout). */
+int lama_account_register(const char *home, const char *name, const char *pw, size_t pwlen,
+			  const struct lama_kdf_params *kdf, lama_session **out);
+/* Logs in. name may be NULL when the folder has exactly one user.
+ * LAMA_EAUTH for a wrong password, LAMA_ENOTFOUND for an unknown user;
+ * neither changes anything. */
+int lama_account_login(const char *home, const char *name, const char *pw, size_t pwlen,
+		       lama_session **out);
+/* Rewraps the master key under a new password (the archive is untouched).
+ * Atomic: the old password works until the new one does. */
+int lama_account_passwd(const char *home, const char *name, const char *old_pw, size_t oldlen,
+			const char *new_pw, size_t newlen, const struct lama_kdf_params *kdf);
+/* Removes a user and all their data, given the password. */
+int lama_account_erase(const char *home, const char *name, const char *pw, size_t pwlen);
+/* Number of users in the folder. */
+int lama_account_count(const char *home, size_t *n);
+
+/* Closes the archive and wipes every key from memory. NULL is fine. */
+void lama_session_logout(lama_session *s);
+
+lama_archive *lama_session_archive(lama_session *s);
+lama_store *lama_session_store(lama_session *s);
+const lama_recipes *lama_session_recipes(lama_session *s);
+/* The ID hashes of the user's Person and this device's Instance. */
+const lama_hash *lama_session_person(lama_session *s);
+const lama_hash *lama_session_instance(lama_session *s);
+/* The folder holding this user's files. */
+const char *lama_session_dir(lama_session *s);
+/* Signs with the person's (or, if instance, this instance's) key. */
+int lama_session_sign(lama_session *s, int instance, const void *msg, size_t n,
+		      uint8_t sig[LAMA_SIG_BYTES]);
+
+#endif

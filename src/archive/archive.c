@@ -1,0 +1,400 @@
+/* archive.c: objects, ID objects, version nodes and reverse maps. The
+ * merge of concurrent heads is in merge.c. */
+#include "archive/archive.h"
+#include "archive/archive_int.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "util/err.h"
+#include "util/mem.h"
+
+int lama_archive_new(lama_archive **out, lama_store *st, const lama_recipes *r)
+{
+	lama_archive *a = lama_calloc(1, sizeof(*a));
+
+	*out = NULL;
+	if (!a)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	a->st = st;
+	a->recipes = r;
+	*out = a;
+	return 0;
+}
+
+void lama_archive_free(lama_archive *a)
+{
+	lama_free(a);
+}
+
+lama_store *lama_archive_store(lama_archive *a)
+{
+	return a->st;
+}
+
+const lama_recipes *lama_archive_recipes(lama_archive *a)
+{
+	return a->recipes;
+}
+
+double lama_archive_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000);
+}
+
+const char *archive__type(const json_t *obj)
+{
+	const char *t = json_string_value(json_object_get(obj, "$type$"));
+
+	return t ? t : "";
+}
+
+struct ref_ctx {
+	lama_store *st;
+	const char *type;
+	const lama_hash *src;
+};
+
+static int add_ref(void *ctx, const char *itemprop, enum lama_ref_kind kind, const lama_hash *target)
+{
+	struct ref_ctx *c = ctx;
+
+	(void)itemprop;
+	(void)kind;
+	return lama_store_ref_add(c->st, target, c->type, c->src);
+}
+
+/* Stores an object (and its ID object) with reverse maps; no versioning. */
+int archive__store(lama_archive *a, const json_t *obj, struct lama_put_info *info)
+{
+	struct lama_buf md = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+	struct ref_ctx rc_ctx;
+	const char *type;
+	int rc, v;
+
+	memset(info, 0, sizeof(*info));
+	if (!json_is_object(obj))
+		return lama_error(LAMA_EINVAL, "an object must be a JSON object");
+	type = archive__type(obj);
+	v = lama_recipes_is_versioned(a->recipes, type);
+	if (v < 0)
+		return v;
+	rc = lama_object_microdata(a->recipes, obj, &md);
+	if (rc)
+		goto out;
+	rc = lama_store_begin(a->st);
+	if (rc)
+		goto out;
+	rc = lama_store_put(a->st, LAMA_KIND_OBJECT, md.data, md.len, &info->hash, &info->is_new);
+	if (!rc && v) {
+		info->versioned = 1;
+		lama_buf_truncate(&md, 0);
+		rc = lama_object_id_microdata(a->recipes, obj, &md);
+		if (!rc)
+			rc = lama_store_put(a->st, LAMA_KIND_ID, md.data, md.len, &info->id_hash, NULL);
+	}
+	if (!rc && info->is_new) {
+		rc_ctx.st = a->st;
+		rc_ctx.type = type;
+		rc_ctx.src = &info->hash;
+		rc = lama_object_foreach_ref(a->recipes, obj, add_ref, &rc_ctx);
+	}
+	if (rc) {
+		lama_store_rollback(a->st);
+		goto out;
+	}
+	rc = lama_store_commit(a->st);
+out:
+	lama_buf_release(&md);
+	return rc;
+}
+
+int lama_archive_get(lama_archive *a, const lama_hash *h, json_t **out)
+{
+	struct lama_buf md = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+	enum lama_store_kind kind;
+	int rc;
+
+	*out = NULL;
+	rc = lama_store_get(a->st, h, &kind, &md);
+	if (!rc && kind == LAMA_KIND_CLOB)
+		rc = lama_error(LAMA_EINVAL, "that hash names a CLOB, not an object");
+	if (!rc) {
+		rc = lama_object_parse(a->recipes, md.data, md.len, out, NULL);
+		if (rc) {
+			char hex[LAMA_HASH_HEX + 1];
+
+			lama_hash_hex(h, hex);
+			rc = lama_error(LAMA_ECORRUPT, "object %s: stored microdata does not parse: %s",
+					hex, lama_errmsg());
+		}
+	}
+	lama_buf_release(&md);
+	return rc;
+}
+
+int lama_archive_put_clob(lama_archive *a, const char *text, size_t n, lama_hash *hash)
+{
+	json_t *check = json_stringn(text, n); /* jansson validates UTF-8 */
+
+	if (!check)
+		return lama_error(LAMA_EINVAL, "a CLOB must be valid UTF-8 text");
+	json_decref(check);
+	return lama_store_put(a->st, LAMA_KIND_CLOB, text, n, hash, NULL);
+}
+
+/* ---- version nodes ---- */
+
+int archive__node_load(lama_archive *a, const lama_hash *h, struct archive_node *n)
+{
+	json_t *o, *v;
+	const char *t;
+	int rc;
+
+	memset(n, 0, sizeof(*n));
+	rc = lama_archive_get(a, h, &o);
+	if (rc)
+		return rc;
+	n->hash = *h;
+	t = archive__type(o);
+	if (!strcmp(t, "VersionNodeEdge"))
+		n->kind = NODE_EDGE;
+	else if (!strcmp(t, "VersionNodeChange"))
+		n->kind = NODE_CHANGE;
+	else if (!strcmp(t, "VersionNodeMerge"))
+		n->kind = NODE_MERGE;
+	else {
+		json_decref(o);
+		return lama_error(LAMA_EINVAL, "not a version node");
+	}
+	n->depth = json_number_value(json_object_get(o, "depth"));
+	n->time = json_number_value(json_object_get(o, "creationTime"));
+	rc = lama_hash_parse(json_string_value(json_object_get(o, "data")),
+			     json_string_length(json_object_get(o, "data")), &n->data);
+	if (!rc && n->kind == NODE_CHANGE && (v = json_object_get(o, "prev"))) {
+		n->nparents = 1;
+		n->parents = lama_malloc(sizeof(lama_hash));
+		rc = n->parents ? lama_hash_parse(json_string_value(v), json_string_length(v), n->parents)
+				: lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	if (!rc && n->kind == NODE_MERGE) {
+		json_t *set = json_object_get(json_object_get(o, "nodes"), "$set");
+		size_t i;
+
+		n->nparents = json_array_size(set);
+		n->parents = lama_calloc(n->nparents, sizeof(lama_hash));
+		if (!n->parents)
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+		json_array_foreach(set, i, v) {
+			if (rc)
+				break;
+			rc = lama_hash_parse(json_string_value(v), json_string_length(v), &n->parents[i]);
+		}
+	}
+	json_decref(o);
+	if (rc)
+		archive__node_release(n);
+	return rc;
+}
+
+void archive__node_release(struct archive_node *n)
+{
+	lama_free(n->parents);
+	n->parents = NULL;
+	n->nparents = 0;
+}
+
+static json_t *hash_json(const lama_hash *h)
+{
+	char hex[LAMA_HASH_HEX + 1];
+
+	lama_hash_hex(h, hex);
+	return json_string(hex);
+}
+
+/* Stores a version node object and indexes it under its ID. */
+int archive__node_store(lama_archive *a, json_t *node, const lama_hash *id, lama_hash *out)
+{
+	struct lama_put_info info;
+	int rc;
+
+	rc = archive__store(a, node, &info);
+	if (!rc)
+		rc = lama_store_ref_add(a->st, id, archive__type(node), &info.hash);
+	if (!rc)
+		*out = info.hash;
+	return rc;
+}
+
+int lama_archive_heads(lama_archive *a, const lama_hash *id, lama_hash **nodes, size_t *n)
+{
+	return lama_store_heads_get(a->st, id, nodes, n);
+}
+
+/* Replaces `prev` (if among the heads) with `node`, keeping the others. */
+static int heads_advance(lama_archive *a, const lama_hash *id, const lama_hash *prev,
+			 const lama_hash *node)
+{
+	lama_hash *heads, *next;
+	size_t n, m = 0;
+	int rc;
+
+	rc = lama_store_heads_get(a->st, id, &heads, &n);
+	if (rc)
+		return rc;
+	next = lama_calloc(n + 1, sizeof(lama_hash));
+	if (!next) {
+		lama_free(heads);
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (lama_hash_eq(&heads[i], node))
+			continue;
+		if (prev && lama_hash_eq(&heads[i], prev))
+			continue;
+		next[m++] = heads[i];
+	}
+	next[m++] = *node;
+	rc = lama_store_heads_set(a->st, id, next, m);
+	lama_free(heads);
+	lama_free(next);
+	return rc;
+}
+
+int lama_archive_put_version(lama_archive *a, const json_t *obj, const lama_hash *prev,
+			     double creation_time, struct lama_put_info *info)
+{
+	struct lama_put_info mine;
+	struct archive_node p = { 0 };
+	json_t *node = NULL, *pobj = NULL;
+	lama_hash pid;
+	int rc;
+
+	if (!info)
+		info = &mine;
+	if (creation_time <= 0)
+		creation_time = lama_archive_now();
+	rc = lama_store_begin(a->st);
+	if (rc)
+		return rc;
+	rc = archive__store(a, obj, info);
+	if (rc)
+		goto out;
+	if (!info->versioned) {
+		rc = lama_error(LAMA_EINVAL, "type %s has no ID fields, so it has no versions",
+				archive__type(obj));
+		goto out;
+	}
+	if (prev) {
+		rc = archive__node_load(a, prev, &p);
+		if (!rc)
+			rc = lama_archive_get(a, &p.data, &pobj);
+		if (!rc)
+			rc = lama_object_hash(a->recipes, pobj, NULL, &pid);
+		if (!rc && !lama_hash_eq(&pid, &info->id_hash))
+			rc = lama_error(LAMA_EINVAL, "the previous version belongs to another ID");
+		if (rc)
+			goto out;
+		node = json_pack("{s:s, s:o, s:o, s:f, s:f}", "$type$", "VersionNodeChange",
+				 "prev", hash_json(prev), "data", hash_json(&info->hash),
+				 "depth", p.depth + 1, "creationTime", creation_time);
+	} else {
+		node = json_pack("{s:s, s:o, s:f, s:f}", "$type$", "VersionNodeEdge",
+				 "data", hash_json(&info->hash), "depth", 0.0,
+				 "creationTime", creation_time);
+	}
+	if (!node) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = archive__node_store(a, node, &info->id_hash, &info->node);
+	if (!rc)
+		rc = heads_advance(a, &info->id_hash, prev, &info->node);
+out:
+	json_decref(node);
+	json_decref(pobj);
+	archive__node_release(&p);
+	if (rc) {
+		lama_store_rollback(a->st);
+		return rc;
+	}
+	return lama_store_commit(a->st);
+}
+
+int lama_archive_put(lama_archive *a, const json_t *obj, double creation_time,
+		     struct lama_put_info *info)
+{
+	struct lama_put_info mine;
+	struct archive_node head = { 0 };
+	lama_hash id, h, node;
+	int rc, v, have_head = 0;
+
+	if (!info)
+		info = &mine;
+	v = lama_recipes_is_versioned(a->recipes, archive__type(obj));
+	if (v < 0)
+		return v;
+	if (!v)
+		return archive__store(a, obj, info);
+	rc = lama_object_hash(a->recipes, obj, &h, &id);
+	if (rc)
+		return rc;
+	rc = lama_store_begin(a->st);
+	if (rc)
+		return rc;
+	rc = lama_archive_merge(a, &id, &node);
+	if (rc == 0) {
+		have_head = 1;
+		rc = archive__node_load(a, &node, &head);
+	} else if (rc == LAMA_ENOTFOUND) {
+		rc = 0;
+	}
+	if (rc)
+		goto fail;
+	if (have_head && lama_hash_eq(&head.data, &h)) {
+		/* the current version again: nothing changes */
+		memset(info, 0, sizeof(*info));
+		info->hash = h;
+		info->versioned = 1;
+		info->id_hash = id;
+		info->node = node;
+		archive__node_release(&head);
+		return lama_store_commit(a->st);
+	}
+	archive__node_release(&head);
+	rc = lama_archive_put_version(a, obj, have_head ? &node : NULL, creation_time, info);
+	if (rc)
+		goto fail;
+	return lama_store_commit(a->st);
+fail:
+	archive__node_release(&head);
+	lama_store_rollback(a->st);
+	return rc;
+}
+
+int lama_archive_current(lama_archive *a, const lama_hash *id, lama_hash *obj)
+{
+	struct archive_node n;
+	lama_hash node;
+	int rc;
+
+	rc = lama_archive_merge(a, id, &node);
+	if (rc)
+		return rc;
+	rc = archive__node_load(a, &node, &n);
+	if (rc)
+		return rc;
+	*obj = n.data;
+	archive__node_release(&n);
+	return 0;
+}
+
+int lama_archive_referrers(lama_archive *a, const lama_hash *target, const char *type,
+			   int (*fn)(void *ctx, const char *type, const lama_hash *src),
+			   void *ctx)
+{
+	return lama_store_refs(a->st, target, type, fn, ctx);
+}

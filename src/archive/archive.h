@@ -1,0 +1,75 @@
+/* archive.h: ONE's storage semantics over the encrypted store — objects
+ * checked against their recipes, ID objects, versions as a DAG of version
+ * nodes with deterministic merges, reverse maps, CLOBs.
+ *
+ * A type with ID fields is versioned. Storing such an object also stores
+ * its ID object and records a version node: VersionNodeEdge for a first
+ * version, VersionNodeChange after a predecessor, VersionNodeMerge when
+ * concurrent heads are merged. The heads of an ID are the nodes nothing
+ * follows yet. Merging is per field, by the recipe's CRDT rule, and gives
+ * the same object whatever the order and grouping of merges
+ * (docs/object-format.md, "Versions and merges"). */
+#ifndef LAMA_ARCHIVE_H
+#define LAMA_ARCHIVE_H
+
+#include <jansson.h>
+
+#include "object/object.h"
+#include "store/store.h"
+
+typedef struct lama_archive lama_archive;
+
+/* Wraps an open store and a recipe registry; both are borrowed and must
+ * outlive the archive. Free with lama_archive_free. */
+int lama_archive_new(lama_archive **out, lama_store *st, const lama_recipes *r);
+void lama_archive_free(lama_archive *a);
+lama_store *lama_archive_store(lama_archive *a);
+const lama_recipes *lama_archive_recipes(lama_archive *a);
+
+struct lama_put_info {
+	lama_hash hash;    /* the object */
+	int is_new;        /* 0 if it was stored before */
+	int versioned;     /* the type has ID fields; then: */
+	lama_hash id_hash; /* its ID hash */
+	lama_hash node;    /* the version node now naming this version */
+};
+
+/* Milliseconds since the epoch, as ONE's creationTime. */
+double lama_archive_now(void);
+
+/* Stores obj (validated against its recipe) with reverse-map entries for
+ * every reference it holds. A versioned object becomes the next version
+ * after the current head (the heads are merged first if there are
+ * several); putting the current version again changes nothing.
+ * creation_time 0 means now. One transaction. info may be NULL. */
+int lama_archive_put(lama_archive *a, const json_t *obj, double creation_time,
+		     struct lama_put_info *info);
+/* Records obj as a version that follows version node `prev` (NULL: a first
+ * version), leaving every other head in place: this is how concurrent
+ * versions from other devices arrive. */
+int lama_archive_put_version(lama_archive *a, const json_t *obj, const lama_hash *prev,
+			     double creation_time, struct lama_put_info *info);
+/* Stores UTF-8 text as a CLOB (LAMA_EINVAL if not valid UTF-8). */
+int lama_archive_put_clob(lama_archive *a, const char *text, size_t n, lama_hash *hash);
+
+/* Reads an object or ID object back (*out a new reference). Every read is
+ * decrypted, re-hashed and parsed strictly. */
+int lama_archive_get(lama_archive *a, const lama_hash *h, json_t **out);
+
+/* The version heads of an ID (*nodes allocated, lama_free). */
+int lama_archive_heads(lama_archive *a, const lama_hash *id, lama_hash **nodes, size_t *n);
+/* Merges all heads of an ID into one (a no-op with one head); *node (may be
+ * NULL) is the single head afterwards. */
+int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node);
+/* The current version's object hash: the data of the single head, merging
+ * first if needed. LAMA_ENOTFOUND for an ID without versions. */
+int lama_archive_current(lama_archive *a, const lama_hash *id, lama_hash *obj);
+
+/* Who refers to `target` (an object, ID, CLOB or BLOB hash): fn is called
+ * for each referrer of type `type` (NULL: any). The version nodes of an ID
+ * are found as referrers of the ID hash. */
+int lama_archive_referrers(lama_archive *a, const lama_hash *target, const char *type,
+			   int (*fn)(void *ctx, const char *type, const lama_hash *src),
+			   void *ctx);
+
+#endif

@@ -1,0 +1,32 @@
+/* archive_int.h: what archive.c and merge.c share. */
+#ifndef LAMA_ARCHIVE_INT_H
+#define LAMA_ARCHIVE_INT_H
+
+#include "archive/archive.h"
+
+struct lama_archive {
+	lama_store *st;
+	const lama_recipes *recipes;
+};
+
+enum node_kind { NODE_EDGE, NODE_CHANGE, NODE_MERGE };
+
+/* A version node as read from the archive. */
+struct archive_node {
+	lama_hash hash;
+	enum node_kind kind;
+	lama_hash data;     /* the version's object */
+	double depth, time; /* depth in the DAG, creationTime (ms) */
+	lama_hash *parents; /* prev (change) or nodes (merge); owned */
+	size_t nparents;
+};
+
+const char *archive__type(const json_t *obj);
+/* Stores obj and its ID object with reverse maps (no version node). */
+int archive__store(lama_archive *a, const json_t *obj, struct lama_put_info *info);
+int archive__node_load(lama_archive *a, const lama_hash *h, struct archive_node *n);
+void archive__node_release(struct archive_node *n);
+/* Stores a version node object, indexed as a referrer of its ID. */
+int archive__node_store(lama_archive *a, json_t *node, const lama_hash *id, lama_hash *out);
+
+#endif

@@ -1,0 +1,521 @@
+/* merge.c: deterministic merge of concurrent version heads.
+ *
+ * Registers: last writer wins, where "when a field was written" is the
+ * creationTime of the version that last changed it on its branch (a merge
+ * inherits the time of the value it kept); ties go to the larger value
+ * text. That is a maximum over a total order, so any grouping and order of
+ * merges picks the same value.
+ * Sets: three-way against the newest common ancestor: an item stays if it
+ * is new since the ancestor in any head, or if every head still has it; so
+ * concurrent adds win over nothing, and a removal on any branch sticks. */
+#include <string.h>
+
+#include "archive/archive.h"
+#include "archive/archive_int.h"
+#include "util/err.h"
+#include "util/mem.h"
+
+struct entry {
+	struct archive_node node;
+	json_t *obj; /* the version's object */
+};
+
+struct field {
+	const char *name; /* borrowed from the recipe */
+	enum lama_crdt_rule rule;
+	int is_id;
+};
+
+struct merger {
+	lama_archive *a;
+	struct entry *e; /* loaded nodes */
+	size_t ne, cap;
+	json_t *index;   /* hex -> position in e */
+	json_t *memo;    /* "hex/field" -> field time */
+	struct field *f;
+	size_t nf, fcap;
+};
+
+static void hex_of(const lama_hash *h, char out[LAMA_HASH_HEX + 1])
+{
+	lama_hash_hex(h, out);
+}
+
+/* Loads (once) a node and its object; returns its position or <0. */
+static int load(struct merger *m, const lama_hash *h)
+{
+	char hex[LAMA_HASH_HEX + 1];
+	json_t *pos;
+	struct entry *e;
+	int rc;
+
+	hex_of(h, hex);
+	pos = json_object_get(m->index, hex);
+	if (pos)
+		return (int)json_integer_value(pos);
+	if (m->ne == m->cap) {
+		size_t cap = m->cap ? 2 * m->cap : 16;
+		struct entry *ne = lama_realloc(m->e, cap * sizeof(*ne));
+
+		if (!ne)
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		m->e = ne;
+		m->cap = cap;
+	}
+	e = &m->e[m->ne];
+	rc = archive__node_load(m->a, h, &e->node);
+	if (rc)
+		return rc;
+	rc = lama_archive_get(m->a, &e->node.data, &e->obj);
+	if (rc) {
+		archive__node_release(&e->node);
+		return rc;
+	}
+	if (json_object_set_new(m->index, hex, json_integer((json_int_t)m->ne))) {
+		archive__node_release(&e->node);
+		json_decref(e->obj);
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	return (int)m->ne++;
+}
+
+static int values_equal(const json_t *x, const json_t *y)
+{
+	if (!x || !y)
+		return x == y;
+	return json_equal(x, y);
+}
+
+/* When was field f last written on the branch ending at node h? */
+static int field_time(struct merger *m, const lama_hash *h, const char *f, double *t)
+{
+	char key[LAMA_HASH_HEX + 1 + LAMA_TYPE_MAX + 1];
+	lama_hash cur = *h;
+	json_t *memo;
+	int i, rc;
+
+	hex_of(h, key);
+	strcat(key, "/");
+	strncat(key, f, LAMA_TYPE_MAX - 1);
+	memo = json_object_get(m->memo, key);
+	if (memo) {
+		*t = json_real_value(memo);
+		return 0;
+	}
+	for (;;) {
+		/* walk back along unchanged single-parent history without recursion */
+		i = load(m, &cur);
+		if (i < 0)
+			return i;
+		struct entry *e = &m->e[i];
+		json_t *v = json_object_get(e->obj, f);
+
+		if (e->node.kind == NODE_EDGE) {
+			*t = e->node.time;
+			break;
+		}
+		if (e->node.kind == NODE_CHANGE) {
+			lama_hash prev;
+			int pi;
+
+			if (e->node.nparents == 0) {
+				*t = e->node.time;
+				break;
+			}
+			prev = e->node.parents[0];
+			pi = load(m, &prev);
+			if (pi < 0)
+				return pi;
+			e = &m->e[i]; /* load() may have moved the array */
+			if (!values_equal(v, json_object_get(m->e[pi].obj, f))) {
+				*t = e->node.time;
+				break;
+			}
+			cur = prev;
+			continue;
+		}
+		/* a merge: the time of the parent whose value it kept */
+		double best = -1;
+		size_t np = e->node.nparents;
+		lama_hash *parents = lama_malloc(np * sizeof(lama_hash));
+
+		if (!parents)
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		memcpy(parents, e->node.parents, np * sizeof(lama_hash));
+		double own = e->node.time;
+		json_t *val = json_incref(v);
+
+		for (size_t p = 0; p < np; p++) {
+			int pi = load(m, &parents[p]);
+			double pt;
+
+			if (pi < 0) {
+				rc = pi;
+				goto merr;
+			}
+			if (!values_equal(val, json_object_get(m->e[pi].obj, f)))
+				continue;
+			rc = field_time(m, &parents[p], f, &pt);
+			if (rc)
+				goto merr;
+			if (pt > best)
+				best = pt;
+		}
+		*t = best < 0 ? own : best;
+		lama_free(parents);
+		json_decref(val);
+		break;
+merr:
+		lama_free(parents);
+		json_decref(val);
+		return rc;
+	}
+	if (json_object_set_new(m->memo, key, json_real(*t)))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* All ancestors of h (itself included) as a JSON object hex -> true. */
+static int ancestors(struct merger *m, const lama_hash *h, json_t **out)
+{
+	json_t *seen = json_object(), *todo = json_array();
+	char hex[LAMA_HASH_HEX + 1];
+	int rc = 0;
+
+	if (!seen || !todo) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	hex_of(h, hex);
+	json_array_append_new(todo, json_string(hex));
+	while (!rc && json_array_size(todo)) {
+		size_t last = json_array_size(todo) - 1;
+		const char *s = json_string_value(json_array_get(todo, last));
+		lama_hash cur;
+		int i;
+
+		if (json_object_get(seen, s)) {
+			json_array_remove(todo, last);
+			continue;
+		}
+		json_object_set_new(seen, s, json_true());
+		rc = lama_hash_parse(s, strlen(s), &cur);
+		json_array_remove(todo, last);
+		if (rc)
+			break;
+		i = load(m, &cur);
+		if (i < 0) {
+			rc = i;
+			break;
+		}
+		for (size_t p = 0; p < m->e[i].node.nparents; p++) {
+			hex_of(&m->e[i].node.parents[p], hex);
+			if (!json_object_get(seen, hex))
+				json_array_append_new(todo, json_string(hex));
+		}
+	}
+out:
+	json_decref(todo);
+	if (rc) {
+		json_decref(seen);
+		seen = NULL;
+	}
+	*out = seen;
+	return rc;
+}
+
+/* The newest common ancestor of the heads (position in m->e), or -1 when
+ * the histories share nothing. */
+static int common_ancestor(struct merger *m, const lama_hash *heads, size_t n, int *base)
+{
+	json_t *common = NULL, *anc;
+	const char *k;
+	json_t *v;
+	void *tmp;
+	int rc = 0;
+	double best_depth = -1;
+	char best[LAMA_HASH_HEX + 1] = "";
+
+	*base = -1;
+	for (size_t i = 0; i < n && !rc; i++) {
+		rc = ancestors(m, &heads[i], &anc);
+		if (rc)
+			break;
+		if (!common) {
+			common = anc;
+			continue;
+		}
+		json_object_foreach_safe(common, tmp, k, v) {
+			if (!json_object_get(anc, k))
+				json_object_del(common, k);
+		}
+		json_decref(anc);
+	}
+	if (!rc) {
+		json_object_foreach(common, k, v) {
+			lama_hash h;
+			int i;
+
+			if ((rc = lama_hash_parse(k, strlen(k), &h)))
+				break;
+			if ((i = load(m, &h)) < 0) {
+				rc = i;
+				break;
+			}
+			if (m->e[i].node.depth > best_depth ||
+			    (m->e[i].node.depth == best_depth && strcmp(k, best) < 0)) {
+				best_depth = m->e[i].node.depth;
+				memcpy(best, k, sizeof(best));
+				*base = i;
+			}
+		}
+	}
+	json_decref(common);
+	return rc;
+}
+
+static int add_field(void *ctx, const char *itemprop, enum lama_crdt_rule rule, int is_id)
+{
+	struct merger *m = ctx;
+
+	if (m->nf == m->fcap) {
+		size_t cap = m->fcap ? 2 * m->fcap : 16;
+		struct field *nf = lama_realloc(m->f, cap * sizeof(*nf));
+
+		if (!nf)
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		m->f = nf;
+		m->fcap = cap;
+	}
+	m->f[m->nf].name = itemprop;
+	m->f[m->nf].rule = rule;
+	m->f[m->nf].is_id = is_id;
+	m->nf++;
+	return 0;
+}
+
+/* Canonical text of a value, for comparing and keying. */
+static int value_text(const json_t *v, struct lama_buf *out)
+{
+	lama_buf_truncate(out, 0);
+	return v ? lama_json_write(v, out) : 0;
+}
+
+static int merge_register(struct merger *m, const int *hi, size_t n, const lama_hash *heads,
+			  const char *f, json_t **out)
+{
+	struct lama_buf best_text = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+	struct lama_buf text = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+	double best_t = -1;
+	json_t *best = NULL;
+	int rc = 0;
+
+	for (size_t i = 0; i < n && !rc; i++) {
+		json_t *v = json_object_get(m->e[hi[i]].obj, f);
+		double t;
+
+		rc = field_time(m, &heads[i], f, &t);
+		if (!rc)
+			rc = value_text(v, &text);
+		if (rc)
+			break;
+		if (i == 0 || t > best_t ||
+		    (t == best_t && strcmp(text.data ? text.data : "", best_text.data ? best_text.data : "") > 0)) {
+			best_t = t;
+			best = v;
+			lama_buf_truncate(&best_text, 0);
+			rc = lama_buf_add(&best_text, text.data ? text.data : "", text.len);
+		}
+	}
+	*out = rc ? NULL : json_incref(best);
+	lama_buf_release(&best_text);
+	lama_buf_release(&text);
+	return rc;
+}
+
+/* Adds the items of a {"$set": [...]} value to keys (text -> item). */
+static int set_items(const json_t *v, json_t *keys, struct lama_buf *text)
+{
+	json_t *items = json_object_get(v, "$set"), *it;
+	size_t i;
+	int rc = 0;
+
+	json_array_foreach(items, i, it) {
+		if ((rc = value_text(it, text)))
+			break;
+		if (json_object_set(keys, text->data ? text->data : "", it))
+			return lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	return rc;
+}
+
+static int merge_set(struct merger *m, const int *hi, size_t n, int base, const char *f,
+		     json_t **out)
+{
+	struct lama_buf text = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+	json_t *base_keys = json_object(), *result = json_array(), **head_keys;
+	json_t *all = json_object();
+	int rc = 0, present = 0;
+	const char *k;
+	json_t *item;
+
+	*out = NULL;
+	head_keys = lama_calloc(n, sizeof(json_t *));
+	if (!base_keys || !result || !all || !head_keys) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (base >= 0)
+		rc = set_items(json_object_get(m->e[base].obj, f), base_keys, &text);
+	for (size_t i = 0; i < n && !rc; i++) {
+		json_t *v = json_object_get(m->e[hi[i]].obj, f);
+
+		present |= v != NULL;
+		head_keys[i] = json_object();
+		if (!head_keys[i]) {
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+			break;
+		}
+		rc = set_items(v, head_keys[i], &text);
+		if (!rc)
+			rc = set_items(v, all, &text);
+	}
+	if (rc || !present)
+		goto out;
+	json_object_foreach(all, k, item) {
+		int in_all = 1;
+
+		for (size_t i = 0; i < n; i++)
+			in_all &= json_object_get(head_keys[i], k) != NULL;
+		if (!json_object_get(base_keys, k) || in_all)
+			json_array_append(result, item);
+	}
+	*out = json_pack("{s:O}", "$set", result);
+	if (!*out)
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+out:
+	for (size_t i = 0; head_keys && i < n; i++)
+		json_decref(head_keys[i]);
+	lama_free(head_keys);
+	json_decref(base_keys);
+	json_decref(result);
+	json_decref(all);
+	lama_buf_release(&text);
+	return rc;
+}
+
+static void merger_release(struct merger *m)
+{
+	for (size_t i = 0; i < m->ne; i++) {
+		archive__node_release(&m->e[i].node);
+		json_decref(m->e[i].obj);
+	}
+	lama_free(m->e);
+	lama_free(m->f);
+	json_decref(m->index);
+	json_decref(m->memo);
+}
+
+int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node_out)
+{
+	struct merger m = { .a = a };
+	lama_hash *heads = NULL;
+	struct lama_put_info info;
+	json_t *merged = NULL, *node = NULL, *nodes = NULL;
+	int *hi = NULL, base = -1, rc;
+	size_t n;
+	double depth = 0, time = 0;
+	const char *type;
+
+	rc = lama_store_heads_get(a->st, id, &heads, &n);
+	if (rc)
+		return rc;
+	if (n == 0) {
+		char hex[LAMA_HASH_HEX + 1];
+
+		lama_free(heads);
+		hex_of(id, hex);
+		return lama_error(LAMA_ENOTFOUND, "no versions of %s", hex);
+	}
+	if (n == 1) {
+		if (node_out)
+			*node_out = heads[0];
+		lama_free(heads);
+		return 0;
+	}
+	m.index = json_object();
+	m.memo = json_object();
+	hi = lama_calloc(n, sizeof(int));
+	nodes = json_array();
+	if (!m.index || !m.memo || !hi || !nodes) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char hex[LAMA_HASH_HEX + 1];
+
+		if ((hi[i] = load(&m, &heads[i])) < 0) {
+			rc = hi[i];
+			goto out;
+		}
+		if (m.e[hi[i]].node.depth > depth)
+			depth = m.e[hi[i]].node.depth;
+		if (m.e[hi[i]].node.time > time)
+			time = m.e[hi[i]].node.time;
+		hex_of(&heads[i], hex);
+		json_array_append_new(nodes, json_string(hex));
+	}
+	type = archive__type(m.e[hi[0]].obj);
+	rc = lama_recipes_foreach_field(a->recipes, type, add_field, &m);
+	if (!rc)
+		rc = common_ancestor(&m, heads, n, &base);
+	merged = json_pack("{s:s}", "$type$", type);
+	if (!rc && !merged)
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+	for (size_t i = 0; i < m.nf && !rc; i++) {
+		json_t *v = NULL;
+
+		if (m.f[i].is_id)
+			v = json_incref(json_object_get(m.e[hi[0]].obj, m.f[i].name));
+		else if (m.f[i].rule == LAMA_CRDT_SET)
+			rc = merge_set(&m, hi, n, base, m.f[i].name, &v);
+		else
+			rc = merge_register(&m, hi, n, heads, m.f[i].name, &v);
+		if (!rc && v && json_object_set_new(merged, m.f[i].name, v))
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	if (rc)
+		goto out;
+	rc = lama_store_begin(a->st);
+	if (rc)
+		goto out;
+	rc = archive__store(a, merged, &info);
+	if (!rc) {
+		char hex[LAMA_HASH_HEX + 1];
+
+		hex_of(&info.hash, hex);
+		node = json_pack("{s:s, s:{s:O}, s:s, s:f, s:f}", "$type$", "VersionNodeMerge",
+				 "nodes", "$set", nodes, "data", hex, "depth", depth + 1,
+				 "creationTime", time);
+		rc = node ? 0 : lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	if (!rc)
+		rc = archive__node_store(a, node, id, &info.node);
+	if (!rc)
+		rc = lama_store_heads_set(a->st, id, &info.node, 1);
+	if (rc) {
+		lama_store_rollback(a->st);
+		goto out;
+	}
+	rc = lama_store_commit(a->st);
+	if (!rc && node_out)
+		*node_out = info.node;
+out:
+	json_decref(merged);
+	json_decref(node);
+	json_decref(nodes);
+	lama_free(hi);
+	lama_free(heads);
+	merger_release(&m);
+	return rc;
+}

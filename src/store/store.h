@@ -1,0 +1,131 @@
+/* store.h: the encrypted, content-addressed archive on SQLite.
+ *
+ * One SQLite database (WAL) per user archive. Everything in it is sealed
+ * with XChaCha20-Poly1305 under the storage key; rows are found by a keyed
+ * BLAKE2b of the content hash (the index key), so someone holding the disk
+ * can neither read content nor confirm that a known object or file is
+ * stored. Every read decrypts, then re-hashes: a mismatch is LAMA_ECORRUPT,
+ * never garbage. This layer knows bytes and hashes; ONE semantics (recipes,
+ * versions, reverse maps) live in archive/archive.h on top of it.
+ * Design: docs/storage.md. */
+#ifndef LAMA_STORE_H
+#define LAMA_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/hash.h"
+
+typedef struct lama_store lama_store;
+
+/* What a stored row holds. */
+enum lama_store_kind {
+	LAMA_KIND_OBJECT = 1, /* microdata of an object */
+	LAMA_KIND_ID = 2,     /* microdata of an ID object */
+	LAMA_KIND_CLOB = 3,   /* UTF-8 text */
+};
+
+#define LAMA_STORE_CREATE 1 /* create the database if it does not exist */
+
+/* Opens the archive at `path` with the storage key and index key (32 bytes
+ * each, derived from the user's master key; copied into secure memory).
+ * LAMA_EAUTH if the keys do not open this archive, LAMA_ENOTFOUND if it does
+ * not exist and LAMA_STORE_CREATE is not given. Caller frees with
+ * lama_store_close. Opening costs the same for an empty or a huge archive. */
+int lama_store_open(lama_store **out, const char *path, const uint8_t enc_key[32],
+		    const uint8_t index_key[32], int flags);
+/* Closes, wipes the keys; any open transaction is rolled back. */
+void lama_store_close(lama_store *st);
+
+/* Groups writes into one atomic, durable commit. Nested begin/commit pairs
+ * are counted; only the outermost commits. Without them every write is its
+ * own transaction. Once commit returns 0 the data survives a crash. */
+int lama_store_begin(lama_store *st);
+int lama_store_commit(lama_store *st);
+void lama_store_rollback(lama_store *st);
+
+/* Stores `data` under its SHA-256 (returned in *hash, which may be NULL).
+ * A duplicate is a check, not an error: *is_new (if not NULL) says which. */
+int lama_store_put(lama_store *st, enum lama_store_kind kind, const void *data, size_t n,
+		   lama_hash *hash, int *is_new);
+/* Like lama_store_put when the caller already knows the hash (computed from
+ * the same bytes); it is trusted, so only pass hashes you computed. */
+int lama_store_put_hashed(lama_store *st, enum lama_store_kind kind, const void *data,
+			  size_t n, const lama_hash *hash, int *is_new);
+/* Appends the bytes stored under `hash` to out and sets *kind (may be NULL).
+ * LAMA_ENOTFOUND or LAMA_ECORRUPT. */
+int lama_store_get(lama_store *st, const lama_hash *hash, enum lama_store_kind *kind,
+		   struct lama_buf *out);
+/* 1 if stored (BLOB or not), 0 if not, negative on error. */
+int lama_store_has(lama_store *st, const lama_hash *hash);
+
+/* --- BLOBs: any size, streamed with constant memory --- */
+
+/* Chunk size: BLOBs are sealed in pieces of this many bytes. */
+#define LAMA_BLOB_CHUNK ((size_t)128 << 10)
+
+typedef struct lama_blob_writer lama_blob_writer;
+typedef struct lama_blob_reader lama_blob_reader;
+
+/* Starts a BLOB; its hash is known only at the end. The writer holds the
+ * store's write transaction until _end or _abort. */
+int lama_blob_write_begin(lama_store *st, lama_blob_writer **out);
+int lama_blob_write(lama_blob_writer *w, const void *data, size_t n);
+/* Commits and frees the writer; *hash is the SHA-256 of all bytes written.
+ * On failure nothing is stored and the writer is freed. */
+int lama_blob_write_end(lama_blob_writer *w, lama_hash *hash, int *is_new);
+void lama_blob_write_abort(lama_blob_writer *w);
+
+/* Opens a stored BLOB for reading; *size (may be NULL) is its length. */
+int lama_blob_open(lama_store *st, const lama_hash *hash, lama_blob_reader **out,
+		   uint64_t *size);
+/* Reads up to n bytes; *got is 0 at the end. Each chunk is authenticated
+ * before use; at the end the SHA-256 of all bytes is checked against the
+ * name, so a reader that reached the end without error read the BLOB. */
+int lama_blob_read(lama_blob_reader *r, void *buf, size_t n, size_t *got);
+void lama_blob_close(lama_blob_reader *r);
+
+/* --- Indexes the archive layer keeps (all sealed like the content) --- */
+
+/* Reverse map: records that object `src` of type `src_type` refers to
+ * `dst` (an object, ID, CLOB or BLOB hash). Idempotent. */
+int lama_store_ref_add(lama_store *st, const lama_hash *dst, const char *src_type,
+		       const lama_hash *src);
+/* Calls fn for every recorded referrer of dst, of type src_type (NULL: any
+ * type), in no particular order; stops on a non-zero return and passes it
+ * back. */
+int lama_store_refs(lama_store *st, const lama_hash *dst, const char *src_type,
+		    int (*fn)(void *ctx, const char *src_type, const lama_hash *src),
+		    void *ctx);
+
+/* Version heads of an ID: the version nodes no other node follows.
+ * *heads is allocated (lama_free), *n may be 0 when the ID is unknown. */
+int lama_store_heads_get(lama_store *st, const lama_hash *id, lama_hash **heads, size_t *n);
+int lama_store_heads_set(lama_store *st, const lama_hash *id, const lama_hash *heads, size_t n);
+
+/* Small named records (the keychain, settings): sealed, bound to their
+ * name. get appends to out; LAMA_ENOTFOUND if absent. */
+#define LAMA_KV_MAX ((size_t)1 << 20)
+int lama_store_kv_put(lama_store *st, const char *name, const void *data, size_t n);
+int lama_store_kv_get(lama_store *st, const char *name, struct lama_buf *out);
+int lama_store_kv_del(lama_store *st, const char *name);
+
+/* --- Verification --- */
+
+struct lama_store_check {
+	uint64_t objects, blobs, blob_bytes, refs, heads, kv; /* rows verified */
+	uint64_t bad;       /* rows that failed */
+	char first_bad[160]; /* description of the first failure */
+};
+/* Decrypts and re-hashes every row, reads every BLOB through. Calls
+ * progress(ctx, done) now and then (may be NULL). Returns 0 if all is
+ * well, LAMA_ECORRUPT if anything failed (details in *report). */
+int lama_store_check(lama_store *st, struct lama_store_check *report,
+		     void (*progress)(void *ctx, uint64_t done), void *ctx);
+
+/* The SQLite handle, for benchmarks that compare raw SQLite on the same
+ * database settings. */
+struct sqlite3 *lama_store_db(lama_store *st);
+
+#endif
