@@ -1,2 +1,225 @@
+/* main.c: the lama command line. Parses global options and dispatches to
+ * one cmd_*.c file per command (git's builtin/ habit). */
+#include <stdarg.h>
 #include <stdio.h>
-int main(void) { puts("lama"); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "util/err.h"
+#include "util/mem.h"
+
+struct cli_globals cli;
+
+static const struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{ "register", cmd_register, "create a user: person, this device's instance, the archive" },
+	{ "login", cmd_login, "check the password and show who you are" },
+	{ "passwd", cmd_passwd, "change the password" },
+	{ "erase", cmd_erase, "remove a user and all their data" },
+	{ "object", cmd_object, "store and read ONE objects (put, get, heads, merge, refs)" },
+	{ "blob", cmd_blob, "store and read BLOBs (put, get)" },
+	{ "check", cmd_check, "verify every object and BLOB in the archive" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: lama [--home DIR] [--user NAME] COMMAND [ARGS]\n\n"
+		   "lama is a local-first, end-to-end-encrypted messenger. Commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nThe data folder is --home DIR, else $LAMA_HOME, else ~/.local/share/lama.\n"
+		   "The password comes from $LAMA_PASSWORD, else a prompt.\n"
+		   "Run `lama COMMAND --help` for a command's options.\n");
+}
+
+int cli_fail(int rc)
+{
+	(void)rc;
+	fprintf(stderr, "lama: %s\n", lama_errmsg());
+	return EXIT_FAIL;
+}
+
+int cli_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("lama: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_USAGE;
+}
+
+int cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return 1;
+	}
+	return 0;
+}
+
+int cli_hash_arg(const char *s, lama_hash *h)
+{
+	if (lama_hash_parse(s, strlen(s), h))
+		return lama_error(LAMA_EINVAL, "not a hash: %.80s (expected 64 lower-case hex characters)", s);
+	return 0;
+}
+
+int cli_kdf(struct lama_kdf_params *p)
+{
+	const char *k = getenv("LAMA_KDF");
+
+	if (!k || !*k || !strcmp(k, "moderate"))
+		*p = lama_kdf_moderate();
+	else if (!strcmp(k, "interactive"))
+		*p = lama_kdf_interactive();
+	else if (!strcmp(k, "min"))
+		*p = lama_kdf_min();
+	else
+		return lama_error(LAMA_EINVAL, "LAMA_KDF must be moderate, interactive or min");
+	return 0;
+}
+
+#define PW_MAX 1024
+
+int cli_password(const char *envvar, const char *prompt, char **pw, size_t *len)
+{
+	const char *env = getenv(envvar);
+	char *buf = lama_secure_alloc(PW_MAX + 2);
+	struct termios old, quiet;
+	FILE *tty;
+	size_t n;
+	int echo_off = 0;
+
+	*pw = NULL;
+	*len = 0;
+	if (!buf)
+		return lama_error(LAMA_ENOMEM, "cannot allocate secure memory");
+	if (env) {
+		n = strlen(env);
+		if (n > PW_MAX) {
+			lama_secure_free(buf);
+			return lama_error(LAMA_ELIMIT, "the password is longer than %d bytes", PW_MAX);
+		}
+		memcpy(buf, env, n + 1);
+		*pw = buf;
+		*len = n;
+		return 0;
+	}
+	tty = fopen("/dev/tty", "r+e");
+	if (!tty) {
+		lama_secure_free(buf);
+		return lama_error(LAMA_EINVAL, "no password: set %s or run in a terminal", envvar);
+	}
+	fputs(prompt, tty);
+	fflush(tty);
+	if (tcgetattr(fileno(tty), &old) == 0) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		echo_off = tcsetattr(fileno(tty), TCSAFLUSH, &quiet) == 0;
+	}
+	if (!fgets(buf, PW_MAX + 2, tty))
+		buf[0] = '\0';
+	if (echo_off)
+		tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	fputc('\n', tty);
+	fclose(tty);
+	n = strcspn(buf, "\n");
+	if (n > PW_MAX) {
+		lama_secure_free(buf);
+		return lama_error(LAMA_ELIMIT, "the password is longer than %d bytes", PW_MAX);
+	}
+	buf[n] = '\0';
+	*pw = buf;
+	*len = n;
+	return 0;
+}
+
+int cli_login(lama_session **s)
+{
+	char *pw;
+	size_t len;
+	int rc;
+
+	rc = cli_password("LAMA_PASSWORD", "Password: ", &pw, &len);
+	if (rc)
+		return rc;
+	rc = lama_account_login(cli.home, cli.user, pw, len, s);
+	lama_secure_free(pw);
+	return rc;
+}
+
+/* Takes --home/--user (with a value or =value) out of argv. */
+static int take_globals(int *argc, char **argv)
+{
+	int out = 1;
+
+	for (int i = 1; i < *argc; i++) {
+		const char **slot = NULL;
+		const char *val = NULL;
+
+		if (!strcmp(argv[i], "--")) {
+			while (i < *argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (!strncmp(argv[i], "--home", 6))
+			slot = &cli.home_opt;
+		else if (!strncmp(argv[i], "--user", 6))
+			slot = &cli.user;
+		if (slot && argv[i][6] == '=') {
+			val = argv[i] + 7;
+		} else if (slot && argv[i][6] == '\0') {
+			if (i + 1 >= *argc)
+				return cli_usage("%s needs a value", argv[i]);
+			val = argv[++i];
+		} else {
+			argv[out++] = argv[i];
+			continue;
+		}
+		*slot = val;
+	}
+	*argc = out;
+	argv[out] = NULL;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc;
+
+	if (lama_crypto_init()) {
+		fprintf(stderr, "lama: cannot initialise libsodium\n");
+		return EXIT_FAIL;
+	}
+	if ((rc = take_globals(&argc, argv)))
+		return rc;
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		puts("lama 0.1.0");
+		return EXIT_OK;
+	}
+	if (lama_home_resolve(cli.home_opt, cli.home, sizeof(cli.home)))
+		return cli_fail(-1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	return cli_usage("unknown command '%s' (see `lama --help`)", argv[1]);
+}

@@ -1,0 +1,46 @@
+/* cli.h: what the command files share. Commands are `int cmd_x(int argc,
+ * char **argv)` returning the exit status; they print one-line errors on
+ * stderr and results on stdout. Only this layer prints or exits. */
+#ifndef LAMA_CLI_H
+#define LAMA_CLI_H
+
+#include "account/account.h"
+
+/* Global options, set by main() before the command runs. */
+struct cli_globals {
+	const char *home_opt; /* --home */
+	const char *user;     /* --user, NULL: the only user */
+	char home[LAMA_PATH_MAX];
+};
+extern struct cli_globals cli;
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Prints "lama: <message>" for the last error and returns EXIT_FAIL. */
+int cli_fail(int rc);
+/* Prints "lama: <fmt>" and returns EXIT_USAGE. */
+int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a password from $envvar, else prompts on the terminal without
+ * echo. *pw is secure memory (lama_secure_free). */
+int cli_password(const char *envvar, const char *prompt, char **pw, size_t *len);
+/* Logs in with the password from LAMA_PASSWORD or a prompt. */
+int cli_login(lama_session **s);
+/* The Argon2id cost for new passwords: $LAMA_KDF = moderate (default),
+ * interactive or min (the last two for tests and slow machines). */
+int cli_kdf(struct lama_kdf_params *p);
+
+/* Parses a hash argument (64 lower-case hex) with a clear message. */
+int cli_hash_arg(const char *s, lama_hash *h);
+/* 1 if argv holds -h or --help. */
+int cli_wants_help(int argc, char **argv);
+
+int cmd_register(int argc, char **argv);
+int cmd_login(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
+int cmd_erase(int argc, char **argv);
+int cmd_object(int argc, char **argv);
+int cmd_blob(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+#endif
