@@ -10,7 +10,7 @@
 
 static const char object_help[] =
 	"usage: lama object put TYPE [--lines]   read an object as JSON on stdin, print its hash\n"
-	"       lama object get HASH [--microdata]  print the object as JSON (or its microdata)\n"
+	"       lama object get HASH... [--microdata]  print objects as JSON (or microdata)\n"
 	"       lama object heads IDHASH           print the version heads of an ID\n"
 	"       lama object merge IDHASH           merge concurrent heads, print the head\n"
 	"       lama object refs HASH [--type T]   print the objects that refer to HASH\n\n"
@@ -119,28 +119,34 @@ static int object_put(lama_session *s, int argc, char **argv)
 static int object_get(lama_session *s, int argc, char **argv)
 {
 	struct lama_buf out = LAMA_BUF_INIT(LAMA_BUF_MAX);
-	int microdata = argc == 3 && !strcmp(argv[2], "--microdata");
+	int microdata = argc > 1 && !strcmp(argv[argc - 1], "--microdata");
 	enum lama_store_kind kind;
 	json_t *obj = NULL;
 	lama_hash h;
-	int rc;
+	int rc = 0;
 
-	if (argc != 2 && !microdata)
-		return lama_error(LAMA_EINVAL, "usage: lama object get HASH [--microdata]");
-	if ((rc = cli_hash_arg(argv[1], &h)))
-		return rc;
-	if (microdata) {
-		rc = lama_store_get(lama_session_store(s), &h, &kind, &out);
-	} else {
-		rc = lama_archive_get(lama_session_archive(s), &h, &obj);
-		if (!rc)
-			rc = lama_json_write(obj, &out);
+	if (argc < 2 + microdata)
+		return lama_error(LAMA_EINVAL, "usage: lama object get HASH... [--microdata]");
+	/* several hashes print one line each, so scripts can check many
+	 * objects with one login */
+	for (int i = 1; !rc && i < argc - microdata; i++) {
+		lama_buf_truncate(&out, 0);
+		if ((rc = cli_hash_arg(argv[i], &h)))
+			break;
+		if (microdata) {
+			rc = lama_store_get(lama_session_store(s), &h, &kind, &out);
+		} else {
+			rc = lama_archive_get(lama_session_archive(s), &h, &obj);
+			if (!rc)
+				rc = lama_json_write(obj, &out);
+			json_decref(obj);
+			obj = NULL;
+		}
+		if (!rc) {
+			fwrite(out.data, 1, out.len, stdout);
+			putchar('\n');
+		}
 	}
-	if (!rc) {
-		fwrite(out.data, 1, out.len, stdout);
-		putchar('\n');
-	}
-	json_decref(obj);
 	lama_buf_release(&out);
 	return rc;
 }

@@ -1,0 +1,119 @@
+#!/bin/sh
+# The CLI end to end: accounts, objects against one.core's own vectors,
+# BLOBs, check, exit statuses and messages.
+. "$(dirname "$0")/lib.sh"
+VEC="${LAMA_ONE_FORMAT:?}/vectors.jsonl"
+
+lama --help | grep -q "register" || fail "--help lists commands"
+for c in register login passwd erase object blob check; do
+	lama "$c" --help >/dev/null || fail "$c --help"
+done
+expect_fail lama frobnicate
+echo "$ERR" | grep -q "unknown command" || fail "unknown command message: $ERR"
+
+# no user yet
+expect_fail lama login
+echo "$ERR" | grep -q "no users" || fail "login without users: $ERR"
+
+lama register --name alice >"$T/ids"
+grep -q "^person [0-9a-f]\{64\}$" "$T/ids" || fail "register prints the person"
+expect_fail lama register --name alice
+echo "$ERR" | grep -q "already exists" || fail "duplicate name: $ERR"
+lama login | cmp - "$T/ids" || fail "login shows the same identity"
+[ "$(stat -c %a "$LAMA_HOME/users"/*/archive.db)" = 600 ] || fail "archive mode 0600"
+
+# wrong password: clear error, nothing changes
+snap() { find "$LAMA_HOME" -type f -exec sha256sum {} + | sort; }
+snap >"$T/before"
+LAMA_PASSWORD=wrong expect_fail lama login
+[ "$ERR" = "lama: wrong password" ] || fail "wrong password message: $ERR"
+LAMA_PASSWORD=wrong expect_fail lama object get 0000000000000000000000000000000000000000000000000000000000000000
+snap >"$T/after"
+cmp -s "$T/before" "$T/after" || fail "a wrong password changed files"
+
+# objects: every 7th vector of one.core goes in as JSON and must come out
+# with one.core's hash and microdata, byte for byte
+n=0
+python3 - "$VEC" "$T/vec" <<'PY'
+import json, sys
+out = open(sys.argv[2], "w")
+for i, line in enumerate(open(sys.argv[1])):
+    v = json.loads(line)
+    if i % 7 or v["type"] in ("TestAllTypes", "TestInherit", "TestUnversioned", "LamaFormatProbe"):
+        continue
+    out.write("%s\t%s\t%s\n" % (v["type"], v["hash"], json.dumps(v["object"])))
+PY
+while IFS="$(printf '\t')" read -r type hash obj; do
+	got=$(printf '%s' "$obj" | lama object put "$type")
+	[ "$got" = "$hash" ] || fail "$type: hash $got, one.core says $hash"
+	lama object get "$hash" --microdata >"$T/md"
+	python3 - "$VEC" "$hash" "$T/md" <<'PY' || fail "$type microdata differs"
+import json, sys
+md = {json.loads(l)["hash"]: json.loads(l)["microdata"] for l in open(sys.argv[1])}
+got = open(sys.argv[3], encoding="utf-8").read()
+sys.exit(0 if got == md[sys.argv[2]] + "\n" else 1)
+PY
+	n=$((n + 1))
+done <"$T/vec"
+[ "$n" -gt 40 ] || fail "only $n vectors checked"
+
+# get returns JSON that puts back to the same hash
+h=$(echo '{"text":"round trip","sender":"0f69db43a925bc5509c37143ffe18e9c11895ad6ec7c50386bcd4c87100b7152"}' | lama object put ChatMessage)
+lama object get "$h" | lama object put ChatMessage | grep -qx "$h" || fail "get/put round trip"
+
+# rejections: one-line errors with one.core's codes
+echo '{"sender":"0f69db43a925bc5509c37143ffe18e9c11895ad6ec7c50386bcd4c87100b7152"}' >"$T/bad"
+expect_fail lama object put ChatMessage <"$T/bad"
+echo "$ERR" | grep -q "O2M-RTYC2" || fail "missing property: $ERR"
+echo '{"text":"x","sender":"nothex"}' >"$T/bad"
+expect_fail lama object put ChatMessage <"$T/bad"
+echo "$ERR" | grep -q "O2M-RTYC4" || fail "bad reference: $ERR"
+echo '{"text":' >"$T/bad"
+expect_fail lama object put ChatMessage <"$T/bad"
+echo "$ERR" | grep -q "not valid JSON" || fail "malformed JSON: $ERR"
+expect_fail lama object put NoSuchType </dev/null
+echo "$ERR" | grep -q "OR-GR1" || fail "unknown type: $ERR"
+expect_fail lama object get abc
+expect_fail lama object get 1111111111111111111111111111111111111111111111111111111111111111
+echo "$ERR" | grep -q "no object" || fail "unknown hash: $ERR"
+
+# versions: a second version of a Person follows the first; refs find it
+p1=$(echo '{"email":"bob@example.org","name":"Bob"}' | lama object put Person --verbose)
+id=$(echo "$p1" | sed -n 's/^id //p')
+echo '{"email":"bob@example.org","name":"Robert"}' | lama object put Person --verbose >"$T/p2"
+[ "$(sed -n 's/^id //p' "$T/p2")" = "$id" ] || fail "same ID for both versions"
+node=$(sed -n 's/^node //p' "$T/p2")
+[ "$(lama object heads "$id")" = "$node" ] || fail "one head after a change"
+lama object get "$node" | grep -q '"VersionNodeChange"' || fail "change node"
+lama object refs "$id" --type VersionNodeChange | grep -q "^$node VersionNodeChange$" || fail "refs by type"
+
+# BLOBs of a few sizes, byte for byte
+for size in 0 1 131072 131073 3000000; do
+	head -c "$size" /dev/urandom >"$T/f"
+	h=$(lama blob put "$T/f")
+	[ "$h" = "$(sha256sum "$T/f" | cut -d' ' -f1)" ] || fail "blob hash for $size bytes"
+	lama blob get "$h" | cmp - "$T/f" || fail "blob round trip for $size bytes"
+	lama blob get "$h" -o "$T/g" && cmp "$T/f" "$T/g" || fail "blob get -o"
+done
+expect_fail lama blob put "$T/missing"
+
+lama check >"$T/check" || fail "check on a good archive"
+grep -q "^bad 0$" "$T/check" || fail "check report"
+
+# password change: old stops working, new works, data intact
+LAMA_NEW_PASSWORD=new-secret lama passwd 2>/dev/null
+expect_fail lama login
+LAMA_PASSWORD=new-secret lama object get "$h" --microdata >/dev/null 2>&1 || true
+LAMA_PASSWORD=new-secret lama login | cmp - "$T/ids" || fail "login with the new password"
+
+# a second user in the same folder; then --user is needed
+LAMA_PASSWORD=pw2 lama register --name carol >/dev/null
+expect_fail lama login
+echo "$ERR" | grep -q -- "--user" || fail "several users: $ERR"
+LAMA_PASSWORD=pw2 lama --user carol login >/dev/null || fail "login as carol"
+LAMA_PASSWORD=wrong expect_fail lama --user carol erase --yes
+LAMA_PASSWORD=pw2 lama --user carol erase --yes 2>/dev/null
+LAMA_PASSWORD=pw2 expect_fail lama --user carol login
+echo "$ERR" | grep -q "no user named carol" || fail "erased: $ERR"
+LAMA_PASSWORD=new-secret lama login >/dev/null || fail "alice survives carol's erase"
+echo "cli: ok ($n vectors)"
