@@ -71,9 +71,9 @@ expect_fail lama check
 cp "$T/pristine.db" "$DB"
 rm -f "$DB-wal" "$DB-shm"
 flip_in "SELECT val FROM chunk"
-expect_fail lama blob get "$b" -o "$T/out"
+expect_fail lama blob get "$b" -o "$T/blobout"
 echo "$ERR" | grep -q "BLOB" || fail "blob error: $ERR"
-[ ! -e "$T/out" ] || fail "a damaged BLOB left an output file"
+[ ! -e "$T/blobout" ] && [ ! -e "$T/blobout.part" ] || fail "a damaged BLOB left an output file"
 expect_fail lama check
 
 # pristine again: all is well
