@@ -278,7 +278,10 @@ static int reference(struct parser *ps, const struct lama__itemtype *t,
 	lama_hash h;
 	int rc;
 
-	if ((size_t)(ps->end - ps->p) < LAMA_HASH_HEX || lama_hash_parse(ps->p, LAMA_HASH_HEX, &h))
+	/* validate first: lama_hash_parse's message would read the text as a
+	 * C string, past the end of an unterminated input */
+	if ((size_t)(ps->end - ps->p) < LAMA_HASH_HEX || !lama_hash_hex_valid(ps->p, LAMA_HASH_HEX) ||
+	    lama_hash_parse(ps->p, LAMA_HASH_HEX, &h))
 		return fail(ps, "expected a SHA-256 hash in lower-case hex", NULL);
 	if (ps->ref_fn && (rc = ps->ref_fn(ps->ctx, rule->itemprop, ref_kind(t->kind), &h)))
 		return rc; /* the caller's value, passed up unchanged */
@@ -286,7 +289,11 @@ static int reference(struct parser *ps, const struct lama__itemtype *t,
 	if (!*out)
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	ps->p += LAMA_HASH_HEX;
-	return expect(ps, "</a>");
+	if ((rc = expect(ps, "</a>"))) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 /* One value of itemtype t, with its opening tag carrying prop (NULL inside
