@@ -16,6 +16,7 @@ struct checker {
 	void (*progress)(void *ctx, uint64_t done);
 	void *ctx;
 	uint64_t done;
+	uint64_t chunks; /* chunk rows the BLOBs read through account for */
 };
 
 static void bad(struct checker *c, const char *table)
@@ -99,6 +100,8 @@ static int blob_row(struct checker *c, sqlite3_stmt *s)
 	lama_buf_release(&pt);
 	if (!rc)
 		rc = lama_blob_open(c->st, &h, &r, NULL);
+	if (!rc)
+		c->chunks += r->nchunks;
 	while (!rc) {
 		rc = lama_blob_read(r, buf, sizeof(buf), &got);
 		if (!rc && got == 0)
@@ -112,26 +115,14 @@ static int blob_row(struct checker *c, sqlite3_stmt *s)
 
 static int ref_row(struct checker *c, sqlite3_stmt *s)
 {
-	struct lama_buf pt = LAMA_BUF_INIT(256);
-	uint8_t ad[80], check[32];
-	int rc;
+	char type[128];
+	lama_hash src;
 
 	if (!key32(s, 0) || sqlite3_column_bytes(s, 1) != 16 || !key32(s, 2))
 		return lama_error(LAMA_ECORRUPT, "bad key");
-	memcpy(ad, sqlite3_column_blob(s, 0), 32);
-	memcpy(ad + 32, sqlite3_column_blob(s, 1), 16);
-	memcpy(ad + 48, sqlite3_column_blob(s, 2), 32);
-	rc = store__unseal(c->st, "ref", ad, sizeof(ad), sqlite3_column_blob(s, 3),
-			   (size_t)sqlite3_column_bytes(s, 3), 0, &pt, "reverse map entry");
-	if (!rc && pt.len <= 32)
-		rc = lama_error(LAMA_ECORRUPT, "reverse map entry: bad size");
-	if (!rc) {
-		store__name(c->st, 's', pt.data, 32, check);
-		if (memcmp(check, ad + 48, 32) != 0)
-			rc = lama_error(LAMA_ECORRUPT, "reverse map entry: names another object");
-	}
-	lama_buf_release(&pt);
-	return rc;
+	return store__ref_open(c->st, sqlite3_column_blob(s, 0), sqlite3_column_blob(s, 1),
+			       sqlite3_column_blob(s, 2), sqlite3_column_blob(s, 3),
+			       (size_t)sqlite3_column_bytes(s, 3), type, &src);
 }
 
 static int head_row(struct checker *c, sqlite3_stmt *s)
@@ -193,8 +184,8 @@ static int integrity_row(struct checker *c, sqlite3_stmt *s)
 int lama_store_check(lama_store *st, struct lama_store_check *report,
 		     void (*progress)(void *ctx, uint64_t done), void *ctx)
 {
-	struct checker c = { st, report, progress, ctx, 0 };
-	uint64_t ignored = 0, chunks = 0, expect_chunks = 0;
+	struct checker c = { st, report, progress, ctx, 0, 0 };
+	uint64_t ignored = 0, chunks = 0, groups = 0;
 	sqlite3_stmt *s;
 
 	memset(report, 0, sizeof(*report));
@@ -205,23 +196,26 @@ int lama_store_check(lama_store *st, struct lama_store_check *report,
 	each_row(&c, "SELECT id, val FROM head", "version heads", head_row, &report->heads);
 	each_row(&c, "SELECT k, val FROM kv", "records", kv_row, &report->kv);
 
-	/* Chunks that no BLOB record accounts for mean rows were added or
-	 * removed behind lama's back (a crash never leaves any: BLOBs are
-	 * written in one transaction). */
-	if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM chunk", -1, &s, NULL) == SQLITE_OK &&
-	    sqlite3_step(s) == SQLITE_ROW)
-		chunks = (uint64_t)sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	/* Chunks that no BLOB record accounts for mean rows were added
+	 * behind lama's back (a crash never leaves any: a BLOB is written in
+	 * one transaction). Every BLOB was read through above, so the chunks
+	 * each one owns are known: any other row, a stray group or one past a
+	 * BLOB's end, is damage. */
 	if (report->bad == 0) {
-		/* every BLOB read through above, so its chunk count is known */
-		if (sqlite3_prepare_v2(st->db, "SELECT count(DISTINCT bid) FROM chunk", -1, &s, NULL) == SQLITE_OK &&
-		    sqlite3_step(s) == SQLITE_ROW)
-			expect_chunks = (uint64_t)sqlite3_column_int64(s, 0);
+		if (sqlite3_prepare_v2(st->db, "SELECT count(*), count(DISTINCT bid) FROM chunk", -1,
+				       &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+			chunks = (uint64_t)sqlite3_column_int64(s, 0);
+			groups = (uint64_t)sqlite3_column_int64(s, 1);
+		} else {
+			store__dberr(st, "counting BLOB chunks");
+			bad(&c, "BLOB chunks");
+		}
 		sqlite3_finalize(s);
-		if (expect_chunks != report->blobs) {
-			lama_error(LAMA_ECORRUPT, "%llu chunk groups for %llu BLOBs (%llu chunks)",
-				   (unsigned long long)expect_chunks,
-				   (unsigned long long)report->blobs, (unsigned long long)chunks);
+		if (report->bad == 0 && (chunks != c.chunks || groups != report->blobs)) {
+			lama_error(LAMA_ECORRUPT, "%llu chunks in %llu groups for %llu BLOBs of "
+				   "%llu chunks", (unsigned long long)chunks,
+				   (unsigned long long)groups, (unsigned long long)report->blobs,
+				   (unsigned long long)c.chunks);
 			bad(&c, "BLOB chunks");
 		}
 	}

@@ -9,7 +9,7 @@
 #include "util/err.h"
 #include "util/mem.h"
 
-#define REF_TYPE_MAX 128
+#define REF_TYPE_MAX 128 /* with the NUL, as LAMA_TYPE_MAX */
 
 static void type_tag(lama_store *st, const char *type, uint8_t tag[16])
 {
@@ -50,7 +50,7 @@ int lama_store_ref_add(lama_store *st, const lama_hash *dst, const char *src_typ
 }
 
 /* Opens one ref row; checks that it is the row its keys say it is. */
-static int ref_open(lama_store *st, const uint8_t dst[32], const void *tag, const void *src,
+int store__ref_open(lama_store *st, const uint8_t dst[32], const void *tag, const void *src,
 		    const void *ct, size_t ctlen, char type[REF_TYPE_MAX], lama_hash *h)
 {
 	uint8_t ad[80], check[32];
@@ -107,7 +107,7 @@ int lama_store_refs(lama_store *st, const lama_hash *dst, const char *src_type,
 			rc = lama_error(LAMA_ECORRUPT, "reverse map entry: bad key");
 			break;
 		}
-		rc = ref_open(st, dname, sqlite3_column_blob(s, 0), sqlite3_column_blob(s, 1),
+		rc = store__ref_open(st, dname, sqlite3_column_blob(s, 0), sqlite3_column_blob(s, 1),
 			      sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2),
 			      type, &src);
 		if (!rc)
@@ -176,6 +176,8 @@ int lama_store_heads_set(lama_store *st, const lama_hash *id, const lama_hash *h
 	sqlite3_stmt *s;
 	int rc;
 
+	if (n > LAMA_BUF_MAX / 32 - 2)
+		return lama_error(LAMA_ELIMIT, "too many version heads (%zu)", n);
 	store__name(st, 'h', id->b, 32, key);
 	rc = lama_buf_add(&pt, id->b, 32);
 	if (!rc && n)
@@ -203,7 +205,9 @@ int lama_store_kv_put(lama_store *st, const char *name, const void *data, size_t
 	sqlite3_stmt *s;
 	int rc;
 
-	if (n > LAMA_KV_MAX || nl == 0 || nl > 200)
+	if (nl == 0 || nl > LAMA_KV_NAME_MAX)
+		return lama_error(LAMA_EINVAL, "bad record name (%zu bytes)", nl);
+	if (n > LAMA_KV_MAX)
 		return lama_error(LAMA_ELIMIT, "record %s is too large", name);
 	store__name(st, 'k', name, nl, key);
 	rc = lama_buf_add(&pt, name, nl + 1);

@@ -2,6 +2,8 @@
 #include "store/store.h"
 #include "store/store_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -90,32 +92,41 @@ int store__seal(const lama_store *st, const char *domain, const uint8_t *name, s
 {
 	uint8_t ad[96];
 	size_t dl = strlen(domain), padded = n, ptlen;
-	uint8_t *buf, *ct;
+	uint8_t *buf = NULL, *ct = NULL;
+	int rc;
 
+	*out = NULL;
+	*outlen = 0;
 	if (dl + namelen > sizeof(ad))
 		return lama_error(LAMA_EINVAL, "associated data too long");
 	memcpy(ad, domain, dl);
-	memcpy(ad + dl, name, namelen);
+	if (namelen)
+		memcpy(ad + dl, name, namelen);
 	ptlen = pad ? (n / PAD_BLOCK + 1) * PAD_BLOCK : n;
 	buf = lama_malloc(ptlen);
 	ct = lama_malloc(ptlen + LAMA_AEAD_OVERHEAD);
 	if (!buf || !ct) {
-		lama_free(buf);
-		lama_free(ct);
-		return lama_error(LAMA_ENOMEM, "out of memory sealing %zu bytes", n);
+		rc = lama_error(LAMA_ENOMEM, "out of memory sealing %zu bytes", n);
+		goto out;
 	}
-	memcpy(buf, pt, n);
+	if (n)
+		memcpy(buf, pt, n);
 	if (pad && sodium_pad(&padded, buf, n, PAD_BLOCK, ptlen) != 0) {
-		lama_free(buf);
-		lama_free(ct);
-		return lama_error(LAMA_EINVAL, "padding failed");
+		rc = lama_error(LAMA_EINVAL, "padding failed");
+		goto out;
 	}
-	lama_aead_seal(ct, buf, padded, ad, dl + namelen, st->keys->enc);
-	sodium_memzero(buf, ptlen);
-	lama_free(buf);
+	rc = lama_aead_seal(ct, buf, padded, ad, dl + namelen, st->keys->enc);
+	if (rc)
+		goto out;
 	*out = ct;
 	*outlen = padded + LAMA_AEAD_OVERHEAD;
-	return 0;
+	ct = NULL;
+out:
+	if (buf)
+		sodium_memzero(buf, ptlen);
+	lama_free(buf);
+	lama_free(ct);
+	return rc;
 }
 
 /* Opens a sealed value into out (appending); LAMA_ECORRUPT if it fails. */
@@ -127,18 +138,24 @@ int store__unseal(const lama_store *st, const char *domain, const uint8_t *name,
 	size_t start = out->len;
 	int rc;
 
-	if (n < LAMA_AEAD_OVERHEAD || dl + namelen > sizeof(ad))
+	if (!ct || n < LAMA_AEAD_OVERHEAD || dl + namelen > sizeof(ad))
 		return lama_error(LAMA_ECORRUPT, "%s: stored value is truncated", what);
 	memcpy(ad, domain, dl);
-	memcpy(ad + dl, name, namelen);
+	if (namelen)
+		memcpy(ad + dl, name, namelen);
 	rc = lama_buf_grow(out, n - LAMA_AEAD_OVERHEAD);
 	if (rc)
 		return rc;
 	if (lama_aead_open((uint8_t *)out->data + start, ct, n, ad, dl + namelen, st->keys->enc))
 		return lama_error(LAMA_ECORRUPT, "%s: failed authentication (tampered or damaged)", what);
 	unpadded = n - LAMA_AEAD_OVERHEAD;
-	if (pad && sodium_unpad(&unpadded, (uint8_t *)out->data + start, unpadded, PAD_BLOCK) != 0)
+	if (pad && sodium_unpad(&unpadded, (uint8_t *)out->data + start, unpadded, PAD_BLOCK) != 0) {
+		/* authentic but malformed: a bug, not an attack; still leave
+		 * no plaintext behind in the caller's spare capacity */
+		sodium_memzero(out->data + start, n - LAMA_AEAD_OVERHEAD);
+		out->data[start] = '\0';
 		return lama_error(LAMA_ECORRUPT, "%s: bad padding", what);
+	}
 	out->len = start + unpadded;
 	out->data[out->len] = '\0';
 	return 0;
@@ -153,16 +170,21 @@ static int exec(lama_store *st, const char *sql)
 
 /* ---- open / close / transactions ---- */
 
+/* The key check row proves both keys: a known text sealed under the storage
+ * key with, as associated data, its name under the index key. A wrong index
+ * key would otherwise open the archive and then find nothing in it. */
 static int check_keys(lama_store *st, int created)
 {
 	sqlite3_stmt *s = NULL;
 	struct lama_buf pt = LAMA_BUF_INIT(256);
-	uint8_t *ct = NULL;
+	uint8_t *ct = NULL, name[32];
 	size_t ctlen;
 	int rc = 0;
 
+	store__name(st, 'c', KEYCHECK, strlen(KEYCHECK), name);
 	if (created) {
-		rc = store__seal(st, "keycheck", NULL, 0, KEYCHECK, strlen(KEYCHECK), 0, &ct, &ctlen);
+		rc = store__seal(st, "keycheck", name, sizeof(name), KEYCHECK, strlen(KEYCHECK), 0,
+				 &ct, &ctlen);
 		if (rc)
 			return rc;
 		if (sqlite3_prepare_v2(st->db, "INSERT INTO meta(k,v) VALUES('keycheck',?1),"
@@ -174,15 +196,25 @@ static int check_keys(lama_store *st, int created)
 			goto dberr;
 		goto out;
 	}
-	if (sqlite3_prepare_v2(st->db, "SELECT v FROM meta WHERE k='keycheck'", -1, &s, NULL) != SQLITE_OK)
-		goto dberr;
+	if (sqlite3_prepare_v2(st->db, "SELECT (SELECT v FROM meta WHERE k='schema'),"
+			       " v FROM meta WHERE k='keycheck'", -1, &s, NULL) != SQLITE_OK) {
+		rc = lama_error(LAMA_ECORRUPT, "not a lama archive (%s)", sqlite3_errmsg(st->db));
+		goto out;
+	}
 	if (sqlite3_step(s) != SQLITE_ROW) {
 		rc = lama_error(LAMA_ECORRUPT, "archive has no key check: not a lama archive");
 		goto out;
 	}
-	rc = store__unseal(st, "keycheck", NULL, 0, sqlite3_column_blob(s, 0),
-		    (size_t)sqlite3_column_bytes(s, 0), 0, &pt, "key check");
-	if (rc || pt.len != strlen(KEYCHECK) || memcmp(pt.data, KEYCHECK, pt.len) != 0)
+	if (sqlite3_column_int(s, 0) != SCHEMA_VERSION) {
+		rc = lama_error(LAMA_ECORRUPT, "archive format version %d, this lama reads %d",
+				sqlite3_column_int(s, 0), SCHEMA_VERSION);
+		goto out;
+	}
+	rc = store__unseal(st, "keycheck", name, sizeof(name), sqlite3_column_blob(s, 1),
+			   (size_t)sqlite3_column_bytes(s, 1), 0, &pt, "key check");
+	/* ENOMEM is not a wrong password */
+	if (rc == LAMA_ECORRUPT || (!rc && (pt.len != strlen(KEYCHECK) ||
+					    memcmp(pt.data, KEYCHECK, pt.len) != 0)))
 		rc = lama_error(LAMA_EAUTH, "the keys do not open this archive");
 	goto out;
 dberr:
@@ -194,6 +226,22 @@ out:
 	return rc;
 }
 
+/* 1 if the database has no tables yet, 0 if it has, <0 on error. */
+static int is_empty(lama_store *st)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master", -1, &s, NULL) != SQLITE_OK)
+		return store__dberr(st, "reading the archive");
+	if (sqlite3_step(s) == SQLITE_ROW)
+		rc = sqlite3_column_int(s, 0) == 0;
+	else
+		rc = store__dberr(st, "reading the archive");
+	sqlite3_finalize(s);
+	return rc;
+}
+
 int lama_store_open(lama_store **out, const char *path, const uint8_t enc_key[32],
 		    const uint8_t index_key[32], int flags)
 {
@@ -202,12 +250,6 @@ int lama_store_open(lama_store **out, const char *path, const uint8_t enc_key[32
 	int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 
 	*out = NULL;
-	if (access(path, F_OK) != 0) {
-		if (!(flags & LAMA_STORE_CREATE))
-			return lama_error(LAMA_ENOTFOUND, "no archive at %s", path);
-		oflags |= SQLITE_OPEN_CREATE;
-		created = 1;
-	}
 	st = lama_calloc(1, sizeof(*st));
 	if (!st)
 		return lama_error(LAMA_ENOMEM, "out of memory");
@@ -218,15 +260,29 @@ int lama_store_open(lama_store **out, const char *path, const uint8_t enc_key[32
 	}
 	memcpy(st->keys->enc, enc_key, 32);
 	memcpy(st->keys->index, index_key, 32);
-	if (created) {
-		/* The database and its WAL are the user's alone. */
-		mode_t old = umask(077);
+	if (access(path, F_OK) != 0) {
+		int fd;
 
-		rc = sqlite3_open_v2(path, &st->db, oflags, NULL);
-		umask(old);
-	} else {
-		rc = sqlite3_open_v2(path, &st->db, oflags, NULL);
+		if (!(flags & LAMA_STORE_CREATE)) {
+			rc = lama_error(LAMA_ENOTFOUND, "no archive at %s", path);
+			goto fail;
+		}
+		/* The database is the user's alone, and SQLite gives its WAL
+		 * and shared-memory files the database's mode. Creating it
+		 * here (O_EXCL) avoids touching the process umask; an empty
+		 * file is an empty SQLite database. */
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST) { /* EEXIST: another process won */
+			rc = lama_error(LAMA_EIO, "cannot create archive %s: %s", path,
+					strerror(errno));
+			goto fail;
+		}
+		if (fd >= 0) {
+			close(fd);
+			created = 1;
+		}
 	}
+	rc = sqlite3_open_v2(path, &st->db, oflags, NULL);
 	if (rc != SQLITE_OK) {
 		rc = lama_error(LAMA_EIO, "cannot open archive %s: %s", path,
 				st->db ? sqlite3_errmsg(st->db) : "out of memory");
@@ -240,7 +296,16 @@ int lama_store_open(lama_store **out, const char *path, const uint8_t enc_key[32
 		  "PRAGMA foreign_keys=OFF;");
 	if (rc)
 		goto fail;
-	if (created) {
+	rc = is_empty(st);
+	if (rc < 0)
+		goto fail;
+	/* An empty database is one this function created, now or before a
+	 * crash cut the first commit short. */
+	if (rc == 1 && !(flags & LAMA_STORE_CREATE)) {
+		rc = lama_error(LAMA_ECORRUPT, "%s is empty: not a lama archive", path);
+		goto fail;
+	}
+	if (rc == 1) {
 		rc = exec(st, "BEGIN IMMEDIATE");
 		if (!rc)
 			rc = exec(st, schema_sql);
@@ -265,6 +330,7 @@ int lama_store_open(lama_store **out, const char *path, const uint8_t enc_key[32
 	*out = st;
 	return 0;
 fail:
+	/* closing the last connection removes the WAL and shm files */
 	lama_store_close(st);
 	if (created)
 		unlink(path);
@@ -343,7 +409,9 @@ int lama_store_put_hashed(lama_store *st, enum lama_store_kind kind, const void 
 	sqlite3_stmt *s;
 	int rc;
 
-	if (n > LAMA_BUF_MAX - 1)
+	if (kind < LAMA_KIND_OBJECT || kind > LAMA_KIND_CLOB)
+		return lama_error(LAMA_EINVAL, "unknown object kind %d", (int)kind);
+	if (n > LAMA_STORE_OBJECT_MAX)
 		return lama_error(LAMA_ELIMIT, "object of %zu bytes is too large", n);
 	store__name(st, 'o', hash->b, 32, key);
 	pt = lama_malloc(n + 1);
@@ -396,6 +464,7 @@ int store__obj_open(lama_store *st, const uint8_t key[32], const void *ct, size_
 	if (rc)
 		return rc;
 	if (out->len == start || out->data[start] < LAMA_KIND_OBJECT || out->data[start] > LAMA_KIND_CLOB) {
+		sodium_memzero(out->data + start, out->len - start);
 		lama_buf_truncate(out, start);
 		return lama_error(LAMA_ECORRUPT, "object %s: unknown kind", hex);
 	}
@@ -404,6 +473,7 @@ int store__obj_open(lama_store *st, const uint8_t key[32], const void *ct, size_
 	lama_sha256(out->data + start + 1, out->len - start - 1, &h);
 	store__name(st, 'o', h.b, 32, k2);
 	if ((expect && !lama_hash_eq(&h, expect)) || memcmp(k2, key, 32) != 0) {
+		sodium_memzero(out->data + start, out->len - start);
 		lama_buf_truncate(out, start);
 		return lama_error(LAMA_ECORRUPT, "object %s: content does not match its hash", hex);
 	}
@@ -520,9 +590,19 @@ int lama_blob_write_begin(lama_store *st, lama_blob_writer **out)
 		goto fail;
 	}
 	lama_random(w->bid, sizeof(w->bid));
+	/* Inside a caller's transaction the BLOB gets a savepoint of its own,
+	 * so aborting it does not take the caller's other writes with it. */
+	w->savepoint = st->tx_depth > 0;
 	rc = lama_store_begin(st);
 	if (rc)
 		goto fail;
+	if (w->savepoint) {
+		rc = exec(st, "SAVEPOINT lama_blob");
+		if (rc) {
+			st->tx_depth--;
+			goto fail;
+		}
+	}
 	*out = w;
 	return 0;
 fail:
@@ -541,7 +621,9 @@ static int flush_chunk(lama_blob_writer *w, int last)
 	int rc = 0;
 
 	chunk_ad(w->bid, w->idx, last, ad);
-	lama_aead_seal(w->sealed, w->chunk, w->fill, ad, sizeof(ad), w->st->keys->enc);
+	rc = lama_aead_seal(w->sealed, w->chunk, w->fill, ad, sizeof(ad), w->st->keys->enc);
+	if (rc)
+		return rc;
 	s = store__stmt(w->st, S_CHUNK_PUT);
 	sqlite3_bind_blob(s, 1, w->bid, 16, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)w->idx);
@@ -559,6 +641,8 @@ int lama_blob_write(lama_blob_writer *w, const void *data, size_t n)
 {
 	const uint8_t *p = data;
 
+	if (w->err)
+		return w->err;
 	lama_sha256_update(w->sha, data, n);
 	w->size += n;
 	while (n) {
@@ -570,7 +654,7 @@ int lama_blob_write(lama_blob_writer *w, const void *data, size_t n)
 			int rc = flush_chunk(w, 0);
 
 			if (rc)
-				return rc;
+				return w->err = rc;
 		}
 		take = LAMA_BLOB_CHUNK - w->fill;
 		if (take > n)
@@ -595,9 +679,19 @@ static void writer_free(lama_blob_writer *w)
 
 void lama_blob_write_abort(lama_blob_writer *w)
 {
+	lama_store *st;
+
 	if (!w)
 		return;
-	lama_store_rollback(w->st);
+	st = w->st;
+	if (w->savepoint) {
+		if (sqlite3_exec(st->db, "ROLLBACK TO lama_blob; RELEASE lama_blob", NULL, NULL,
+				 NULL) != SQLITE_OK)
+			st->tx_failed = 1; /* could not undo: the caller's commit must not happen */
+		st->tx_depth--;
+	} else {
+		lama_store_rollback(st);
+	}
 	writer_free(w);
 }
 
@@ -608,9 +702,11 @@ int lama_blob_write_end(lama_blob_writer *w, lama_hash *hash, int *is_new)
 	uint8_t key[32], plain[72], *ct = NULL;
 	size_t ctlen;
 	sqlite3_stmt *s;
-	int rc, exists;
+	int rc, exists = 0;
 
-	rc = flush_chunk(w, 1);
+	rc = w->err;
+	if (!rc)
+		rc = flush_chunk(w, 1);
 	if (rc)
 		goto fail;
 	lama_sha256_final(w->sha, &m.hash);
@@ -644,6 +740,8 @@ int lama_blob_write_end(lama_blob_writer *w, lama_hash *hash, int *is_new)
 		}
 	}
 	lama_free(ct);
+	if (!rc && w->savepoint)
+		rc = exec(st, "RELEASE lama_blob");
 	if (rc)
 		goto fail;
 	rc = lama_store_commit(st);
@@ -756,10 +854,22 @@ static int load_chunk(lama_blob_reader *r)
 	sqlite3_reset(s);
 	if (rc)
 		return rc;
+	r->idx++;
+	lama_sha256_update(r->sha, r->chunk, expect);
+	if (last) {
+		/* Checked before the last chunk's bytes are handed out, so even a
+		 * caller that stops at `size` bytes never takes a wrong BLOB. */
+		lama_hash h;
+
+		lama_sha256_final(r->sha, &h);
+		r->sha = NULL;
+		if (!lama_hash_eq(&h, &r->hash)) {
+			sodium_memzero(r->chunk, expect);
+			return lama_error(LAMA_ECORRUPT, "BLOB %s: content does not match its hash", hex);
+		}
+	}
 	r->fill = expect;
 	r->pos = 0;
-	r->idx++;
-	lama_sha256_update(r->sha, r->chunk, r->fill);
 	return 0;
 }
 
@@ -770,27 +880,15 @@ int lama_blob_read(lama_blob_reader *r, void *buf, size_t n, size_t *got)
 	int rc;
 
 	*got = 0;
+	if (r->err)
+		return r->err;
 	while (done < n) {
 		if (r->pos == r->fill) {
-			if (r->idx == r->nchunks) {
-				if (!r->done) {
-					lama_hash h;
-					char hex[LAMA_HASH_HEX + 1];
-
-					lama_sha256_final(r->sha, &h);
-					r->sha = NULL;
-					r->done = 1;
-					if (!lama_hash_eq(&h, &r->hash)) {
-						lama_hash_hex(&r->hash, hex);
-						return lama_error(LAMA_ECORRUPT,
-							"BLOB %s: content does not match its hash", hex);
-					}
-				}
-				break;
-			}
+			if (r->idx == r->nchunks)
+				break; /* the end; the whole hash was checked */
 			rc = load_chunk(r);
 			if (rc)
-				return rc;
+				return r->err = rc;
 			continue;
 		}
 		size_t take = r->fill - r->pos;

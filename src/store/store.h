@@ -45,8 +45,14 @@ int lama_store_begin(lama_store *st);
 int lama_store_commit(lama_store *st);
 void lama_store_rollback(lama_store *st);
 
+/* Largest object, ID object or CLOB: a little under LAMA_BUF_MAX, so that
+ * with its padding it always reads back into a LAMA_BUF_MAX buffer. */
+#define LAMA_STORE_OBJECT_MAX (LAMA_BUF_MAX - 128)
+
 /* Stores `data` under its SHA-256 (returned in *hash, which may be NULL).
- * A duplicate is a check, not an error: *is_new (if not NULL) says which. */
+ * A duplicate is a check, not an error: *is_new (if not NULL) says which;
+ * the stored kind stays the one first stored. LAMA_ELIMIT above
+ * LAMA_STORE_OBJECT_MAX. */
 int lama_store_put(lama_store *st, enum lama_store_kind kind, const void *data, size_t n,
 		   lama_hash *hash, int *is_new);
 /* Like lama_store_put when the caller already knows the hash (computed from
@@ -69,7 +75,10 @@ typedef struct lama_blob_writer lama_blob_writer;
 typedef struct lama_blob_reader lama_blob_reader;
 
 /* Starts a BLOB; its hash is known only at the end. The writer holds the
- * store's write transaction until _end or _abort. */
+ * store's write transaction until _end or _abort (one writer at a time per
+ * store). Inside a caller's lama_store_begin the BLOB commits with the
+ * caller's transaction, and _abort undoes only the BLOB. After a failed
+ * lama_blob_write the writer can only be aborted (_end fails too). */
 int lama_blob_write_begin(lama_store *st, lama_blob_writer **out);
 int lama_blob_write(lama_blob_writer *w, const void *data, size_t n);
 /* Commits and frees the writer; *hash is the SHA-256 of all bytes written.
@@ -81,15 +90,18 @@ void lama_blob_write_abort(lama_blob_writer *w);
 int lama_blob_open(lama_store *st, const lama_hash *hash, lama_blob_reader **out,
 		   uint64_t *size);
 /* Reads up to n bytes; *got is 0 at the end. Each chunk is authenticated
- * before use; at the end the SHA-256 of all bytes is checked against the
- * name, so a reader that reached the end without error read the BLOB. */
+ * before use, and the SHA-256 of all bytes is checked against the name
+ * before any byte of the last chunk is handed out, so a reader that got
+ * `size` bytes without error read the BLOB. After an error every later
+ * read fails the same way. */
 int lama_blob_read(lama_blob_reader *r, void *buf, size_t n, size_t *got);
 void lama_blob_close(lama_blob_reader *r);
 
 /* --- Indexes the archive layer keeps (all sealed like the content) --- */
 
 /* Reverse map: records that object `src` of type `src_type` refers to
- * `dst` (an object, ID, CLOB or BLOB hash). Idempotent. */
+ * `dst` (an object, ID, CLOB or BLOB hash). Idempotent. The type name is
+ * 1..127 bytes (LAMA_EINVAL otherwise). */
 int lama_store_ref_add(lama_store *st, const lama_hash *dst, const char *src_type,
 		       const lama_hash *src);
 /* Calls fn for every recorded referrer of dst, of type src_type (NULL: any
@@ -105,8 +117,11 @@ int lama_store_heads_get(lama_store *st, const lama_hash *id, lama_hash **heads,
 int lama_store_heads_set(lama_store *st, const lama_hash *id, const lama_hash *heads, size_t n);
 
 /* Small named records (the keychain, settings): sealed, bound to their
- * name. get appends to out; LAMA_ENOTFOUND if absent. */
+ * name. get appends to out; LAMA_ENOTFOUND if absent. put: LAMA_EINVAL
+ * for an empty name or one longer than LAMA_KV_NAME_MAX, LAMA_ELIMIT for
+ * a value over LAMA_KV_MAX. del of an absent name is not an error. */
 #define LAMA_KV_MAX ((size_t)1 << 20)
+#define LAMA_KV_NAME_MAX 200
 int lama_store_kv_put(lama_store *st, const char *name, const void *data, size_t n);
 int lama_store_kv_get(lama_store *st, const char *name, struct lama_buf *out);
 int lama_store_kv_del(lama_store *st, const char *name);

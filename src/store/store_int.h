@@ -33,6 +33,8 @@ struct lama_blob_writer {
 	uint8_t *chunk; /* pending plaintext, LAMA_BLOB_CHUNK bytes */
 	size_t fill;
 	uint8_t *sealed; /* LAMA_BLOB_CHUNK + LAMA_AEAD_OVERHEAD */
+	int savepoint; /* began inside a caller's transaction: abort undoes only this BLOB */
+	int err;       /* a write failed: the BLOB can only be aborted */
 };
 
 struct lama_blob_reader {
@@ -43,7 +45,7 @@ struct lama_blob_reader {
 	uint64_t size, nchunks, idx, delivered;
 	uint8_t *chunk;
 	size_t fill, pos;
-	int done;
+	int err; /* a read failed: every later read fails the same way */
 };
 
 struct blob_meta {
@@ -75,5 +77,9 @@ int store__obj_open(lama_store *st, const uint8_t key[32], const void *ct, size_
 		    lama_hash *found);
 /* Reads and checks a BLOB's record. */
 int store__blob_meta(lama_store *st, const lama_hash *hash, struct blob_meta *m);
+/* Opens one ref row and checks that it is the row its keys say it is;
+ * type gets the referrer's type, src its hash. */
+int store__ref_open(lama_store *st, const uint8_t dst[32], const void *tag, const void *src,
+		    const void *ct, size_t ctlen, char type[128], lama_hash *h);
 
 #endif
