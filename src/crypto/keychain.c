@@ -81,7 +81,7 @@ int lama_keychain_wrap(const lama_keychain *kc, const char *name, const void *se
 		       struct lama_buf *out)
 {
 	uint8_t ad[1 + LAMA_KEYCHAIN_NAME_MAX];
-	size_t adlen, total = n + LAMA_KEYCHAIN_WRAP_OVERHEAD;
+	size_t adlen = 0, total = n + LAMA_KEYCHAIN_WRAP_OVERHEAD;
 	uint8_t *p;
 	int rc;
 
@@ -110,7 +110,7 @@ int lama_keychain_unwrap(const lama_keychain *kc, const char *name, const uint8_
 			 void *secret_out, size_t expected_len)
 {
 	uint8_t ad[1 + LAMA_KEYCHAIN_NAME_MAX];
-	size_t adlen;
+	size_t adlen = 0;
 	int rc;
 
 	if (expected_len == 0 || expected_len > LAMA_KEYCHAIN_SECRET_MAX)
