@@ -11,9 +11,9 @@ mkdir -p "$out"
 CC=${CC:-clang}
 python3 "$root/src/object/recipes/gen_builtin.py" "$root/src/object/recipes/builtin.json" \
 	"$out/builtin_recipes.c"
-flags="-std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+flags="-std=gnu11 -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 libs=$(pkg-config --cflags --libs jansson libpcre2-8 libcrypto libsodium)
-for t in fuzz_microdata; do
+for t in fuzz_microdata fuzz_object; do
 	# shellcheck disable=SC2086
 	$CC $flags -I"$root/src" "$root"/src/util/*.c "$root"/src/object/*.c "$out/builtin_recipes.c" \
 		"$root/fuzz/$t.c" -o "$out/$t" $libs -lm

@@ -150,7 +150,16 @@ static int scalar(struct parser *ps, const struct lama__itemtype *t, const struc
 		return 0;
 	default: /* stringifiable */
 		*out = json_loadb(s, txt->len, LAMA_JSON_FLAGS | JSON_DECODE_ANY, &err);
-		return *out ? 0 : fail(ps, "bad JSON in stringifiable:", err.text);
+		if (!*out)
+			return fail(ps, "bad JSON in stringifiable:", err.text);
+		if (json_is_null(*out)) {
+			/* a present "null" was a NaN or an infinity (JSON.stringify
+			 * writes those so); null itself means absent */
+			json_decref(*out);
+			*out = json_pack("{s:s}", "$number", "NaN");
+			return *out ? 0 : lama_error(LAMA_ENOMEM, "out of memory");
+		}
+		return 0;
 	}
 }
 
