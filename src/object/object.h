@@ -50,7 +50,12 @@ void lama_recipes_free(lama_recipes *r);
 /* Adds one recipe given as a Recipe object in the JSON convention (the
  * form of shared/one-format/recipes.json entries; crdtConfig may be a $map
  * or an array of pairs). Validates it; replaces a recipe of the same name.
- * Does not keep a reference to `recipe`. */
+ * Does not keep a reference to `recipe`. Also accepts the form
+ * lama_object_parse gives for a Recipe (allowedTypes as an array, regexp as
+ * its source string). Names and itemprops may not contain spaces, quotes or
+ * markup characters; regexp flags may be i, m, s, u, d. inheritFrom
+ * ("Type.itemprop[.itemprop]") is resolved when the rule is used, so order
+ * of adding does not matter; an unresolvable one fails then (LAMA_EINVAL). */
 int lama_recipes_add(lama_recipes *r, const json_t *recipe);
 /* Adds every recipe of a JSON array. */
 int lama_recipes_add_all(lama_recipes *r, const json_t *array);
@@ -72,10 +77,13 @@ enum lama_crdt_rule {
 	LAMA_CRDT_REGISTER, /* last writer wins: creation time, then hash */
 	LAMA_CRDT_SET,      /* add/remove set: three-way against the common ancestor */
 };
-/* Calls fn(ctx, itemprop, rule) for each top-level rule of `type`, in recipe
- * order; stops and returns fn's value if it is non-zero. Sets (set item
- * type) merge as LAMA_CRDT_SET, everything else as a register, unless the
- * recipe's crdtConfig says otherwise. */
+/* Calls fn(ctx, itemprop, rule, is_id) for each top-level rule of `type`,
+ * in recipe order; stops and returns fn's value if it is non-zero.
+ * LAMA_ENOTFOUND if the type is unknown. Sets (set item type, inherited
+ * ones included) merge as LAMA_CRDT_SET, everything else as a register,
+ * unless the recipe's crdtConfig has an entry for the field (key "itemprop"
+ * or "itemprop#itemtype"): a value containing "Set" means LAMA_CRDT_SET,
+ * any other value LAMA_CRDT_REGISTER. */
 int lama_recipes_foreach_field(const lama_recipes *r, const char *type,
 			       int (*fn)(void *ctx, const char *itemprop, enum lama_crdt_rule rule, int is_id),
 			       void *ctx);
@@ -84,29 +92,45 @@ int lama_recipes_foreach_field(const lama_recipes *r, const char *type,
 
 /* Appends the canonical microdata of obj (whose "$type$" names its recipe)
  * to out. On a rule violation returns LAMA_EINVAL with a message that starts
- * with one.core's error code, e.g. "O2M-RTYC2: Mandatory property ...". */
+ * with one.core's error code, e.g. "O2M-RTYC2: Mandatory property ...".
+ * Two lama-only codes: "LAMA-SET1" (a $set holds the same scalar twice) and
+ * "LAMA-MAP1" (a $map holds a key twice): no JavaScript Set or Map can.
+ * On any failure out is left as it was. */
 int lama_object_microdata(const lama_recipes *r, const json_t *obj, struct lama_buf *out);
 /* Appends the ID object's microdata (data-id-object="true", ID fields only).
  * LAMA_EINVAL if the type has no ID fields. */
 int lama_object_id_microdata(const lama_recipes *r, const json_t *obj, struct lama_buf *out);
-/* Serializes and hashes in one step; either output may be NULL. */
+/* Serializes and hashes in one step; either output may be NULL. id_hash
+ * must be NULL for a type without ID fields (else LAMA_EINVAL). */
 int lama_object_hash(const lama_recipes *r, const json_t *obj, lama_hash *hash, lama_hash *id_hash);
 
 /* Parses microdata (full or ID form) back into an object (*out is a new
  * reference). Strict: the input must be exactly the canonical microdata of
  * the object it describes, so that serializing *out gives the same bytes;
  * anything else is LAMA_EFORMAT with the byte offset in the message.
- * *is_id_object (if not NULL) tells which form it was. Never reads past n. */
+ * *is_id_object (if not NULL) tells which form it was. Never reads past n;
+ * more than LAMA_OBJECT_MAX_BYTES or LAMA_OBJECT_MAX_DEPTH is LAMA_EFORMAT.
+ * Where the text has lost information the result is one object of those it
+ * could stand for: numbers are reals, a "null" number or stringifiable is
+ * {"$number": "NaN"} (NaN and the infinities are all written "null"), and
+ * stringifiable values come back as plain JSON (a Set as its sorted array).
+ * The type of a reference is not checked against allowedTypes (one.core
+ * does not either). */
 int lama_object_parse(const lama_recipes *r, const char *md, size_t n, json_t **out,
 		      int *is_id_object);
 
-/* Reads the type name from the head of microdata without parsing the rest
- * (for indexes); type must hold LAMA_TYPE_MAX bytes. */
+/* Reads the type name from the head of microdata (full or ID form) without
+ * parsing the rest (for indexes); type must hold LAMA_TYPE_MAX bytes.
+ * LAMA_EFORMAT if the head is not ONE's frame. */
 int lama_object_peek_type(const char *md, size_t n, char type[LAMA_TYPE_MAX]);
 
 /* Calls fn for every reference in obj (at any depth, collections included),
- * in serialization order; stops and returns fn's value if non-zero. The
- * object must be valid for its recipe. */
+ * in serialization order (so bags and sets sorted); stops and returns fn's
+ * value if non-zero. itemprop is the rule that holds the reference: the
+ * field itself, the collection or map for items, keys and values in it, the
+ * inner field for references inside a nested object. `target` is valid only
+ * during the call. The object must be valid for its recipe (full form);
+ * otherwise the serializer's LAMA_EINVAL comes back. */
 int lama_object_foreach_ref(const lama_recipes *r, const json_t *obj,
 			    int (*fn)(void *ctx, const char *itemprop, enum lama_ref_kind kind,
 				      const lama_hash *target),
@@ -115,8 +139,9 @@ int lama_object_foreach_ref(const lama_recipes *r, const json_t *obj,
 /* --- JSON as JavaScript writes it --- */
 
 /* Appends JSON text of v as JavaScript's JSON.stringify would write the
- * value (number text, string escapes), keeping the $set/$map/$number
- * convention. For `lama object get` and tests. */
+ * value (number text, string escapes, key order: array-index keys first in
+ * numeric order, then insertion order), keeping the $set/$map/$number
+ * convention. For `lama object get` and tests. On failure out is unchanged. */
 int lama_json_write(const json_t *v, struct lama_buf *out);
 /* Appends the shortest JavaScript text for a double (Number#toString):
  * "1e+21", "5e-324", "0.000001", "-0" is written "0". NaN and infinities
