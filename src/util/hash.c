@@ -92,7 +92,8 @@ int lama_hash_hex_valid(const char *s, size_t len)
 int lama_hash_parse(const char *hex, size_t len, lama_hash *out)
 {
 	if (!lama_hash_hex_valid(hex, len))
-		return lama_error(LAMA_EINVAL, "not a hash (64 lower-case hex characters): %.80s", hex);
+		return lama_error(LAMA_EINVAL, "not a hash (64 lower-case hex characters): %.*s",
+				  (int)(len < 80 ? len : 80), hex);
 	for (size_t i = 0; i < LAMA_HASH_BYTES; i++)
 		out->b[i] = (uint8_t)(hexval(hex[2 * i], 1) << 4 | hexval(hex[2 * i + 1], 1));
 	return 0;
