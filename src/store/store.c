@@ -290,9 +290,11 @@ int lama_store_open(lama_store **out, const char *path, const uint8_t enc_key[32
 	}
 	sqlite3_busy_timeout(st->db, 5000);
 	/* WAL with FULL sync: a commit that returned is on disk, even if power
-	 * fails; small page cache so memory stays flat for any archive size. */
+	 * fails. The page cache is capped at 16 MiB, enough that a batch of a
+	 * thousand objects does not spill to the WAL mid-transaction; pages are
+	 * allocated as used, so opening a huge archive stays small. */
 	rc = exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-		  "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-2048;"
+		  "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384;"
 		  "PRAGMA foreign_keys=OFF;");
 	if (rc)
 		goto fail;
@@ -471,8 +473,10 @@ int store__obj_open(lama_store *st, const uint8_t key[32], const void *ct, size_
 	if (kind)
 		*kind = (enum lama_store_kind)out->data[start];
 	lama_sha256(out->data + start + 1, out->len - start - 1, &h);
-	store__name(st, 'o', h.b, 32, k2);
-	if ((expect && !lama_hash_eq(&h, expect)) || memcmp(k2, key, 32) != 0) {
+	/* With an expected hash, the key was computed from it and the content
+	 * must match it; without one (check), the key must name the content. */
+	if (expect ? !lama_hash_eq(&h, expect)
+		   : (store__name(st, 'o', h.b, 32, k2), memcmp(k2, key, 32) != 0)) {
 		sodium_memzero(out->data + start, out->len - start);
 		lama_buf_truncate(out, start);
 		return lama_error(LAMA_ECORRUPT, "object %s: content does not match its hash", hex);

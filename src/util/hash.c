@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include <pthread.h>
+
 #include <openssl/evp.h>
 
 #include "util/err.h"
@@ -10,11 +12,27 @@ struct lama_sha256_ctx {
 	EVP_MD_CTX *md;
 };
 
+/* OpenSSL 3 looks the algorithm up on every EVP_sha256() use; fetching it
+ * once saves that on every small object. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+	pthread_once(&sha256_once, sha256_fetch);
+	return sha256_md ? sha256_md : EVP_sha256();
+}
+
 void lama_sha256(const void *data, size_t n, lama_hash *out)
 {
 	unsigned int len = LAMA_HASH_BYTES;
 
-	EVP_Digest(data, n, out->b, &len, EVP_sha256(), NULL);
+	EVP_Digest(data, n, out->b, &len, sha256(), NULL);
 }
 
 lama_sha256_ctx *lama_sha256_new(void)
@@ -23,7 +41,7 @@ lama_sha256_ctx *lama_sha256_new(void)
 
 	if (!md)
 		return NULL;
-	if (!EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+	if (!EVP_DigestInit_ex(md, sha256(), NULL)) {
 		EVP_MD_CTX_free(md);
 		return NULL;
 	}
