@@ -3,6 +3,8 @@
 #include "archive/archive.h"
 #include "archive/archive_int.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -124,25 +126,61 @@ int lama_archive_get(lama_archive *a, const lama_hash *h, json_t **out)
 		rc = lama_error(LAMA_EINVAL, "that hash names a CLOB, not an object");
 	if (!rc) {
 		rc = lama_object_parse(a->recipes, md.data, md.len, out, NULL);
-		if (rc) {
-			char hex[LAMA_HASH_HEX + 1];
+		if (rc && rc != LAMA_ENOMEM) {
+			/* the message is copied: lama_error writes where
+			 * lama_errmsg points */
+			char hex[LAMA_HASH_HEX + 1], why[200];
 
+			snprintf(why, sizeof(why), "%s", lama_errmsg());
 			lama_hash_hex(h, hex);
 			rc = lama_error(LAMA_ECORRUPT, "object %s: stored microdata does not parse: %s",
-					hex, lama_errmsg());
+					hex, why);
 		}
 	}
 	lama_buf_release(&md);
 	return rc;
 }
 
+/* 1 if s[0..n) is UTF-8 as RFC 3629 has it: shortest forms only, no
+ * surrogates, nothing above U+10FFFF. Allocates nothing, so that running
+ * out of memory is not mistaken for bad text. */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = s[i], need, min, cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, min = 0x80, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, min = 0x800, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, min = 0x10000, cp = c & 0x07;
+		else
+			return 0;
+		if (n - i - 1 < need)
+			return 0;
+		for (unsigned k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
+}
+
 int lama_archive_put_clob(lama_archive *a, const char *text, size_t n, lama_hash *hash)
 {
-	json_t *check = json_stringn(text, n); /* jansson validates UTF-8 */
-
-	if (!check)
+	if (!utf8_valid((const unsigned char *)text, n))
 		return lama_error(LAMA_EINVAL, "a CLOB must be valid UTF-8 text");
-	json_decref(check);
 	return lama_store_put(a->st, LAMA_KIND_CLOB, text, n, hash, NULL);
 }
 
@@ -215,17 +253,34 @@ static json_t *hash_json(const lama_hash *h)
 	return json_string(hex);
 }
 
-/* Stores a version node object and indexes it under its ID. */
-int archive__node_store(lama_archive *a, json_t *node, const lama_hash *id, lama_hash *out)
+static int find_node(void *ctx, const char *type, const lama_hash *src)
+{
+	(void)type;
+	return lama_hash_eq(ctx, src);
+}
+
+/* Stores a version node object and indexes it under its ID. *known (may be
+ * NULL) tells whether the node was already part of the ID's history: stored
+ * and indexed under the ID. */
+int archive__node_store(lama_archive *a, json_t *node, const lama_hash *id, lama_hash *out,
+			int *known)
 {
 	struct lama_put_info info;
-	int rc;
+	int rc, k = 0;
 
 	rc = archive__store(a, node, &info);
-	if (!rc)
+	if (!rc && !info.is_new) {
+		k = lama_store_refs(a->st, id, archive__type(node), find_node, &info.hash);
+		if (k < 0)
+			rc = k;
+	}
+	if (!rc && !k)
 		rc = lama_store_ref_add(a->st, id, archive__type(node), &info.hash);
-	if (!rc)
+	if (!rc) {
 		*out = info.hash;
+		if (known)
+			*known = k;
+	}
 	return rc;
 }
 
@@ -271,11 +326,13 @@ int lama_archive_put_version(lama_archive *a, const json_t *obj, const lama_hash
 	struct archive_node p = { 0 };
 	json_t *node = NULL, *pobj = NULL;
 	lama_hash pid;
-	int rc;
+	int rc, known = 0;
 
 	if (!info)
 		info = &mine;
-	if (creation_time <= 0)
+	if (!isfinite(creation_time) || creation_time < 0)
+		return lama_error(LAMA_EINVAL, "a creation time must be a finite number >= 0");
+	if (creation_time == 0)
 		creation_time = lama_archive_now();
 	rc = lama_store_begin(a->st);
 	if (rc)
@@ -310,8 +367,10 @@ int lama_archive_put_version(lama_archive *a, const json_t *obj, const lama_hash
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = archive__node_store(a, node, &info->id_hash, &info->node);
-	if (!rc)
+	rc = archive__node_store(a, node, &info->id_hash, &info->node, &known);
+	/* a version that arrives again is already in the history (a head, or
+	 * behind one): the heads stay as they are */
+	if (!rc && !known)
 		rc = heads_advance(a, &info->id_hash, prev, &info->node);
 out:
 	json_decref(node);
@@ -334,6 +393,8 @@ int lama_archive_put(lama_archive *a, const json_t *obj, double creation_time,
 
 	if (!info)
 		info = &mine;
+	if (!isfinite(creation_time) || creation_time < 0)
+		return lama_error(LAMA_EINVAL, "a creation time must be a finite number >= 0");
 	v = lama_recipes_is_versioned(a->recipes, archive__type(obj));
 	if (v < 0)
 		return v;

@@ -41,12 +41,15 @@ double lama_archive_now(void);
  * every reference it holds. A versioned object becomes the next version
  * after the current head (the heads are merged first if there are
  * several); putting the current version again changes nothing.
- * creation_time 0 means now. One transaction. info may be NULL. */
+ * creation_time (ms) 0 means now; a negative or non-finite one is
+ * LAMA_EINVAL. One transaction. info may be NULL. */
 int lama_archive_put(lama_archive *a, const json_t *obj, double creation_time,
 		     struct lama_put_info *info);
 /* Records obj as a version that follows version node `prev` (NULL: a first
  * version), leaving every other head in place: this is how concurrent
- * versions from other devices arrive. */
+ * versions from other devices arrive. A version already known (the same
+ * obj, prev and creation_time make the same node) changes nothing, even
+ * after it was merged. creation_time as for lama_archive_put. */
 int lama_archive_put_version(lama_archive *a, const json_t *obj, const lama_hash *prev,
 			     double creation_time, struct lama_put_info *info);
 /* Stores UTF-8 text as a CLOB (LAMA_EINVAL if not valid UTF-8). */

@@ -26,7 +26,9 @@ const char *archive__type(const json_t *obj);
 int archive__store(lama_archive *a, const json_t *obj, struct lama_put_info *info);
 int archive__node_load(lama_archive *a, const lama_hash *h, struct archive_node *n);
 void archive__node_release(struct archive_node *n);
-/* Stores a version node object, indexed as a referrer of its ID. */
-int archive__node_store(lama_archive *a, json_t *node, const lama_hash *id, lama_hash *out);
+/* Stores a version node object, indexed as a referrer of its ID; *known
+ * (may be NULL) is 1 if it was stored and indexed before. */
+int archive__node_store(lama_archive *a, json_t *node, const lama_hash *id, lama_hash *out,
+			int *known);
 
 #endif

@@ -7,7 +7,9 @@
  * merges picks the same value.
  * Sets: three-way against the newest common ancestor: an item stays if it
  * is new since the ancestor in any head, or if every head still has it; so
- * concurrent adds win over nothing, and a removal on any branch sticks. */
+ * concurrent adds win over nothing, and a removal on any branch sticks.
+ * Both look through merge nodes to the versions they merged (leaves()), so
+ * the result depends on the versions known, not on earlier merges. */
 #include <string.h>
 
 #include "archive/archive.h"
@@ -175,6 +177,31 @@ merr:
 	return 0;
 }
 
+/* Pushes the hex name of h onto a JSON array of names. */
+static int push_hex(json_t *todo, const lama_hash *h)
+{
+	char hex[LAMA_HASH_HEX + 1];
+
+	hex_of(h, hex);
+	if (json_array_append_new(todo, json_string(hex)))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* Pops the last name of todo into *h. */
+static int pop_hex(json_t *todo, lama_hash *h, char hex[LAMA_HASH_HEX + 1])
+{
+	size_t last = json_array_size(todo) - 1;
+	const char *s = json_string_value(json_array_get(todo, last));
+	int rc;
+
+	rc = lama_hash_parse(s, s ? strlen(s) : 0, h);
+	if (!rc)
+		memcpy(hex, s, LAMA_HASH_HEX + 1);
+	json_array_remove(todo, last);
+	return rc;
+}
+
 /* All ancestors of h (itself included) as a JSON object hex -> true. */
 static int ancestors(struct merger *m, const lama_hash *h, json_t **out)
 {
@@ -186,33 +213,25 @@ static int ancestors(struct merger *m, const lama_hash *h, json_t **out)
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 		goto out;
 	}
-	hex_of(h, hex);
-	json_array_append_new(todo, json_string(hex));
+	rc = push_hex(todo, h);
 	while (!rc && json_array_size(todo)) {
-		size_t last = json_array_size(todo) - 1;
-		const char *s = json_string_value(json_array_get(todo, last));
 		lama_hash cur;
 		int i;
 
-		if (json_object_get(seen, s)) {
-			json_array_remove(todo, last);
+		rc = pop_hex(todo, &cur, hex);
+		if (rc || json_object_get(seen, hex))
 			continue;
-		}
-		json_object_set_new(seen, s, json_true());
-		rc = lama_hash_parse(s, strlen(s), &cur);
-		json_array_remove(todo, last);
-		if (rc)
+		if (json_object_set_new(seen, hex, json_true())) {
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
 			break;
+		}
 		i = load(m, &cur);
 		if (i < 0) {
 			rc = i;
 			break;
 		}
-		for (size_t p = 0; p < m->e[i].node.nparents; p++) {
-			hex_of(&m->e[i].node.parents[p], hex);
-			if (!json_object_get(seen, hex))
-				json_array_append_new(todo, json_string(hex));
-		}
+		for (size_t p = 0; p < m->e[i].node.nparents && !rc; p++)
+			rc = push_hex(todo, &m->e[i].node.parents[p]);
 	}
 out:
 	json_decref(todo);
@@ -222,6 +241,101 @@ out:
 	}
 	*out = seen;
 	return rc;
+}
+
+/* The versions a merge of `heads` combines: merge nodes stand for the
+ * versions they merged, so each is replaced by its parents (recursively),
+ * and a version that another one follows is dropped. The result depends
+ * only on the versions known, not on how earlier merges grouped them, which
+ * keeps merges independent of order and grouping even when a branch goes
+ * on from a version that was merged before. *out (lama_free) gets the
+ * leaves, *nout their number (at least 1). */
+static int leaves(struct merger *m, const lama_hash *heads, size_t n, lama_hash **out,
+		  size_t *nout)
+{
+	json_t *seen = json_object(), *todo = json_array(), *found = json_array();
+	json_t *dominated = json_object();
+	char hex[LAMA_HASH_HEX + 1];
+	lama_hash *l = NULL;
+	size_t nl = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (!seen || !todo || !found || !dominated) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = push_hex(todo, &heads[i]);
+	while (!rc && json_array_size(todo)) {
+		lama_hash cur;
+		int i;
+
+		rc = pop_hex(todo, &cur, hex);
+		if (rc || json_object_get(seen, hex))
+			continue;
+		if (json_object_set_new(seen, hex, json_true())) {
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+			break;
+		}
+		i = load(m, &cur);
+		if (i < 0) {
+			rc = i;
+			break;
+		}
+		if (m->e[i].node.kind != NODE_MERGE) {
+			rc = push_hex(found, &cur);
+			continue;
+		}
+		for (size_t p = 0; p < m->e[i].node.nparents && !rc; p++)
+			rc = push_hex(todo, &m->e[i].node.parents[p]);
+	}
+	/* drop every version that is a proper ancestor of another one */
+	for (size_t i = 0; i < json_array_size(found) && !rc; i++) {
+		const char *k;
+		json_t *anc, *v;
+		lama_hash h;
+
+		rc = lama_hash_parse(json_string_value(json_array_get(found, i)), LAMA_HASH_HEX, &h);
+		if (!rc)
+			rc = ancestors(m, &h, &anc);
+		if (rc)
+			break;
+		json_object_foreach(anc, k, v) {
+			if (strcmp(k, json_string_value(json_array_get(found, i))) &&
+			    json_object_set(dominated, k, json_true())) {
+				rc = lama_error(LAMA_ENOMEM, "out of memory");
+				break;
+			}
+		}
+		json_decref(anc);
+	}
+	if (!rc) {
+		l = lama_calloc(json_array_size(found), sizeof(lama_hash));
+		if (!l)
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < json_array_size(found) && !rc; i++) {
+		const char *s = json_string_value(json_array_get(found, i));
+
+		if (!json_object_get(dominated, s))
+			rc = lama_hash_parse(s, LAMA_HASH_HEX, &l[nl++]);
+	}
+	if (!rc && nl == 0) /* only a forged merge node of no nodes */
+		rc = lama_error(LAMA_ECORRUPT, "a merge node without versions");
+out:
+	json_decref(seen);
+	json_decref(todo);
+	json_decref(found);
+	json_decref(dominated);
+	if (rc) {
+		lama_free(l);
+		return rc;
+	}
+	*out = l;
+	*nout = nl;
+	return 0;
 }
 
 /* The newest common ancestor of the heads (position in m->e), or -1 when
@@ -387,8 +501,10 @@ static int merge_set(struct merger *m, const int *hi, size_t n, int base, const 
 
 		for (size_t i = 0; i < n; i++)
 			in_all &= json_object_get(head_keys[i], k) != NULL;
-		if (!json_object_get(base_keys, k) || in_all)
-			json_array_append(result, item);
+		if ((!json_object_get(base_keys, k) || in_all) && json_array_append(result, item)) {
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+			goto out;
+		}
 	}
 	*out = json_pack("{s:O}", "$set", result);
 	if (!*out)
@@ -419,11 +535,11 @@ static void merger_release(struct merger *m)
 int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node_out)
 {
 	struct merger m = { .a = a };
-	lama_hash *heads = NULL;
+	lama_hash *heads = NULL, *leaf = NULL;
 	struct lama_put_info info;
 	json_t *merged = NULL, *node = NULL, *nodes = NULL;
 	int *hi = NULL, base = -1, rc;
-	size_t n;
+	size_t n, nl = 0;
 	double depth = 0, time = 0;
 	const char *type;
 
@@ -445,42 +561,56 @@ int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node_out
 	}
 	m.index = json_object();
 	m.memo = json_object();
-	hi = lama_calloc(n, sizeof(int));
 	nodes = json_array();
-	if (!m.index || !m.memo || !hi || !nodes) {
+	if (!m.index || !m.memo || !nodes) {
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 		goto out;
 	}
+	/* the merge node names the heads and comes after all of them */
 	for (size_t i = 0; i < n; i++) {
-		char hex[LAMA_HASH_HEX + 1];
+		int k = load(&m, &heads[i]);
 
-		if ((hi[i] = load(&m, &heads[i])) < 0) {
-			rc = hi[i];
+		if (k < 0) {
+			rc = k;
 			goto out;
 		}
-		if (m.e[hi[i]].node.depth > depth)
-			depth = m.e[hi[i]].node.depth;
-		if (m.e[hi[i]].node.time > time)
-			time = m.e[hi[i]].node.time;
-		hex_of(&heads[i], hex);
-		json_array_append_new(nodes, json_string(hex));
+		if (m.e[k].node.depth > depth)
+			depth = m.e[k].node.depth;
+		if (m.e[k].node.time > time)
+			time = m.e[k].node.time;
+		if ((rc = push_hex(nodes, &heads[i])))
+			goto out;
 	}
+	/* its data merges the versions behind the heads */
+	rc = leaves(&m, heads, n, &leaf, &nl);
+	if (!rc) {
+		hi = lama_calloc(nl, sizeof(int));
+		if (!hi)
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < nl && !rc; i++)
+		if ((hi[i] = load(&m, &leaf[i])) < 0)
+			rc = hi[i];
+	if (rc)
+		goto out;
 	type = archive__type(m.e[hi[0]].obj);
 	rc = lama_recipes_foreach_field(a->recipes, type, add_field, &m);
 	if (!rc)
-		rc = common_ancestor(&m, heads, n, &base);
-	merged = json_pack("{s:s}", "$type$", type);
-	if (!rc && !merged)
-		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		rc = common_ancestor(&m, leaf, nl, &base);
+	if (!rc) {
+		merged = json_pack("{s:s}", "$type$", type);
+		if (!merged)
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+	}
 	for (size_t i = 0; i < m.nf && !rc; i++) {
 		json_t *v = NULL;
 
 		if (m.f[i].is_id)
 			v = json_incref(json_object_get(m.e[hi[0]].obj, m.f[i].name));
 		else if (m.f[i].rule == LAMA_CRDT_SET)
-			rc = merge_set(&m, hi, n, base, m.f[i].name, &v);
+			rc = merge_set(&m, hi, nl, base, m.f[i].name, &v);
 		else
-			rc = merge_register(&m, hi, n, heads, m.f[i].name, &v);
+			rc = merge_register(&m, hi, nl, leaf, m.f[i].name, &v);
 		if (!rc && v && json_object_set_new(merged, m.f[i].name, v))
 			rc = lama_error(LAMA_ENOMEM, "out of memory");
 	}
@@ -500,7 +630,7 @@ int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node_out
 		rc = node ? 0 : lama_error(LAMA_ENOMEM, "out of memory");
 	}
 	if (!rc)
-		rc = archive__node_store(a, node, id, &info.node);
+		rc = archive__node_store(a, node, id, &info.node, NULL);
 	if (!rc)
 		rc = lama_store_heads_set(a->st, id, &info.node, 1);
 	if (rc) {
@@ -515,6 +645,7 @@ out:
 	json_decref(node);
 	json_decref(nodes);
 	lama_free(hi);
+	lama_free(leaf);
 	lama_free(heads);
 	merger_release(&m);
 	return rc;
