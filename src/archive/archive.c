@@ -319,61 +319,78 @@ static int heads_advance(lama_archive *a, const lama_hash *id, const lama_hash *
 	return rc;
 }
 
+/* Records obj as the version after node p (NULL: a first version). p has
+ * been checked to belong to obj's ID. */
+static int put_after(lama_archive *a, const json_t *obj, const struct archive_node *p,
+		     double creation_time, struct lama_put_info *info)
+{
+	json_t *node = NULL;
+	int rc, known = 0;
+
+	rc = archive__store(a, obj, info);
+	if (rc)
+		return rc;
+	if (!info->versioned)
+		return lama_error(LAMA_EINVAL, "type %s has no ID fields, so it has no versions",
+				  archive__type(obj));
+	if (p)
+		node = json_pack("{s:s, s:o, s:o, s:f, s:f}", "$type$", "VersionNodeChange",
+				 "prev", hash_json(&p->hash), "data", hash_json(&info->hash),
+				 "depth", p->depth + 1, "creationTime", creation_time);
+	else
+		node = json_pack("{s:s, s:o, s:f, s:f}", "$type$", "VersionNodeEdge",
+				 "data", hash_json(&info->hash), "depth", 0.0,
+				 "creationTime", creation_time);
+	if (!node)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	rc = archive__node_store(a, node, &info->id_hash, &info->node, &known);
+	/* a version that arrives again is already in the history (a head, or
+	 * behind one): the heads stay as they are */
+	if (!rc && !known)
+		rc = heads_advance(a, &info->id_hash, p ? &p->hash : NULL, &info->node);
+	json_decref(node);
+	return rc;
+}
+
+static int check_time(double *creation_time)
+{
+	if (!isfinite(*creation_time) || *creation_time < 0)
+		return lama_error(LAMA_EINVAL, "a creation time must be a finite number >= 0");
+	if (*creation_time == 0)
+		*creation_time = lama_archive_now();
+	return 0;
+}
+
 int lama_archive_put_version(lama_archive *a, const json_t *obj, const lama_hash *prev,
 			     double creation_time, struct lama_put_info *info)
 {
 	struct lama_put_info mine;
 	struct archive_node p = { 0 };
-	json_t *node = NULL, *pobj = NULL;
-	lama_hash pid;
-	int rc, known = 0;
+	json_t *pobj = NULL;
+	lama_hash id, pid;
+	int rc;
 
 	if (!info)
 		info = &mine;
-	if (!isfinite(creation_time) || creation_time < 0)
-		return lama_error(LAMA_EINVAL, "a creation time must be a finite number >= 0");
-	if (creation_time == 0)
-		creation_time = lama_archive_now();
+	if ((rc = check_time(&creation_time)))
+		return rc;
 	rc = lama_store_begin(a->st);
 	if (rc)
 		return rc;
-	rc = archive__store(a, obj, info);
-	if (rc)
-		goto out;
-	if (!info->versioned) {
-		rc = lama_error(LAMA_EINVAL, "type %s has no ID fields, so it has no versions",
-				archive__type(obj));
-		goto out;
-	}
 	if (prev) {
-		rc = archive__node_load(a, prev, &p);
+		/* a predecessor from elsewhere must be a version of the same ID */
+		rc = lama_object_hash(a->recipes, obj, NULL, &id);
+		if (!rc)
+			rc = archive__node_load(a, prev, &p);
 		if (!rc)
 			rc = lama_archive_get(a, &p.data, &pobj);
 		if (!rc)
 			rc = lama_object_hash(a->recipes, pobj, NULL, &pid);
-		if (!rc && !lama_hash_eq(&pid, &info->id_hash))
+		if (!rc && !lama_hash_eq(&pid, &id))
 			rc = lama_error(LAMA_EINVAL, "the previous version belongs to another ID");
-		if (rc)
-			goto out;
-		node = json_pack("{s:s, s:o, s:o, s:f, s:f}", "$type$", "VersionNodeChange",
-				 "prev", hash_json(prev), "data", hash_json(&info->hash),
-				 "depth", p.depth + 1, "creationTime", creation_time);
-	} else {
-		node = json_pack("{s:s, s:o, s:f, s:f}", "$type$", "VersionNodeEdge",
-				 "data", hash_json(&info->hash), "depth", 0.0,
-				 "creationTime", creation_time);
 	}
-	if (!node) {
-		rc = lama_error(LAMA_ENOMEM, "out of memory");
-		goto out;
-	}
-	rc = archive__node_store(a, node, &info->id_hash, &info->node, &known);
-	/* a version that arrives again is already in the history (a head, or
-	 * behind one): the heads stay as they are */
-	if (!rc && !known)
-		rc = heads_advance(a, &info->id_hash, prev, &info->node);
-out:
-	json_decref(node);
+	if (!rc)
+		rc = put_after(a, obj, prev ? &p : NULL, creation_time, info);
 	json_decref(pobj);
 	archive__node_release(&p);
 	if (rc) {
@@ -393,8 +410,8 @@ int lama_archive_put(lama_archive *a, const json_t *obj, double creation_time,
 
 	if (!info)
 		info = &mine;
-	if (!isfinite(creation_time) || creation_time < 0)
-		return lama_error(LAMA_EINVAL, "a creation time must be a finite number >= 0");
+	if ((rc = check_time(&creation_time)))
+		return rc;
 	v = lama_recipes_is_versioned(a->recipes, archive__type(obj));
 	if (v < 0)
 		return v;
@@ -425,10 +442,11 @@ int lama_archive_put(lama_archive *a, const json_t *obj, double creation_time,
 		archive__node_release(&head);
 		return lama_store_commit(a->st);
 	}
-	archive__node_release(&head);
-	rc = lama_archive_put_version(a, obj, have_head ? &node : NULL, creation_time, info);
+	/* the head is this ID's own: no need to check it as put_version does */
+	rc = put_after(a, obj, have_head ? &head : NULL, creation_time, info);
 	if (rc)
 		goto fail;
+	archive__node_release(&head);
 	return lama_store_commit(a->st);
 fail:
 	archive__node_release(&head);
