@@ -2,8 +2,10 @@
  *
  * Input: object JSON in lama's convention. Property: when lama serializes an
  * object (full or ID form), lama_object_parse accepts that microdata and
- * serializing the parsed object gives the same bytes. A failure means the
- * writer produced text the strict reader refuses, or the two disagree. */
+ * serializing the parsed object gives the same bytes; lama_object_foreach_ref
+ * walks every object that serializes, and any other JSON gives it 0 or
+ * LAMA_EINVAL. A failure means the writer produced text the strict reader
+ * refuses, the two disagree, or the reference walk refused or crashed. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,14 +41,29 @@ static lama_recipes *registry(void)
 	return r;
 }
 
+static int count_ref(void *ctx, const char *itemprop, enum lama_ref_kind kind, const lama_hash *h)
+{
+	(void)itemprop;
+	(void)kind;
+	(void)h;
+	++*(size_t *)ctx;
+	return 0;
+}
+
 static void check(lama_recipes *r, const json_t *obj, int id_form)
 {
 	struct lama_buf md = LAMA_BUF_INIT(LAMA_BUF_MAX), again = LAMA_BUF_INIT(LAMA_BUF_MAX);
 	json_t *parsed = NULL;
+	size_t refs = 0;
 	int is_id = -1;
 
 	if (id_form ? lama_object_id_microdata(r, obj, &md) : lama_object_microdata(r, obj, &md))
 		return;
+	/* what serializes, walks */
+	if (!id_form && lama_object_foreach_ref(r, obj, count_ref, &refs)) {
+		fprintf(stderr, "foreach_ref refused a valid object: %s\n%s\n", lama_errmsg(), md.data);
+		abort();
+	}
 	if (lama_object_parse(r, md.data, md.len, &parsed, &is_id) || is_id != id_form) {
 		fprintf(stderr, "parse refused our own microdata: %s\n%s\n", lama_errmsg(), md.data);
 		abort();
@@ -63,9 +80,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	lama_recipes *r = registry();
 	json_t *obj = json_loadb((const char *)data, size, LAMA_JSON_FLAGS, NULL);
+	size_t refs = 0;
+	int rc;
 
 	if (!obj)
 		return 0;
+	/* the reference walk takes any JSON: 0 or LAMA_EINVAL, never worse */
+	rc = lama_object_foreach_ref(r, obj, count_ref, &refs);
+	if (rc && rc != LAMA_EINVAL)
+		abort();
 	check(r, obj, 0);
 	check(r, obj, 1);
 	json_decref(obj);

@@ -70,8 +70,12 @@ int lama__rule_type(const lama_recipes *r, const struct lama__rule *rule,
 /* "string", "referenceToObj", ... as recipes spell them. */
 const char *lama__kind_name(enum lama__kind k);
 /* 1 if value matches the itemtype's regexp (or there is none), 0 if not,
- * LAMA_EINVAL (with a message) if the matcher gave up. */
-int lama__re_match(const struct lama__itemtype *t, const char *s, size_t n);
+ * LAMA_EINVAL (with a message) if the matcher gave up. *md is match data
+ * kept between calls (one allocation per serialization, not per string):
+ * NULL at first, created here, freed by the caller with
+ * pcre2_match_data_free. */
+int lama__re_match(const struct lama__itemtype *t, const char *s, size_t n,
+		   pcre2_match_data **md);
 
 /* The builtin recipes, generated from recipes/builtin.json at build time. */
 extern const unsigned char lama__builtin_recipes[];
@@ -122,17 +126,21 @@ int lama__html_escape(const char *s, size_t n, struct lama_buf *out);
 /* Compares two UTF-8 strings in UTF-16 code-unit order (JavaScript's default
  * sort order); <0, 0, >0. Invalid bytes compare by their value. */
 int lama__utf16_cmp(const char *a, size_t an, const char *b, size_t bn);
+/* 1 if s[0..n) is a hash in lower-case hex (exactly LAMA_HASH_HEX
+ * characters), decoded into *out unless out is NULL; 0 if not (then *out is
+ * undefined). One table look-up per character: this is on every put and get. */
+int lama__hash_from_hex(const char *s, size_t n, lama_hash *out);
 
 /* --- Microdata (microdata.c, parse.c) --- */
 
-/* Serializes obj (full form, or ID form if id_form) into out. */
+/* Serializes obj (full form, or ID form if id_form), appending to out;
+ * on failure out keeps its old length. */
 int lama__serialize(const lama_recipes *r, const json_t *obj, int id_form, struct lama_buf *out);
 
-typedef int (*lama__ref_fn)(void *ctx, const char *itemprop, enum lama_ref_kind kind,
-			   const lama_hash *target);
-/* Parses microdata; calls ref_fn (if not NULL) for every reference in
- * document order; checks canonical form by re-serializing if `verify`. */
+/* Parses microdata; checks canonical form by re-serializing if `verify`
+ * (lama_object_parse), trusts the bytes to be canonical if not
+ * (lama_object_parse_trusted). Memory-safe on any input either way. */
 int lama__parse(const lama_recipes *r, const char *md, size_t n, json_t **out, int *is_id,
-		lama__ref_fn ref_fn, void *ctx, int verify);
+		int verify);
 
 #endif

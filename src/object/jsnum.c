@@ -7,6 +7,7 @@
  * glibc's printf rounds exactly, so the shortest "%.*e" that round-trips
  * through strtod gives those digits. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,22 @@ size_t lama__jsnum_format(double d, char out[32])
 	if (d < 0) {
 		out[len++] = '-';
 		d = -d;
+	}
+	if (d < 9007199254740992.0 && trunc(d) == d) {
+		/* below 2^53 every integer is exact, so its own digits are the
+		 * shortest that read back (timestamps, counts: the common case) */
+		uint64_t v = (uint64_t)d;
+		char rev[20];
+
+		k = 0;
+		do {
+			rev[k++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v);
+		while (k > 0)
+			out[len++] = rev[--k];
+		out[len] = '\0';
+		return len;
 	}
 	k = shortest_digits(d, digits, &n);
 	if (k <= n && n <= 21) {

@@ -118,19 +118,36 @@ int lama_object_hash(const lama_recipes *r, const json_t *obj, lama_hash *hash, 
  * does not either). */
 int lama_object_parse(const lama_recipes *r, const char *md, size_t n, json_t **out,
 		      int *is_id_object);
+/* lama_object_parse without the final check of canonical form (serializing
+ * the result again and comparing, about half the cost of a parse). Only
+ * for bytes that were authenticated and hash-checked from lama's own store,
+ * so written by lama's serializer; everything else (peers, files, fuzzers,
+ * anything a user hands in) must use lama_object_parse. On canonical input
+ * the result is the same as lama_object_parse's. On any other input it is
+ * still memory-safe and bounded (LAMA_OBJECT_MAX_BYTES, _MAX_DEPTH, UTF-8
+ * strings, well-formed references), but it may accept it and return an
+ * object that does not serialize to those bytes, or not at all. */
+int lama_object_parse_trusted(const lama_recipes *r, const char *md, size_t n, json_t **out,
+			      int *is_id_object);
 
 /* Reads the type name from the head of microdata (full or ID form) without
  * parsing the rest (for indexes); type must hold LAMA_TYPE_MAX bytes.
  * LAMA_EFORMAT if the head is not ONE's frame. */
 int lama_object_peek_type(const char *md, size_t n, char type[LAMA_TYPE_MAX]);
 
-/* Calls fn for every reference in obj (at any depth, collections included),
- * in serialization order (so bags and sets sorted); stops and returns fn's
- * value if non-zero. itemprop is the rule that holds the reference: the
- * field itself, the collection or map for items, keys and values in it, the
- * inner field for references inside a nested object. `target` is valid only
- * during the call. The object must be valid for its recipe (full form);
- * otherwise the serializer's LAMA_EINVAL comes back. */
+/* Calls fn for every reference in obj (at any depth, collections included);
+ * stops and returns fn's value if non-zero. itemprop is the rule that holds
+ * the reference: the field itself, the collection or map for items, keys
+ * and values in it, the inner field for references inside a nested object.
+ * `target` is valid only during the call. Order: fields in recipe order,
+ * items of arrays, bags and sets and entries of maps in the order of the
+ * JSON value (not the sorted order of the microdata); a bag holding a
+ * reference twice reports it twice. It walks the JSON value, it does not
+ * serialize: obj is meant to have passed lama_object_microdata (full form).
+ * Checked on the way are only the type, mandatory fields, the shapes of the
+ * containers it passes and the references themselves (LAMA_EINVAL with the
+ * serializer's message); other rule violations (a scalar of the wrong type,
+ * an unknown property, a repeat in a set) go unnoticed. */
 int lama_object_foreach_ref(const lama_recipes *r, const json_t *obj,
 			    int (*fn)(void *ctx, const char *itemprop, enum lama_ref_kind kind,
 				      const lama_hash *target),

@@ -6,7 +6,10 @@
  * the object is serialized again and must give the input bytes exactly.
  * That last check is what makes "strict" cheap to trust: whatever the
  * parser let through (sort order, number text, JSON spacing), a
- * non-canonical input cannot produce identical bytes. */
+ * non-canonical input cannot produce identical bytes. The trusted entry
+ * point skips only that check, for bytes lama wrote itself and has just
+ * authenticated and matched against their hash; everything before it (the
+ * bounds, the depth, the tags, UTF-8 in strings) runs on every input. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +29,6 @@ struct parser {
 	const lama_recipes *r;
 	const char *base, *p, *end;
 	int depth;
-	lama__ref_fn ref_fn;
-	void *ctx;
 };
 
 static int fail(const struct parser *ps, const char *what, const char *detail)
@@ -55,19 +56,27 @@ static int expect(struct parser *ps, const char *s)
 	return litz(ps, s) ? 0 : fail(ps, "expected", s);
 }
 
-static int peek(const struct parser *ps, const char *s, size_t n)
-{
-	return (size_t)(ps->end - ps->p) >= n && !memcmp(ps->p, s, n);
-}
-
 /* Text content up to the next '<', with &amp; &lt; &gt; decoded; any other
- * '&' or a raw '>' cannot come from the serializer. */
-static int text(struct parser *ps, struct lama_buf *out)
+ * '&' or a raw '>' cannot come from the serializer. *s and *n point into
+ * the input when there is nothing to decode (the common case), else into
+ * dec. */
+static int text(struct parser *ps, struct lama_buf *dec, const char **s, size_t *n)
 {
-	const char *run = ps->p;
+	const char *start = ps->p, *run, *lt;
+	size_t len;
 	int rc;
 
-	for (;;) {
+	/* memchr runs a word or a vector at a time: find the end first, then
+	 * look for anything to decode or refuse before it */
+	lt = memchr(start, '<', (size_t)(ps->end - start));
+	len = lt ? (size_t)(lt - start) : 0;
+	if (lt && !memchr(start, '&', len) && !memchr(start, '>', len)) {
+		ps->p = lt;
+		*s = start;
+		*n = len;
+		return 0;
+	}
+	for (run = start;;) {
 		if (ps->p == ps->end)
 			return fail(ps, "text runs to the end of the input", NULL);
 		if (*ps->p == '<')
@@ -78,42 +87,61 @@ static int text(struct parser *ps, struct lama_buf *out)
 			ps->p++;
 			continue;
 		}
-		if ((rc = lama_buf_add(out, run, (size_t)(ps->p - run))))
+		if ((rc = lama_buf_add(dec, run, (size_t)(ps->p - run))))
 			return rc;
 		if (litz(ps, "&amp;"))
-			rc = lama_buf_addch(out, '&');
+			rc = lama_buf_addch(dec, '&');
 		else if (litz(ps, "&lt;"))
-			rc = lama_buf_addch(out, '<');
+			rc = lama_buf_addch(dec, '<');
 		else if (litz(ps, "&gt;"))
-			rc = lama_buf_addch(out, '>');
+			rc = lama_buf_addch(dec, '>');
 		else
 			return fail(ps, "'&' that is not &amp; &lt; or &gt;", NULL);
 		if (rc)
 			return rc;
 		run = ps->p;
 	}
-	return lama_buf_add(out, run, (size_t)(ps->p - run));
+	if ((rc = lama_buf_add(dec, run, (size_t)(ps->p - run))))
+		return rc;
+	*s = dec->data;
+	*n = dec->len;
+	return 0;
 }
 
-static int number(struct parser *ps, const struct lama_buf *t, enum lama__kind kind, json_t **out)
+static int number(struct parser *ps, const char *t, size_t n, enum lama__kind kind,
+		  json_t **out)
 {
 	char buf[NUM_TEXT_MAX + 1], canon[32];
-	size_t i;
+	size_t i, neg = n > 0 && t[0] == '-';
 	char *endp;
 	double d;
 
-	if (kind == LAMA__NUMBER && t->len == 4 && !memcmp(t->data, "null", 4)) {
+	if (kind == LAMA__NUMBER && n == 4 && !memcmp(t, "null", 4)) {
 		/* NaN and the infinities are all written "null"; NaN stands in */
 		*out = json_pack("{s:s}", "$number", "NaN");
 		return *out ? 0 : lama_error(LAMA_ENOMEM, "out of memory");
 	}
-	if (t->len == 0 || t->len > NUM_TEXT_MAX)
+	if (n == 0 || n > NUM_TEXT_MAX)
 		return fail(ps, "bad number", NULL);
-	for (i = 0; i < t->len; i++)
-		if (!strchr("0123456789+-.e", t->data[i]) || t->data[i] == '\0')
+	/* An integer of at most 15 digits is exact in a double and written
+	 * as its digits: canonical unless it has a leading zero or is "-0". */
+	if (n - neg >= 1 && n - neg <= 15) {
+		int64_t v = 0;
+
+		for (i = neg; i < n && t[i] >= '0' && t[i] <= '9'; i++)
+			v = v * 10 + (t[i] - '0');
+		if (i == n) {
+			if (t[neg] == '0' && (n - neg > 1 || neg))
+				return fail(ps, "number not in JavaScript's form", NULL);
+			*out = json_real(neg ? -(double)v : (double)v);
+			return *out ? 0 : lama_error(LAMA_ENOMEM, "out of memory");
+		}
+	}
+	for (i = 0; i < n; i++)
+		if (!strchr("0123456789+-.e", t[i]) || t[i] == '\0')
 			return fail(ps, "bad number", NULL);
-	memcpy(buf, t->data, t->len);
-	buf[t->len] = '\0';
+	memcpy(buf, t, n);
+	buf[n] = '\0';
 	d = strtod(buf, &endp);
 	if (*endp || !isfinite(d))
 		return fail(ps, "bad number", NULL);
@@ -126,30 +154,29 @@ static int number(struct parser *ps, const struct lama_buf *t, enum lama__kind k
 	return *out ? 0 : lama_error(LAMA_ENOMEM, "out of memory");
 }
 
-static int scalar(struct parser *ps, const struct lama__itemtype *t, const struct lama_buf *txt,
+static int scalar(struct parser *ps, const struct lama__itemtype *t, const char *s, size_t n,
 		  json_t **out)
 {
-	const char *s = txt->data ? txt->data : "";
 	json_error_t err;
 
 	*out = NULL;
 	switch (t->kind) {
 	case LAMA__STRING:
-		*out = json_stringn(s, txt->len);
+		*out = json_stringn(s, n);
 		return *out ? 0 : fail(ps, "string is not valid UTF-8", NULL);
 	case LAMA__INTEGER:
 	case LAMA__NUMBER:
-		return number(ps, txt, t->kind, out);
+		return number(ps, s, n, t->kind, out);
 	case LAMA__BOOLEAN:
-		if (txt->len == 4 && !memcmp(s, "true", 4))
+		if (n == 4 && !memcmp(s, "true", 4))
 			*out = json_true();
-		else if (txt->len == 5 && !memcmp(s, "false", 5))
+		else if (n == 5 && !memcmp(s, "false", 5))
 			*out = json_false();
 		else
 			return fail(ps, "bad boolean", NULL);
 		return 0;
 	default: /* stringifiable */
-		*out = json_loadb(s, txt->len, LAMA_JSON_FLAGS | JSON_DECODE_ANY, &err);
+		*out = json_loadb(s, n, LAMA_JSON_FLAGS | JSON_DECODE_ANY, &err);
 		if (!*out)
 			return fail(ps, "bad JSON in stringifiable:", err.text);
 		if (json_is_null(*out)) {
@@ -173,14 +200,9 @@ static const char *ref_type(enum lama__kind k)
 	}
 }
 
-static enum lama_ref_kind ref_kind(enum lama__kind k)
+static int is_ref(enum lama__kind k)
 {
-	switch (k) {
-	case LAMA__REF_OBJ: return LAMA_REF_OBJ;
-	case LAMA__REF_ID: return LAMA_REF_ID;
-	case LAMA__REF_CLOB: return LAMA_REF_CLOB;
-	default: return LAMA_REF_BLOB;
-	}
+	return k == LAMA__REF_OBJ || k == LAMA__REF_ID || k == LAMA__REF_CLOB || k == LAMA__REF_BLOB;
 }
 
 static const char *tag_of(enum lama__kind k)
@@ -199,23 +221,71 @@ static const char *tag_of(enum lama__kind k)
 	}
 }
 
+/* 1 if a value of kind k has an opening tag: all but scalars inside
+ * collections (prop NULL). */
+static int has_tag(enum lama__kind k, const char *prop)
+{
+	return prop || strcmp(tag_of(k), "span");
+}
+
 /* The opening tag a value of kind k starts with ("<ol itemprop=\"x\">",
- * "<li>"-level "<ol>", "<a data-type=\"id\">"); scalars inside collections
- * have none (empty string). */
-static void open_tag(char tag[TAG_MAX], enum lama__kind k, const char *prop)
+ * "<li>"-level "<ol>", "<a data-type=\"id\">"), as text: for messages. */
+static void tag_text(char tag[TAG_MAX], enum lama__kind k, const char *prop)
 {
 	const char *name = tag_of(k);
 
-	if (!strcmp(name, "a") && prop)
+	if (is_ref(k) && prop)
 		snprintf(tag, TAG_MAX, "<a itemprop=\"%s\" data-type=\"%s\">", prop, ref_type(k));
-	else if (!strcmp(name, "a"))
+	else if (is_ref(k))
 		snprintf(tag, TAG_MAX, "<a data-type=\"%s\">", ref_type(k));
 	else if (prop)
 		snprintf(tag, TAG_MAX, "<%s itemprop=\"%s\">", name, prop);
-	else if (!strcmp(name, "span"))
-		tag[0] = '\0';
 	else
 		snprintf(tag, TAG_MAX, "<%s>", name);
+}
+
+/* Moves *p past s[0..n) if the input at *p continues with it. */
+static int eat(const char **p, const char *end, const char *s, size_t n)
+{
+	if ((size_t)(end - *p) < n || memcmp(*p, s, n))
+		return 0;
+	*p += n;
+	return 1;
+}
+
+/* The length of the opening tag of a value of kind k (with prop, NULL
+ * inside collections) if the input continues with it, else 0. Matched in
+ * pieces rather than formatted and compared: this runs for every field. */
+static size_t match_open(const struct parser *ps, enum lama__kind k, const char *prop)
+{
+	const char *p = ps->p, *name = tag_of(k), *rt;
+
+	if (!eat(&p, ps->end, "<", 1) || !eat(&p, ps->end, name, strlen(name)))
+		return 0;
+	if (prop && (!eat(&p, ps->end, " itemprop=\"", 11) ||
+		     !eat(&p, ps->end, prop, strlen(prop)) || !eat(&p, ps->end, "\"", 1)))
+		return 0;
+	if (is_ref(k) && (rt = ref_type(k)) &&
+	    (!eat(&p, ps->end, " data-type=\"", 12) || !eat(&p, ps->end, rt, strlen(rt)) ||
+	     !eat(&p, ps->end, "\"", 1)))
+		return 0;
+	if (!eat(&p, ps->end, ">", 1))
+		return 0;
+	return (size_t)(p - ps->p);
+}
+
+/* Consumes the opening tag, or fails naming it. */
+static int expect_open(struct parser *ps, enum lama__kind k, const char *prop)
+{
+	char tag[TAG_MAX];
+	size_t n = match_open(ps, k, prop);
+
+	if (n) {
+		ps->p += n;
+		return 0;
+	}
+	tag_text(tag, k, prop);
+	return fail(ps, "expected", tag);
 }
 
 static int fields(struct parser *ps, const struct lama__rule *rules, size_t n, json_t *obj,
@@ -247,9 +317,10 @@ static int collection(struct parser *ps, const struct lama__itemtype *t,
 		while (!rc && litz(ps, "<dt>")) {
 			if (!(rc = value(ps, t->key, NULL, rule, &k)) && !(rc = expect(ps, "</dt><dd>")) &&
 			    !(rc = value(ps, t->value, NULL, rule, &v)) && !(rc = expect(ps, "</dd>"))) {
-				json_t *pair = json_pack("[OO]", k, v);
+				json_t *pair = json_array();
 
-				if (!pair || json_array_append_new(arr, pair))
+				if (!pair || json_array_append(pair, k) || json_array_append(pair, v) ||
+				    json_array_append_new(arr, pair))
 					rc = lama_error(LAMA_ENOMEM, "out of memory");
 			}
 			json_decref(k);
@@ -281,20 +352,14 @@ static int collection(struct parser *ps, const struct lama__itemtype *t,
 	return 0;
 }
 
-static int reference(struct parser *ps, const struct lama__itemtype *t,
-		     const struct lama__rule *rule, json_t **out)
+static int reference(struct parser *ps, json_t **out)
 {
-	lama_hash h;
 	int rc;
 
-	/* validate first: lama_hash_parse's message would read the text as a
-	 * C string, past the end of an unterminated input */
-	if ((size_t)(ps->end - ps->p) < LAMA_HASH_HEX || !lama_hash_hex_valid(ps->p, LAMA_HASH_HEX) ||
-	    lama_hash_parse(ps->p, LAMA_HASH_HEX, &h))
+	if ((size_t)(ps->end - ps->p) < LAMA_HASH_HEX ||
+	    !lama__hash_from_hex(ps->p, LAMA_HASH_HEX, NULL))
 		return fail(ps, "expected a SHA-256 hash in lower-case hex", NULL);
-	if (ps->ref_fn && (rc = ps->ref_fn(ps->ctx, rule->itemprop, ref_kind(t->kind), &h)))
-		return rc; /* the caller's value, passed up unchanged */
-	*out = json_stringn(ps->p, LAMA_HASH_HEX);
+	*out = json_stringn_nocheck(ps->p, LAMA_HASH_HEX); /* ASCII: checked above */
 	if (!*out)
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	ps->p += LAMA_HASH_HEX;
@@ -305,24 +370,20 @@ static int reference(struct parser *ps, const struct lama__itemtype *t,
 	return rc;
 }
 
-/* One value of itemtype t, with its opening tag carrying prop (NULL inside
- * collections). rule is the enclosing rule, for references' itemprop. */
-static int value(struct parser *ps, const struct lama__itemtype *t, const char *prop,
-		 const struct lama__rule *rule, json_t **out)
+/* One value of itemtype t after its opening tag (which carried prop, NULL
+ * inside collections). rule is the enclosing rule. */
+static int value_body(struct parser *ps, const struct lama__itemtype *t, const char *prop,
+		      const struct lama__rule *rule, json_t **out)
 {
-	char tag[TAG_MAX];
 	int rc;
 
 	*out = NULL;
-	open_tag(tag, t->kind, prop);
-	if ((rc = expect(ps, tag)))
-		return rc;
 	switch (t->kind) {
 	case LAMA__REF_OBJ:
 	case LAMA__REF_ID:
 	case LAMA__REF_CLOB:
 	case LAMA__REF_BLOB:
-		return reference(ps, t, rule, out);
+		return reference(ps, out);
 	case LAMA__ARRAY:
 	case LAMA__BAG:
 	case LAMA__SET:
@@ -342,29 +403,43 @@ static int value(struct parser *ps, const struct lama__itemtype *t, const char *
 		ps->depth--;
 		return rc;
 	default: {
-		struct lama_buf txt = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+		struct lama_buf dec = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+		const char *s = NULL;
+		size_t n = 0;
 
-		if (!(rc = text(ps, &txt)) && !(rc = scalar(ps, t, &txt, out)) && prop &&
+		if (!(rc = text(ps, &dec, &s, &n)) && !(rc = scalar(ps, t, s, n, out)) && prop &&
 		    (rc = expect(ps, "</span>"))) {
 			json_decref(*out);
 			*out = NULL;
 		}
-		lama_buf_release(&txt);
+		lama_buf_release(&dec);
 		return rc;
 	}
 	}
 }
 
+/* One value of itemtype t, with its opening tag carrying prop (NULL inside
+ * collections). */
+static int value(struct parser *ps, const struct lama__itemtype *t, const char *prop,
+		 const struct lama__rule *rule, json_t **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (has_tag(t->kind, prop) && (rc = expect_open(ps, t->kind, prop)))
+		return rc;
+	return value_body(ps, t, prop, rule, out);
+}
+
 static int fields(struct parser *ps, const struct lama__rule *rules, size_t n, json_t *obj,
 		  int id_only)
 {
-	size_t i;
+	size_t i, len;
 	int rc;
 
 	for (i = 0; i < n; i++) {
 		const struct lama__rule *rule = &rules[i];
 		const struct lama__itemtype *t;
-		char tag[TAG_MAX];
 		json_t *v;
 
 		if (id_only && !rule->is_id)
@@ -373,15 +448,16 @@ static int fields(struct parser *ps, const struct lama__rule *rules, size_t n, j
 			return rc;
 		/* A rule's value is present exactly when its opening tag is
 		 * next; itemprops are unique, so nothing else can start so. */
-		open_tag(tag, t->kind, rule->itemprop);
-		if (!peek(ps, tag, strlen(tag))) {
+		if (!(len = match_open(ps, t->kind, rule->itemprop))) {
 			if (rule->optional)
 				continue;
 			return fail(ps, "missing mandatory property", rule->itemprop);
 		}
-		if ((rc = value(ps, t, rule->itemprop, rule, &v)))
+		ps->p += len;
+		if ((rc = value_body(ps, t, rule->itemprop, rule, &v)))
 			return rc;
-		if (json_object_set_new(obj, rule->itemprop, v))
+		/* itemprops are checked UTF-8 (they came from JSON) */
+		if (json_object_set_new_nocheck(obj, rule->itemprop, v))
 			return lama_error(LAMA_ENOMEM, "out of memory");
 	}
 	return 0;
@@ -403,7 +479,8 @@ static int head(struct parser *ps, char type[LAMA_TYPE_MAX], int *is_id)
 	for (i = 0; ps->p + i < ps->end && ps->p[i] != '"'; i++) {
 		unsigned char c = (unsigned char)ps->p[i];
 
-		if (i + 1 >= LAMA_TYPE_MAX || c <= 0x20 || c == 0x7f || strchr("'&<>", c))
+		if (i + 1 >= LAMA_TYPE_MAX || c <= 0x20 || c == 0x7f || c == '\'' || c == '&' ||
+		    c == '<' || c == '>')
 			return fail(ps, "bad type name", NULL);
 		type[i] = (char)c;
 	}
@@ -416,16 +493,16 @@ static int head(struct parser *ps, char type[LAMA_TYPE_MAX], int *is_id)
 
 int lama_object_peek_type(const char *md, size_t n, char type[LAMA_TYPE_MAX])
 {
-	struct parser ps = { NULL, md, md, md + n, 0, NULL, NULL };
+	struct parser ps = { NULL, md, md, md + n, 0 };
 	int is_id;
 
 	return head(&ps, type, &is_id);
 }
 
 int lama__parse(const lama_recipes *r, const char *md, size_t n, json_t **out, int *is_id_out,
-		lama__ref_fn ref_fn, void *ctx, int verify)
+		int verify)
 {
-	struct parser ps = { r, md, md, md + n, 0, ref_fn, ctx };
+	struct parser ps = { r, md, md, md + n, 0 };
 	struct lama_buf again = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
 	char type[LAMA_TYPE_MAX];
 	const struct lama__recipe *rec;
@@ -440,7 +517,7 @@ int lama__parse(const lama_recipes *r, const char *md, size_t n, json_t **out, i
 	if (is_id && !rec->versioned)
 		return fail(&ps, "ID object of a type without ID properties:", type);
 	obj = json_object();
-	if (!obj || json_object_set_new(obj, "$type$", json_string(type))) {
+	if (!obj || json_object_set_new_nocheck(obj, "$type$", json_string(rec->name))) {
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -462,9 +539,9 @@ int lama__parse(const lama_recipes *r, const char *md, size_t n, json_t **out, i
 						why);
 			goto out;
 		}
-		for (i = 0; i < n && i < again.len && md[i] == again.data[i]; i++)
-			;
-		if (i != n || again.len != n) {
+		if (again.len != n || memcmp(md, again.data, n)) {
+			for (i = 0; i < n && i < again.len && md[i] == again.data[i]; i++)
+				;
 			rc = lama_error(LAMA_EFORMAT, "microdata: not in canonical form at byte %zu", i);
 			goto out;
 		}
@@ -482,5 +559,11 @@ out:
 int lama_object_parse(const lama_recipes *r, const char *md, size_t n, json_t **out,
 		      int *is_id_object)
 {
-	return lama__parse(r, md, n, out, is_id_object, NULL, NULL, 1);
+	return lama__parse(r, md, n, out, is_id_object, 1);
+}
+
+int lama_object_parse_trusted(const lama_recipes *r, const char *md, size_t n, json_t **out,
+			      int *is_id_object)
+{
+	return lama__parse(r, md, n, out, is_id_object, 0);
 }

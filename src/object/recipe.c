@@ -613,19 +613,19 @@ int lama__rule_type(const lama_recipes *r, const struct lama__rule *rule,
 	return resolve(r, rule, 0, out);
 }
 
-int lama__re_match(const struct lama__itemtype *t, const char *s, size_t n)
+int lama__re_match(const struct lama__itemtype *t, const char *s, size_t n,
+		   pcre2_match_data **md)
 {
-	pcre2_match_data *md;
 	int rc;
 
 	if (!t->re)
 		return 1;
-	md = pcre2_match_data_create_from_pattern(t->re, t->gctx);
-	if (!md)
+	/* test() needs no captures: one pair fits every pattern (a pattern with
+	 * more groups returns 0, "ovector too small", which is still a match) */
+	if (!*md && !(*md = pcre2_match_data_create(1, t->gctx)))
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	/* JavaScript's RegExp#test: an unanchored search */
-	rc = pcre2_match(t->re, (PCRE2_SPTR)s, n, 0, 0, md, t->mctx);
-	pcre2_match_data_free(md);
+	rc = pcre2_match(t->re, (PCRE2_SPTR)s, n, 0, 0, *md, t->mctx);
 	if (rc >= 0)
 		return 1;
 	if (rc == PCRE2_ERROR_NOMATCH)

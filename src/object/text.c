@@ -11,6 +11,9 @@ int lama__html_escape(const char *s, size_t n, struct lama_buf *out)
 	size_t i, run = 0;
 	int rc;
 
+	/* most text has nothing to escape: three vector scans beat a byte loop */
+	if (!memchr(s, '&', n) && !memchr(s, '<', n) && !memchr(s, '>', n))
+		return lama_buf_add(out, s, n);
 	for (i = 0; i < n; i++) {
 		const char *rep;
 
@@ -92,4 +95,30 @@ int lama__utf16_cmp(const char *a, size_t an, const char *b, size_t bn)
 	if (ca != cb)
 		return ca < cb ? -1 : 1;
 	return ua[j] < ub[j] ? -1 : 1; /* broken UTF-8: fall back to bytes */
+}
+
+/* Lower-case hex digit values plus one; 0 for every other byte. */
+static const unsigned char hex1[256] = {
+	['0'] = 0 + 1, ['1'] = 1 + 1, ['2'] = 2 + 1, ['3'] = 3 + 1, ['4'] = 4 + 1,
+	['5'] = 5 + 1, ['6'] = 6 + 1, ['7'] = 7 + 1, ['8'] = 8 + 1, ['9'] = 9 + 1,
+	['a'] = 10 + 1, ['b'] = 11 + 1, ['c'] = 12 + 1, ['d'] = 13 + 1, ['e'] = 14 + 1,
+	['f'] = 15 + 1,
+};
+
+int lama__hash_from_hex(const char *s, size_t n, lama_hash *out)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i;
+
+	if (n != LAMA_HASH_HEX)
+		return 0;
+	for (i = 0; i < LAMA_HASH_BYTES; i++) {
+		int hi = hex1[u[2 * i]] - 1, lo = hex1[u[2 * i + 1]] - 1;
+
+		if (hi < 0 || lo < 0)
+			return 0;
+		if (out)
+			out->b[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 1;
 }

@@ -354,6 +354,36 @@ static void test_jsnum(void **state)
 	assert_int_equal(lama_jsnum_write(-0.0, &b), 0);
 	assert_string_equal(b.data, "nullnull0");
 	lama_buf_release(&b);
+	/* integers below 2^53 are written from their digits, the rest by the
+	 * shortest-digits search: both must agree with exact printing */
+	{
+		static const double ints[] = { 1, 9, 10, 99, 100, 1234567, 1e15, 1e15 - 1,
+					       4503599627370496.0, 9007199254740991.0,
+					       9007199254740992.0, 9007199254740994.0, 1e16, 1e20 };
+		uint64_t x = 88172645463325252ULL;
+		char want[40], got[32];
+		size_t k;
+		int i;
+
+		for (k = 0; k < sizeof(ints) / sizeof(ints[0]); k++) {
+			for (i = -1; i <= 1; i += 2) {
+				snprintf(want, sizeof(want), "%.0f", i * ints[k]);
+				lama__jsnum_format(i * ints[k], got);
+				assert_string_equal(got, want);
+			}
+		}
+		for (i = 0; i < 20000; i++) {
+			double d;
+
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			d = (double)(x >> (11 + (unsigned)i % 53)); /* all magnitudes below 2^53 */
+			if (i & 1)
+				d = -d;
+			snprintf(want, sizeof(want), "%.0f", d == 0 ? 0.0 : d);
+			lama__jsnum_format(d, got);
+			assert_string_equal(got, want);
+		}
+	}
 	assert_true(lama__is_integer(1e21));
 	assert_true(lama__is_integer(-0.0));
 	assert_false(lama__is_integer(1.5));
@@ -502,7 +532,9 @@ static void test_parse_rejects(void **state)
 	/* numbers not as JavaScript writes them */
 	{
 		static const char *const bad[] = { "01", "1.0", "-0", "+1", "1e21", "1E+21", "0x10",
-						   "1.5", " 1", "", "null", "Infinity", "1e999", "1." };
+						   "1.5", " 1", "", "null", "Infinity", "1e999", "1.",
+						   "-01", "00", "-", "--1", "1-", "0123456789012345",
+						   "-0123456789012345", "9007199254740993" };
 		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 			char md[300];
 
@@ -510,6 +542,28 @@ static void test_parse_rejects(void **state)
 				 "<span itemprop=\"id\">x</span><span itemprop=\"version\">%s</span></div>",
 				 bad[i]);
 			rejects_s(r, md);
+		}
+	}
+	/* numbers as JavaScript writes them read back, on both sides of the
+	 * 15-digit shortcut */
+	{
+		static const char *const good[] = { "0", "7", "-7", "123456789012345",
+						    "-123456789012345", "1234567890123456",
+						    "9007199254740991", "-9007199254740992",
+						    "100000000000000000000" };
+		for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+			struct lama_buf b = LAMA_BUF_INIT(LAMA_BUF_MAX);
+			char md[300];
+
+			snprintf(md, sizeof(md), "<div itemscope itemtype=\"//refin.io/TestAllTypes\">"
+				 "<span itemprop=\"id\">x</span><span itemprop=\"version\">%s</span></div>",
+				 good[i]);
+			if (lama_object_parse(r, md, strlen(md), &o, NULL))
+				fail_msg("%s: %s", good[i], lama_errmsg());
+			assert_int_equal(lama_object_microdata(r, o, &b), 0);
+			assert_string_equal(b.data, md);
+			lama_buf_release(&b);
+			json_decref(o);
 		}
 	}
 	/* stringifiable not in sorted form, or with escapes JSON.stringify
@@ -545,6 +599,153 @@ static void test_parse_rejects(void **state)
 	/* regexp violation */
 	rejects_s(r, "<div itemscope itemtype=\"//refin.io/TestAllTypes\"><span itemprop=\"id\">x</span>"
 		     "<span itemprop=\"version\">1</span><span itemprop=\"strRe\">ABC-12</span></div>");
+}
+
+/* --- trusted parsing --- */
+
+/* lama_object_parse_trusted gives what lama_object_parse gives on every
+ * vector, full and ID form. */
+static void trusted_same(lama_recipes *r, const json_t *mdj, size_t *count)
+{
+	const char *md = json_string_value(mdj);
+	size_t n = json_string_length(mdj);
+	json_t *strict = NULL, *trusted = NULL;
+	int is_id = -1, t_is_id = -2;
+	char *copy;
+
+	if (!md)
+		return;
+	copy = lama_malloc(n ? n : 1); /* exact size: ASan sees any overread */
+	assert_non_null(copy);
+	memcpy(copy, md, n);
+	assert_int_equal(lama_object_parse(r, copy, n, &strict, &is_id), 0);
+	if (lama_object_parse_trusted(r, copy, n, &trusted, &t_is_id))
+		fail_msg("trusted parse failed: %s\n%s", lama_errmsg(), md);
+	assert_int_equal(is_id, t_is_id);
+	assert_true(json_equal(strict, trusted));
+	json_decref(strict);
+	json_decref(trusted);
+	lama_free(copy);
+	++*count;
+}
+
+static void one_trusted(json_t *v, void *ctx)
+{
+	void **c = ctx;
+
+	trusted_same(c[0], json_object_get(v, "microdata"), c[1]);
+	trusted_same(c[0], json_object_get(v, "id_microdata"), c[1]);
+}
+
+static void test_parse_trusted_vectors(void **state)
+{
+	size_t count = 0;
+	void *c[2] = { *state, &count };
+
+	assert_int_equal(each_line("vectors.jsonl", one_trusted, c), 446);
+	assert_true(count > 446);
+}
+
+/* Any input to the trusted parser: a result or an error, never a read
+ * outside the input (each from an exact-size heap copy, so ASan sees it),
+ * a leak or a crash. */
+static void trusted_any(lama_recipes *r, const char *md, size_t n)
+{
+	char *copy = lama_malloc(n ? n : 1);
+	json_t *o = NULL;
+	int rc;
+
+	assert_non_null(copy);
+	memcpy(copy, md, n);
+	rc = lama_object_parse_trusted(r, copy, n, &o, NULL);
+	assert_true(rc == 0 || rc == LAMA_EFORMAT);
+	assert_true(rc ? o == NULL : o != NULL);
+	json_decref(o);
+	lama_free(copy);
+}
+
+struct hostile_ctx {
+	lama_recipes *r;
+	uint64_t x;
+};
+
+static void one_hostile(json_t *v, void *ctx)
+{
+	static const char bytes[] = { '<', '>', '&', '"', '/', ' ', '\0', '\xff', '\xc3', 'a', '0' };
+	struct hostile_ctx *c = ctx;
+	const json_t *mdj = json_object_get(v, "microdata");
+	const char *md = json_string_value(mdj);
+	size_t n = json_string_length(mdj), i;
+	char *m = lama_malloc(n + 1);
+
+	assert_non_null(m);
+	for (i = 0; i < n; i += 1 + n / 97) /* truncations */
+		trusted_any(c->r, md, i);
+	for (i = 0; i < 40; i++) { /* one to three bytes changed */
+		int k, changes = 1 + (int)(c->x % 3);
+
+		memcpy(m, md, n);
+		for (k = 0; k < changes; k++) {
+			c->x ^= c->x << 13, c->x ^= c->x >> 7, c->x ^= c->x << 17;
+			m[c->x % n] = bytes[(c->x >> 32) % sizeof(bytes)];
+		}
+		trusted_any(c->r, m, n);
+		trusted_any(c->r, m, (size_t)(c->x >> 40) % (n + 1));
+	}
+	lama_free(m);
+}
+
+static void test_parse_trusted_hostile(void **state)
+{
+	struct hostile_ctx c = { *state, 0x9E3779B97F4A7C15ULL };
+	lama_recipes *r = *state;
+	struct lama_buf md = LAMA_BUF_INIT(LAMA_BUF_MAX);
+	json_t *o = NULL;
+	size_t i;
+	/* not canonical: the strict parser refuses, the trusted one takes them */
+	static const char *const lenient[] = {
+		"<div itemscope itemtype=\"//refin.io/TestAllTypes\"><span itemprop=\"id\">x</span>"
+		"<span itemprop=\"version\">1</span><ul itemprop=\"bag\"><li>b</li><li>a</li></ul></div>",
+		"<div itemscope itemtype=\"//refin.io/TestAllTypes\"><span itemprop=\"id\">x</span>"
+		"<span itemprop=\"version\">1</span><span itemprop=\"strf\">{\"b\":1,\"a\":2}</span></div>",
+	};
+	/* never valid, trusted or not */
+	static const char *const bad[] = {
+		"",
+		"<div",
+		"<div itemscope itemtype=\"//refin.io/Person\"><span itemprop=\"email\">\xc3(</span></div>",
+		"<div itemscope itemtype=\"//refin.io/Person\"><span itemprop=\"email\">a&amp</span></div>",
+		"<div itemscope itemtype=\"//refin.io/Person\"><span itemprop=\"email\">x</span></div> ",
+		"<div itemscope itemtype=\"//refin.io/TestAllTypes\"><span itemprop=\"id\">x</span>"
+		"<span itemprop=\"version\">1</span><a itemprop=\"refObj\" data-type=\"obj\">abc</a></div>",
+		"<div itemscope itemtype=\"//refin.io/TestAllTypes\"><span itemprop=\"id\">x</span>"
+		"<span itemprop=\"version\">01</span></div>",
+	};
+
+	for (i = 0; i < sizeof(lenient) / sizeof(lenient[0]); i++) {
+		rejects_s(r, lenient[i]);
+		assert_int_equal(lama_object_parse_trusted(r, lenient[i], strlen(lenient[i]), &o, NULL), 0);
+		json_decref(o);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(lama_object_parse_trusted(r, bad[i], strlen(bad[i]), &o, NULL),
+				 LAMA_EFORMAT);
+		assert_null(o);
+	}
+	/* every truncation of a small object */
+	for (i = 0; i < strlen(person_md); i++) {
+		trusted_any(r, person_md, i);
+		assert_int_equal(lama_object_parse_trusted(r, person_md, i, &o, NULL), LAMA_EFORMAT);
+	}
+	/* far too deep */
+	lama_buf_addstr(&md, "<div itemscope itemtype=\"//refin.io/TestAllTypes\"><span itemprop=\"id\">"
+			"x</span><span itemprop=\"version\">1</span><ul itemprop=\"setOfArr\">");
+	for (i = 0; i < 100000; i++)
+		lama_buf_addstr(&md, "<li><ol>");
+	assert_int_equal(lama_object_parse_trusted(r, md.data, md.len, &o, NULL), LAMA_EFORMAT);
+	lama_buf_release(&md);
+	/* every vector, cut and changed */
+	assert_int_equal(each_line("vectors.jsonl", one_hostile, &c), 446);
 }
 
 /* A recipe that nests through inheritFrom parses only down to the limit. */
@@ -608,8 +809,10 @@ struct ref_seen {
 	char hex[65];
 };
 
+#define REFS_MAX 256
+
 struct refs {
-	struct ref_seen v[64];
+	struct ref_seen v[REFS_MAX];
 	size_t n;
 	size_t stop_at;
 };
@@ -620,12 +823,98 @@ static int collect_ref(void *ctx, const char *itemprop, enum lama_ref_kind kind,
 
 	if (r->n == r->stop_at)
 		return 42;
-	assert_true(r->n < 64);
+	assert_true(r->n < REFS_MAX);
 	snprintf(r->v[r->n].prop, sizeof(r->v[r->n].prop), "%s", itemprop);
 	r->v[r->n].kind = kind;
 	lama_hash_hex(target, r->v[r->n].hex);
 	r->n++;
 	return 0;
+}
+
+static int cmp_ref(const void *pa, const void *pb)
+{
+	const struct ref_seen *a = pa, *b = pb;
+	int c = strcmp(a->prop, b->prop);
+
+	if (c)
+		return c;
+	if (a->kind != b->kind)
+		return a->kind < b->kind ? -1 : 1;
+	return strcmp(a->hex, b->hex);
+}
+
+/* The same multiset of (itemprop, kind, target): sorts both. */
+static void refs_assert_same(struct refs *got, struct refs *want)
+{
+	size_t i;
+
+	qsort(got->v, got->n, sizeof(got->v[0]), cmp_ref);
+	qsort(want->v, want->n, sizeof(want->v[0]), cmp_ref);
+	assert_int_equal(got->n, want->n);
+	for (i = 0; i < got->n; i++) {
+		assert_string_equal(got->v[i].prop, want->v[i].prop);
+		assert_int_equal(got->v[i].kind, want->v[i].kind);
+		assert_string_equal(got->v[i].hex, want->v[i].hex);
+	}
+}
+
+/* The references of an object as the first lama_object_foreach_ref found
+ * them, by reading its microdata: every <a data-type> element, named by the
+ * itemprop of the nearest element that has one (itself included), so the
+ * collection for items, the inner field inside nested objects. Canonical
+ * microdata has no raw '<' or '>' in text, so tags can be found by them. */
+static void md_refs(const char *md, size_t n, struct refs *out)
+{
+	static const char *const kinds[] = { "obj", "id", "clob", "blob" };
+	const char *props[LAMA_OBJECT_MAX_DEPTH * 4];
+	size_t plen[LAMA_OBJECT_MAX_DEPTH * 4];
+	const char *p = md, *mdend = md + n; /* text may hold NUL: bounded scans */
+	int depth = 0;
+
+	out->n = 0;
+	while ((p = memchr(p, '<', (size_t)(mdend - p)))) {
+		const char *end = memchr(p, '>', (size_t)(mdend - p)), *a, *dt;
+		size_t k, tl;
+		int d;
+
+		assert_non_null(end);
+		tl = (size_t)(end - p);
+		if (p[1] == '/') {
+			assert_true(depth > 0);
+			depth--;
+			p = end + 1;
+			continue;
+		}
+		assert_true(depth < (int)(sizeof(props) / sizeof(props[0])));
+		a = memmem(p, tl, " itemprop=\"", 11);
+		props[depth] = a ? a + 11 : NULL;
+		plen[depth] = a ? (size_t)((const char *)memchr(a + 11, '"', (size_t)(end - a - 11)) - (a + 11)) : 0;
+		depth++;
+		dt = memmem(p, tl, " data-type=\"", 12);
+		if (p[1] == 'a' && p[2] == ' ' && dt) {
+			struct ref_seen *r = &out->v[out->n];
+
+			assert_true(out->n < REFS_MAX);
+			for (k = 0; k < 4; k++)
+				if (!strncmp(dt + 12, kinds[k], strlen(kinds[k])) &&
+				    dt[12 + strlen(kinds[k])] == '"')
+					break;
+			assert_true(k < 4);
+			r->kind = (enum lama_ref_kind)k;
+			for (d = depth - 1; d >= 0 && !props[d]; d--)
+				;
+			assert_true(d >= 0);
+			assert_true(plen[d] < sizeof(r->prop));
+			memcpy(r->prop, props[d], plen[d]);
+			r->prop[plen[d]] = '\0';
+			assert_true(mdend - end > 64);
+			memcpy(r->hex, end + 1, 64);
+			r->hex[64] = '\0';
+			out->n++;
+		}
+		p = end + 1;
+	}
+	assert_int_equal(depth, 0);
 }
 
 static void test_foreach_ref(void **state)
@@ -643,28 +932,28 @@ static void test_foreach_ref(void **state)
 				"$type$", "TestAllTypes", "id", "refs", "version", 1.0,
 				"refObj", h[0], "refId", h[1], "refClob", h[2], "refBlob", h[3],
 				"mapOfBag", "$map", "k", h[5], h[4], "e");
-	struct refs seen = { .n = 0, .stop_at = (size_t)-1 };
+	struct refs seen = { .n = 0, .stop_at = (size_t)-1 }, want = { .n = 0 };
 	static const struct {
 		const char *prop;
 		enum lama_ref_kind kind;
 		int h;
-	} want[] = {
+	} expect[] = {
 		{ "refObj", LAMA_REF_OBJ, 0 }, { "refId", LAMA_REF_ID, 1 },
 		{ "refClob", LAMA_REF_CLOB, 2 }, { "refBlob", LAMA_REF_BLOB, 3 },
-		{ "mapOfBag", LAMA_REF_OBJ, 4 }, /* bag sorted: 5555 before 6666 */
-		{ "mapOfBag", LAMA_REF_OBJ, 5 },
+		{ "mapOfBag", LAMA_REF_OBJ, 4 }, { "mapOfBag", LAMA_REF_OBJ, 5 },
 	};
 	size_t i;
 
 	(void)state;
 	assert_non_null(obj);
 	assert_int_equal(lama_object_foreach_ref(r, obj, collect_ref, &seen), 0);
-	assert_int_equal(seen.n, 6);
 	for (i = 0; i < 6; i++) {
-		assert_string_equal(seen.v[i].prop, want[i].prop);
-		assert_int_equal(seen.v[i].kind, want[i].kind);
-		assert_string_equal(seen.v[i].hex, h[want[i].h]);
+		snprintf(want.v[i].prop, sizeof(want.v[i].prop), "%s", expect[i].prop);
+		want.v[i].kind = expect[i].kind;
+		snprintf(want.v[i].hex, sizeof(want.v[i].hex), "%s", h[expect[i].h]);
 	}
+	want.n = 6;
+	refs_assert_same(&seen, &want); /* the order is not promised */
 	/* the callback's non-zero value stops the walk and comes back */
 	seen.n = 0;
 	seen.stop_at = 2;
@@ -673,8 +962,9 @@ static void test_foreach_ref(void **state)
 	json_decref(obj);
 }
 
-/* Every reference in every TestAllTypes / LamaFormatProbe vector, checked
- * against the data-type attributes of the expected microdata. */
+/* Every reference of every vector: the walk over the JSON value finds the
+ * same (itemprop, kind, target) multiset as reading the expected microdata
+ * (which is how lama_object_foreach_ref worked before it walked the JSON). */
 struct refvec_ctx {
 	lama_recipes *r;
 	size_t objects, refs;
@@ -683,28 +973,16 @@ struct refvec_ctx {
 static void one_refvec(json_t *v, void *ctx)
 {
 	struct refvec_ctx *c = ctx;
-	const char *type = json_string_value(json_object_get(v, "type"));
-	const char *md = json_string_value(json_object_get(v, "microdata"));
-	struct refs seen = { .n = 0, .stop_at = (size_t)-1 };
-	const char *p = md;
-	size_t k = 0;
+	const json_t *md = json_object_get(v, "microdata");
+	static struct refs seen, want;
 
-	if (strcmp(type, "TestAllTypes") && strcmp(type, "LamaFormatProbe"))
-		return;
+	seen.n = 0;
+	seen.stop_at = (size_t)-1;
 	assert_int_equal(lama_object_foreach_ref(c->r, json_object_get(v, "object"), collect_ref, &seen), 0);
-	while ((p = strstr(p, "data-type=\""))) {
-		static const char *const kinds[] = { "obj", "id", "clob", "blob" };
-		const char *kind = p + 11;
-
-		assert_true(k < seen.n);
-		assert_int_equal(strncmp(kind, kinds[seen.v[k].kind], strlen(kinds[seen.v[k].kind])), 0);
-		p = strchr(kind, '>') + 1;
-		assert_int_equal(strncmp(p, seen.v[k].hex, 64), 0);
-		k++;
-	}
-	assert_int_equal(k, seen.n);
+	md_refs(json_string_value(md), json_string_length(md), &want);
+	refs_assert_same(&seen, &want);
 	c->objects++;
-	c->refs += k;
+	c->refs += seen.n;
 }
 
 static void test_foreach_ref_vectors(void **state)
@@ -712,8 +990,102 @@ static void test_foreach_ref_vectors(void **state)
 	struct refvec_ctx c = { *state, 0, 0 };
 
 	each_line("vectors.jsonl", one_refvec, &c);
-	assert_int_equal(c.objects, 69);
-	assert_true(c.refs > 20);
+	assert_int_equal(c.objects, 446);
+	assert_int_equal(c.refs, 647); /* as the old implementation counted them */
+}
+
+static int never_called(void *ctx, const char *itemprop, enum lama_ref_kind kind,
+			const lama_hash *target)
+{
+	(void)ctx;
+	(void)itemprop;
+	(void)kind;
+	(void)target;
+	return 99;
+}
+
+/* Objects that are no valid object: an error, never a crash. */
+static void test_foreach_ref_invalid(void **state)
+{
+	static const char *const bad[] = {
+		"[]",
+		"{\"$set\":[]}",
+		"{\"id\":\"x\"}",
+		"{\"$type$\":\"Nobody\"}",
+		"{\"$type$\":7}",
+		"{\"$type$\":\"TestAllTypes\",\"version\":1}", /* mandatory id missing */
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"refObj\":\"ABC\"}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"refObj\":1}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"obj\":[]}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"obj\":{\"$set\":[]}}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"set\":[\"a\"]}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"set\":{\"$set\":7}}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"bag\":\"a\"}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"mapOfBag\":[]}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"mapOfBag\":{\"$map\":[[\"k\"]]}}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"mapOfBag\":{\"$map\":[\"k\"]}}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"mapOfBag\":{\"$map\":[[\"k\",\"v\"]]}}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"mapOfBag\":{\"$map\":[[\"k\",[null]]]}}",
+		"{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"arrObj\":[{\"v\":1}]}",
+	};
+	lama_recipes *r = *state;
+	json_t *rec, *o;
+	size_t i;
+	int d;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		json_t *j = json_loads(bad[i], LAMA_JSON_FLAGS, NULL);
+
+		assert_non_null(j);
+		if (lama_object_foreach_ref(r, j, never_called, NULL) != LAMA_EINVAL)
+			fail_msg("walked %s", bad[i]);
+		json_decref(j);
+	}
+	assert_int_equal(lama_object_foreach_ref(r, NULL, never_called, NULL), LAMA_EINVAL);
+	/* nesting past the limit */
+	rec = json_loads("{\"$type$\":\"Recipe\",\"name\":\"DeepRef\",\"rule\":[{\"itemprop\":\"x\","
+			 "\"optional\":true,\"itemtype\":{\"type\":\"object\",\"rules\":[{\"itemprop\":"
+			 "\"x\",\"optional\":true,\"inheritFrom\":\"DeepRef.x\"},{\"itemprop\":\"r\","
+			 "\"optional\":true,\"itemtype\":{\"type\":\"referenceToBlob\"}}]}}]}",
+			 LAMA_JSON_FLAGS, NULL);
+	assert_non_null(rec);
+	assert_int_equal(lama_recipes_add(r, rec), 0);
+	json_decref(rec);
+	o = json_pack("{s:s}", "r", "1111111111111111111111111111111111111111111111111111111111111111");
+	for (d = 0; d < LAMA_OBJECT_MAX_DEPTH + 10; d++) {
+		json_t *outer = json_pack("{s:o}", "x", o);
+		struct refs seen = { .n = 0, .stop_at = (size_t)-1 };
+		struct lama_buf b = LAMA_BUF_INIT(LAMA_BUF_MAX);
+		int rc, want;
+
+		assert_non_null(outer);
+		o = outer;
+		json_object_set_new(o, "$type$", json_string("DeepRef"));
+		want = lama_object_microdata(r, o, &b);
+		rc = lama_object_foreach_ref(r, o, collect_ref, &seen);
+		assert_int_equal(rc, want); /* the same limit as the serializer */
+		assert_int_equal(seen.n, rc ? 0 : 1);
+		if (!rc)
+			assert_string_equal(seen.v[0].prop, "r");
+		json_object_del(o, "$type$");
+		lama_buf_release(&b);
+	}
+	json_decref(o);
+}
+
+/* Every rejected object of invalid.jsonl: no crash; 0 or LAMA_EINVAL (the
+ * walk does not check scalars). */
+static void one_invalid_ref(json_t *v, void *ctx)
+{
+	struct refs seen = { .n = 0, .stop_at = (size_t)-1 };
+	int rc = lama_object_foreach_ref(ctx, json_object_get(v, "object"), collect_ref, &seen);
+
+	assert_true(rc == 0 || rc == LAMA_EINVAL);
+}
+
+static void test_foreach_ref_invalid_vectors(void **state)
+{
+	assert_int_equal(each_line("invalid.jsonl", one_invalid_ref, *state), 104);
 }
 
 /* --- fields and CRDT rules --- */
@@ -854,6 +1226,10 @@ static void test_alloc_failures(void **state)
 		rc = lama_object_microdata(r, obj, &b);
 		if (!rc)
 			rc = lama_object_parse(r, md.data, md.len, &o, NULL);
+		json_decref(o);
+		o = NULL;
+		if (!rc)
+			rc = lama_object_parse_trusted(r, md.data, md.len, &o, NULL);
 		lama_mem_fail_after(0, 0);
 		lama_buf_release(&b);
 		json_decref(o);
@@ -888,6 +1264,15 @@ static void test_set_map_repeats(void **state)
 	o = json_loads("{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"set\":{\"$set\":[\"a\",\"a\"]}}",
 		       LAMA_JSON_FLAGS, NULL);
 	assert_int_equal(lama_object_microdata(r, o, &b), LAMA_EINVAL);
+	/* a failure leaves out as it was: still unallocated here... */
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+	/* ...and here with its old contents */
+	assert_int_equal(lama_buf_addstr(&b, "keep"), 0);
+	assert_int_equal(lama_object_microdata(r, o, &b), LAMA_EINVAL);
+	assert_string_equal(b.data, "keep");
+	assert_int_equal(b.len, 4);
+	lama_buf_release(&b);
 	json_decref(o);
 	o = json_loads("{\"$type$\":\"TestAllTypes\",\"id\":\"x\",\"version\":1,\"map\":{\"$map\":[[\"a\",1],[\"a\",2]]}}",
 		       LAMA_JSON_FLAGS, NULL);
@@ -915,8 +1300,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parse_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parse_depth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parse_trusted_vectors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parse_trusted_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreach_ref, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreach_ref_vectors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_foreach_ref_invalid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_foreach_ref_invalid_vectors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreach_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inherit_unresolved, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_map_repeats, setup, teardown),
