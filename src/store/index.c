@@ -4,6 +4,7 @@
 
 #include <sodium.h>
 
+#include "crypto/crypto.h"
 #include "store/store.h"
 #include "store/store_int.h"
 #include "util/err.h"
@@ -37,14 +38,33 @@ int lama_store_ref_add(lama_store *st, const lama_hash *dst, const char *src_typ
 	rc = store__seal(st, "ref", ad, sizeof(ad), pt, 32 + tl, 0, &ct, &ctlen);
 	if (rc)
 		return rc;
-	s = store__stmt(st, S_REF_PUT);
-	sqlite3_bind_blob(s, 1, ad, 32, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 2, ad + 32, 16, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 3, ad + 48, 32, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 4, ct, (int)ctlen, SQLITE_STATIC);
-	if (sqlite3_step(s) != SQLITE_DONE)
-		rc = store__dberr(st, "storing reverse map");
-	sqlite3_reset(s);
+	/* The key is (target, type, sequence), not (target, type, source):
+	 * a session's rows for one target then sit side by side, so a
+	 * thousand messages from one sender touch a few pages, not a thousand.
+	 * The sequence starts at a random point per session (no timestamps
+	 * on disk); a clash with an older row just moves it elsewhere. Adding
+	 * a reference twice makes two rows that lookups report once. */
+	for (int attempt = 0;; attempt++) {
+		int step;
+
+		s = store__stmt(st, S_REF_PUT);
+		sqlite3_bind_blob(s, 1, ad, 32, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 2, ad + 32, 16, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)st->ref_seq++);
+		sqlite3_bind_blob(s, 4, ad + 48, 32, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 5, ct, (int)ctlen, SQLITE_STATIC);
+		step = sqlite3_step(s);
+		if (step == SQLITE_CONSTRAINT && attempt < 8) {
+			sqlite3_reset(s);
+			lama_random(&st->ref_seq, sizeof(st->ref_seq));
+			st->ref_seq >>= 2;
+			continue;
+		}
+		if (step != SQLITE_DONE)
+			rc = store__dberr(st, "storing reverse map");
+		sqlite3_reset(s);
+		break;
+	}
 	lama_free(ct);
 	return rc;
 }

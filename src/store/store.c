@@ -27,9 +27,9 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_CHUNK_PUT] = "INSERT INTO chunk(bid,idx,val) VALUES(?1,?2,?3)",
 	[S_CHUNK_GET] = "SELECT val FROM chunk WHERE bid=?1 AND idx=?2",
 	[S_CHUNK_DEL] = "DELETE FROM chunk WHERE bid=?1",
-	[S_REF_PUT] = "INSERT OR IGNORE INTO ref(dst,tag,src,val) VALUES(?1,?2,?3,?4)",
-	[S_REF_ALL] = "SELECT tag,src,val FROM ref WHERE dst=?1",
-	[S_REF_TYPE] = "SELECT tag,src,val FROM ref WHERE dst=?1 AND tag=?2",
+	[S_REF_PUT] = "INSERT INTO ref(dst,tag,seq,src,val) VALUES(?1,?2,?3,?4,?5)",
+	[S_REF_ALL] = "SELECT tag,src,min(val) FROM ref WHERE dst=?1 GROUP BY tag,src",
+	[S_REF_TYPE] = "SELECT tag,src,min(val) FROM ref WHERE dst=?1 AND tag=?2 GROUP BY src",
 	[S_HEAD_GET] = "SELECT val FROM head WHERE id=?1",
 	[S_HEAD_PUT] = "INSERT OR REPLACE INTO head(id,val) VALUES(?1,?2)",
 	[S_KV_GET] = "SELECT val FROM kv WHERE k=?1",
@@ -43,8 +43,8 @@ static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS blob(key BLOB PRIMARY KEY, val BLOB NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS chunk(bid BLOB, idx INTEGER, val BLOB NOT NULL,"
 	" PRIMARY KEY(bid, idx)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS ref(dst BLOB, tag BLOB, src BLOB, val BLOB NOT NULL,"
-	" PRIMARY KEY(dst, tag, src)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS ref(dst BLOB, tag BLOB, seq INTEGER, src BLOB NOT NULL,"
+	" val BLOB NOT NULL, PRIMARY KEY(dst, tag, seq)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS head(id BLOB PRIMARY KEY, val BLOB NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS kv(k BLOB PRIMARY KEY, val BLOB NOT NULL) WITHOUT ROWID;";
 
@@ -329,6 +329,9 @@ int lama_store_open(lama_store **out, const char *path, const uint8_t enc_key[32
 			goto fail;
 		}
 	}
+	/* reverse-map rows of one session follow each other (index.c) */
+	lama_random(&st->ref_seq, sizeof(st->ref_seq));
+	st->ref_seq >>= 2;
 	*out = st;
 	return 0;
 fail:

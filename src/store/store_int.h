@@ -23,6 +23,7 @@ struct lama_store {
 	sqlite3_stmt *stmt[S_COUNT];
 	int tx_depth;
 	int tx_failed; /* an inner failure: the outermost commit rolls back */
+	uint64_t ref_seq; /* next reverse-map sequence number (see index.c) */
 };
 
 struct lama_blob_writer {
