@@ -80,7 +80,7 @@ void store__name(const lama_store *st, char domain, const void *data, size_t n,
 {
 	crypto_generichash_state g;
 
-	crypto_generichash_init(&g, st->keys->index, 32, 32);
+	memcpy(&g, st->keys->name_state, sizeof(g));
 	crypto_generichash_update(&g, (const uint8_t *)&domain, 1);
 	crypto_generichash_update(&g, data, n);
 	crypto_generichash_final(&g, out, 32);
@@ -260,6 +260,13 @@ int lama_store_open(lama_store **out, const char *path, const uint8_t enc_key[32
 	}
 	memcpy(st->keys->enc, enc_key, 32);
 	memcpy(st->keys->index, index_key, 32);
+	{
+		crypto_generichash_state g;
+
+		crypto_generichash_init(&g, st->keys->index, 32, 32);
+		memcpy(st->keys->name_state, &g, sizeof(g));
+		sodium_memzero(&g, sizeof(g));
+	}
 	if (access(path, F_OK) != 0) {
 		int fd;
 

@@ -2,6 +2,7 @@
 #ifndef LAMA_STORE_INT_H
 #define LAMA_STORE_INT_H
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "store/store.h"
@@ -15,6 +16,10 @@ enum stmt_id {
 struct keys {
 	uint8_t enc[32];
 	uint8_t index[32];
+	/* BLAKE2b state after absorbing the index key: copying it saves one
+	 * compression per index name (every get and put). Bytes, because
+	 * secure memory gives no 64-byte alignment. */
+	unsigned char name_state[sizeof(crypto_generichash_state)];
 };
 
 struct lama_store {

@@ -28,10 +28,19 @@ static const EVP_MD *sha256(void)
 	return sha256_md ? sha256_md : EVP_sha256();
 }
 
+/* One context per thread, reused: EVP_Digest would allocate and free one
+ * per call, which shows on small objects. */
+static _Thread_local EVP_MD_CTX *oneshot;
+
 void lama_sha256(const void *data, size_t n, lama_hash *out)
 {
 	unsigned int len = LAMA_HASH_BYTES;
 
+	if (!oneshot)
+		oneshot = EVP_MD_CTX_new();
+	if (oneshot && EVP_DigestInit_ex2(oneshot, sha256(), NULL) &&
+	    EVP_DigestUpdate(oneshot, data, n) && EVP_DigestFinal_ex(oneshot, out->b, &len))
+		return;
 	EVP_Digest(data, n, out->b, &len, sha256(), NULL);
 }
 
