@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "util/err.h"
 #include "util/mem.h"
 
@@ -20,12 +22,16 @@ int lama_archive_new(lama_archive **out, lama_store *st, const lama_recipes *r)
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	a->st = st;
 	a->recipes = r;
+	a->scratch = (struct lama_buf)LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
 	*out = a;
 	return 0;
 }
 
 void lama_archive_free(lama_archive *a)
 {
+	if (!a)
+		return;
+	lama_buf_release_wipe(&a->scratch);
 	lama_free(a);
 }
 
@@ -116,18 +122,19 @@ out:
 
 int lama_archive_get(lama_archive *a, const lama_hash *h, json_t **out)
 {
-	struct lama_buf md = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+	/* reads reuse one buffer: no allocation per object */
+	struct lama_buf *md = &a->scratch;
 	enum lama_store_kind kind;
 	int rc;
 
 	*out = NULL;
-	rc = lama_store_get(a->st, h, &kind, &md);
+	rc = lama_store_get(a->st, h, &kind, md);
 	if (!rc && kind == LAMA_KIND_CLOB)
 		rc = lama_error(LAMA_EINVAL, "that hash names a CLOB, not an object");
 	if (!rc) {
 		/* the bytes were authenticated and matched their hash, and only
 		 * lama's serializer writes this store: no canonical-form check */
-		rc = lama_object_parse_trusted(a->recipes, md.data, md.len, out, NULL);
+		rc = lama_object_parse_trusted(a->recipes, md->data, md->len, out, NULL);
 		if (rc && rc != LAMA_ENOMEM) {
 			/* the message is copied: lama_error writes where
 			 * lama_errmsg points */
@@ -139,7 +146,12 @@ int lama_archive_get(lama_archive *a, const lama_hash *h, json_t **out)
 					hex, why);
 		}
 	}
-	lama_buf_release(&md);
+	/* no plaintext lingers; a buffer grown by a huge object is let go */
+	if (md->cap > ((size_t)1 << 20))
+		lama_buf_release_wipe(md);
+	else if (md->data)
+		sodium_memzero(md->data, md->cap);
+	md->len = 0;
 	return rc;
 }
 

@@ -7,6 +7,7 @@
 struct lama_archive {
 	lama_store *st;
 	const lama_recipes *recipes;
+	struct lama_buf scratch; /* reused by reads; wiped after each */
 };
 
 enum node_kind { NODE_EDGE, NODE_CHANGE, NODE_MERGE };

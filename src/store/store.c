@@ -470,12 +470,20 @@ int store__obj_open(lama_store *st, const uint8_t key[32], const void *ct, size_
 	uint8_t k2[32];
 	int rc;
 
-	if (expect)
+	rc = store__unseal(st, "obj", key, 32, ct, ctlen, 1, out, "object row");
+	/* the hex hash is for messages only: not computed on the good path */
+	if (rc && expect) {
 		lama_hash_hex(expect, hex);
-	rc = store__unseal(st, "obj", key, 32, ct, ctlen, 1, out, expect ? hex : "object row");
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", lama_errmsg());
+		return lama_error(rc, "object %s: %s", hex, why);
+	}
 	if (rc)
 		return rc;
 	if (out->len == start || out->data[start] < LAMA_KIND_OBJECT || out->data[start] > LAMA_KIND_CLOB) {
+		if (expect)
+			lama_hash_hex(expect, hex);
 		sodium_memzero(out->data + start, out->len - start);
 		lama_buf_truncate(out, start);
 		return lama_error(LAMA_ECORRUPT, "object %s: unknown kind", hex);
@@ -487,6 +495,8 @@ int store__obj_open(lama_store *st, const uint8_t key[32], const void *ct, size_
 	 * must match it; without one (check), the key must name the content. */
 	if (expect ? !lama_hash_eq(&h, expect)
 		   : (store__name(st, 'o', h.b, 32, k2), memcmp(k2, key, 32) != 0)) {
+		if (expect)
+			lama_hash_hex(expect, hex);
 		sodium_memzero(out->data + start, out->len - start);
 		lama_buf_truncate(out, start);
 		return lama_error(LAMA_ECORRUPT, "object %s: content does not match its hash", hex);
