@@ -24,6 +24,8 @@ int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads a password from $envvar, else prompts on the terminal without
  * echo. *pw is secure memory (lama_secure_free). */
 int cli_password(const char *envvar, const char *prompt, char **pw, size_t *len);
+/* A new password: from $envvar, else prompted twice (must match). */
+int cli_new_password(const char *envvar, char **pw, size_t *len);
 /* Logs in with the password from LAMA_PASSWORD or a prompt. */
 int cli_login(lama_session **s);
 /* The Argon2id cost for new passwords: $LAMA_KDF = moderate (default),

@@ -44,7 +44,7 @@ int cmd_register(int argc, char **argv)
 		return cli_usage("usage: lama register --name NAME");
 	if ((rc = cli_kdf(&kdf)))
 		return cli_fail(rc);
-	if ((rc = cli_password("LAMA_PASSWORD", "New password: ", &pw, &len)))
+	if ((rc = cli_new_password("LAMA_PASSWORD", &pw, &len)))
 		return cli_fail(rc);
 	rc = lama_account_register(cli.home, name, pw, len, &kdf, &s);
 	lama_secure_free(pw);
@@ -95,7 +95,7 @@ int cmd_passwd(int argc, char **argv)
 	if (!rc)
 		rc = cli_password("LAMA_PASSWORD", "Current password: ", &old, &oldlen);
 	if (!rc)
-		rc = cli_password("LAMA_NEW_PASSWORD", "New password: ", &new, &newlen);
+		rc = cli_new_password("LAMA_NEW_PASSWORD", &new, &newlen);
 	if (!rc)
 		rc = lama_account_passwd(cli.home, cli.user, old, oldlen, new, newlen, &kdf);
 	lama_secure_free(old);

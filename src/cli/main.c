@@ -145,6 +145,27 @@ int cli_password(const char *envvar, const char *prompt, char **pw, size_t *len)
 	return 0;
 }
 
+int cli_new_password(const char *envvar, char **pw, size_t *len)
+{
+	char *again;
+	size_t n;
+	int rc;
+
+	rc = cli_password(envvar, "New password: ", pw, len);
+	if (rc || getenv(envvar))
+		return rc;
+	/* typed at a prompt: a typo would lock the user out, so ask twice */
+	rc = cli_password(envvar, "Repeat the new password: ", &again, &n);
+	if (!rc && (n != *len || lama_memcmp_ct(again, *pw, n) != 0))
+		rc = lama_error(LAMA_EINVAL, "the passwords do not match; nothing was changed");
+	lama_secure_free(again);
+	if (rc) {
+		lama_secure_free(*pw);
+		*pw = NULL;
+	}
+	return rc;
+}
+
 int cli_login(lama_session **s)
 {
 	char *pw;

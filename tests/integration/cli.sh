@@ -116,4 +116,40 @@ LAMA_PASSWORD=pw2 lama --user carol erase --yes 2>/dev/null
 LAMA_PASSWORD=pw2 expect_fail lama --user carol login
 echo "$ERR" | grep -q "no user named carol" || fail "erased: $ERR"
 LAMA_PASSWORD=new-secret lama login >/dev/null || fail "alice survives carol's erase"
+# prompts on a terminal: no echo, a new password asked twice
+cat >"$T/prompts.py" <<'PY'
+import faulthandler, os, pty, sys
+faulthandler.dump_traceback_later(50, exit=True)
+def run(args, answers):
+    env = dict(os.environ)
+    env.pop("LAMA_PASSWORD", None)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(args[0], args, env)
+    seen = b""
+    for a in answers:
+        while b": " not in seen.split(b"\n")[-1]:
+            seen += os.read(fd, 1024)
+        os.write(fd, a.encode() + b"\n")
+        seen += b"\n"
+    try:
+        while True:
+            chunk = os.read(fd, 1024)
+            if not chunk:
+                break
+            seen += chunk
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+lama = os.environ["LAMA_BIN"]
+code, out = run([lama, "register", "--name", "dora"], ["sesame", "sesame-typo"])
+assert code == 1 and "do not match" in out, out
+assert "sesame" not in out, "the password was echoed: " + out
+code, out = run([lama, "register", "--name", "dora"], ["sesame", "sesame"])
+assert code == 0 and "person" in out, out
+code, out = run([lama, "--user", "dora", "login"], ["sesame"])
+assert code == 0 and "sesame" not in out, out
+PY
+timeout 60 python3 "$T/prompts.py" || fail "terminal prompts"
 echo "cli: ok ($n vectors)"
