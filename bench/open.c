@@ -71,7 +71,7 @@ static void build(const lama_recipes *rec, const char *path, size_t n)
 	FILE *f;
 
 	snprintf(done, sizeof(done), "%s.done", path);
-	snprintf(want, sizeof(want), "%zu objects, format 1\n", n);
+	snprintf(want, sizeof(want), "%zu objects, format %d\n", n, LAMA_STORE_FORMAT);
 	if ((f = fopen(done, "r"))) {
 		if (!fgets(have, sizeof(have), f))
 			have[0] = '\0';

@@ -15,7 +15,7 @@
 #include "util/err.h"
 #include "util/mem.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION LAMA_STORE_FORMAT
 #define PAD_BLOCK 64 /* plaintext is padded to a multiple of this: sizes leak less */
 #define KEYCHECK "lama archive v1"
 

@@ -19,6 +19,10 @@
 
 typedef struct lama_store lama_store;
 
+/* The database format this lama writes and reads; an archive of another
+ * format is refused with a clear error. 2: reverse maps keyed by sequence. */
+#define LAMA_STORE_FORMAT 2
+
 /* What a stored row holds. */
 enum lama_store_kind {
 	LAMA_KIND_OBJECT = 1, /* microdata of an object */
