@@ -3,6 +3,7 @@
  * would abort on misuse, and random nonces placed in front of ciphertexts. */
 #include "crypto/crypto.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -223,13 +224,50 @@ int lama_kx_server(uint8_t rx[LAMA_KX_SESSION_BYTES], uint8_t tx[LAMA_KX_SESSION
 
 /* --- AEAD --- */
 
+/* Nonces come from a small per-thread pool of random bytes: one getrandom
+ * call per 40 nonces instead of one each, which shows when thousands of
+ * small rows are sealed. Nonces are public (stored beside the ciphertext),
+ * so knowing the pool reveals nothing; what matters is never reusing one,
+ * so a forked child throws its inherited copy away. Keys never come from
+ * here (lama_random). */
+#define NONCE_POOL 40
+static _Thread_local struct {
+	uint8_t bytes[NONCE_POOL * LAMA_AEAD_NONCE_BYTES];
+	size_t used; /* 0 = empty (all used) */
+} nonce_pool;
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+
+static void nonce_pool_forget(void)
+{
+	nonce_pool.used = 0;
+	sodium_memzero(nonce_pool.bytes, sizeof(nonce_pool.bytes));
+}
+
+static void nonce_pool_register(void)
+{
+	pthread_atfork(NULL, NULL, nonce_pool_forget);
+}
+
+static void nonce_fill(uint8_t out[LAMA_AEAD_NONCE_BYTES])
+{
+	pthread_once(&nonce_once, nonce_pool_register);
+	if (nonce_pool.used == 0) {
+		randombytes_buf(nonce_pool.bytes, sizeof(nonce_pool.bytes));
+		nonce_pool.used = sizeof(nonce_pool.bytes);
+	}
+	nonce_pool.used -= LAMA_AEAD_NONCE_BYTES;
+	memcpy(out, nonce_pool.bytes + nonce_pool.used, LAMA_AEAD_NONCE_BYTES);
+	/* a nonce handed out is gone from the pool */
+	sodium_memzero(nonce_pool.bytes + nonce_pool.used, LAMA_AEAD_NONCE_BYTES);
+}
+
 int lama_aead_seal(uint8_t *out, const void *msg, size_t n, const void *ad, size_t adlen,
 		   const uint8_t key[LAMA_KEY_BYTES])
 {
 	if (n > crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX - LAMA_AEAD_NONCE_BYTES)
 		return lama_error(LAMA_ELIMIT, "message too long to encrypt");
 	/* A random 192-bit nonce is safe for any number of messages per key. */
-	randombytes_buf(out, LAMA_AEAD_NONCE_BYTES);
+	nonce_fill(out);
 	(void)crypto_aead_xchacha20poly1305_ietf_encrypt(out + LAMA_AEAD_NONCE_BYTES, NULL, msg, n,
 							 ad, adlen, NULL, out, key);
 	return 0;

@@ -7,6 +7,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "testutil.h"
 #include "crypto/crypto.h"
 #include "util/err.h"
@@ -413,6 +416,52 @@ static void test_helpers(void **state)
 	assert_int_equal(lama_random_uniform(1), 0);
 }
 
+/* Nonces never repeat: not across many seals, and not between a parent and
+ * a forked child that both keep sealing (the per-thread nonce pool). */
+static void test_aead_nonces_unique_across_fork(void **state)
+{
+	uint8_t key[LAMA_KEY_BYTES], ct[200][1 + LAMA_AEAD_OVERHEAD], child[100][LAMA_AEAD_NONCE_BYTES];
+	int fds[2];
+	pid_t pid;
+
+	(void)state;
+	lama_random(key, sizeof(key));
+	/* part of a pool is used before the fork */
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(lama_aead_seal(ct[i], "x", 1, NULL, 0, key), 0);
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		uint8_t c[1 + LAMA_AEAD_OVERHEAD];
+
+		for (int i = 0; i < 100; i++) {
+			if (lama_aead_seal(c, "x", 1, NULL, 0, key) != 0 ||
+			    write(fds[1], c, LAMA_AEAD_NONCE_BYTES) != LAMA_AEAD_NONCE_BYTES)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(fds[1]);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(read(fds[0], child[i], LAMA_AEAD_NONCE_BYTES), LAMA_AEAD_NONCE_BYTES);
+	close(fds[0]);
+	{
+		int status;
+
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	for (int i = 7; i < 200; i++)
+		assert_int_equal(lama_aead_seal(ct[i], "x", 1, NULL, 0, key), 0);
+	for (int i = 0; i < 200; i++) {
+		for (int j = i + 1; j < 200; j++)
+			assert_memory_not_equal(ct[i], ct[j], LAMA_AEAD_NONCE_BYTES);
+		for (int k = 0; k < 100; k++)
+			assert_memory_not_equal(ct[i], child[k], LAMA_AEAD_NONCE_BYTES);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -424,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_box),
 		cmocka_unit_test(test_kx),
 		cmocka_unit_test(test_aead),
+		cmocka_unit_test(test_aead_nonces_unique_across_fork),
 		cmocka_unit_test(test_kdf_params),
 		cmocka_unit_test(test_pwhash),
 		cmocka_unit_test(test_pwhash_rejects_params),
