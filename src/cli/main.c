@@ -121,13 +121,15 @@ int cli_password(const char *envvar, const char *prompt, char **pw, size_t *len)
 		lama_secure_free(buf);
 		return lama_error(LAMA_EINVAL, "no password: set %s or run in a terminal", envvar);
 	}
-	fputs(prompt, tty);
-	fflush(tty);
+	/* echo off first, then the prompt: whatever is typed after the prompt
+	 * appears is kept (TCSAFLUSH only drops what came before it) */
 	if (tcgetattr(fileno(tty), &old) == 0) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
 		echo_off = tcsetattr(fileno(tty), TCSAFLUSH, &quiet) == 0;
 	}
+	fputs(prompt, tty);
+	fflush(tty);
 	if (!fgets(buf, PW_MAX + 2, tty))
 		buf[0] = '\0';
 	if (echo_off)
