@@ -2,9 +2,9 @@
  *
  * One SQLite database (WAL) per user archive. Everything in it is sealed
  * with XChaCha20-Poly1305 under the storage key; rows are found by a keyed
- * BLAKE2b of the content hash (the index key), so someone holding the disk
- * can neither read content nor confirm that a known object or file is
- * stored. Every read decrypts, then re-hashes: a mismatch is LAMA_ECORRUPT,
+ * PRF (SipHash) of the content hash under the index key, so someone
+ * holding the disk can neither read content nor confirm that a known
+ * object or file is stored. Every read decrypts, then re-hashes: a mismatch is LAMA_ECORRUPT,
  * never garbage. This layer knows bytes and hashes; ONE semantics (recipes,
  * versions, reverse maps) live in archive/archive.h on top of it.
  * Design: docs/storage.md. */
@@ -20,8 +20,9 @@
 typedef struct lama_store lama_store;
 
 /* The database format this lama writes and reads; an archive of another
- * format is refused with a clear error. 2: reverse maps keyed by sequence. */
-#define LAMA_STORE_FORMAT 2
+ * format is refused with a clear error. 2: reverse maps keyed by sequence;
+ * 3: SipHash index names. */
+#define LAMA_STORE_FORMAT 3
 
 /* What a stored row holds. */
 enum lama_store_kind {

@@ -16,10 +16,6 @@ enum stmt_id {
 struct keys {
 	uint8_t enc[32];
 	uint8_t index[32];
-	/* BLAKE2b state after absorbing the index key: copying it saves one
-	 * compression per index name (every get and put). Bytes, because
-	 * secure memory gives no 64-byte alignment. */
-	unsigned char name_state[sizeof(crypto_generichash_state)];
 };
 
 struct lama_store {
@@ -64,7 +60,7 @@ struct blob_meta {
 int store__dberr(lama_store *st, const char *what);
 /* A cached statement, reset and unbound. */
 sqlite3_stmt *store__stmt(lama_store *st, enum stmt_id id);
-/* Index name: keyed BLAKE2b of domain || data under the index key. */
+/* Index name: a keyed PRF of domain || data under the index key. */
 void store__name(const lama_store *st, char domain, const void *data, size_t n, uint8_t out[32]);
 /* Seals pt (padded to PAD_BLOCK if pad) with ad = domain || name; *out is
  * allocated (lama_free), *outlen its size. */
