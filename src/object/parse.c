@@ -297,7 +297,12 @@ static int value(struct parser *ps, const struct lama__itemtype *t, const char *
 static int wrap(const char *key, json_t *payload, json_t **out)
 {
 	*out = json_object();
-	if (!*out || json_object_set_new(*out, key, payload)) {
+	if (!*out) {
+		json_decref(payload);
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	/* json_object_set_new releases payload even when it fails */
+	if (json_object_set_new(*out, key, payload)) {
 		json_decref(*out);
 		*out = NULL;
 		return lama_error(LAMA_ENOMEM, "out of memory");
@@ -319,9 +324,12 @@ static int collection(struct parser *ps, const struct lama__itemtype *t,
 			    !(rc = value(ps, t->value, NULL, rule, &v)) && !(rc = expect(ps, "</dd>"))) {
 				json_t *pair = json_array();
 
-				if (!pair || json_array_append(pair, k) || json_array_append(pair, v) ||
-				    json_array_append_new(arr, pair))
+				if (!pair || json_array_append(pair, k) || json_array_append(pair, v)) {
+					json_decref(pair);
 					rc = lama_error(LAMA_ENOMEM, "out of memory");
+				} else if (json_array_append_new(arr, pair)) { /* releases pair */
+					rc = lama_error(LAMA_ENOMEM, "out of memory");
+				}
 			}
 			json_decref(k);
 			json_decref(v);

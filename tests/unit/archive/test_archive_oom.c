@@ -3,9 +3,10 @@
  * changes nothing; afterwards the store checks clean and every head names
  * a stored version node. LSan (ASAN_OPTIONS=detect_leaks=1) catches leaks.
  *
- * The second pass (opt-in: LAMA_TEST_JANSSON_OOM=1) also routes jansson's
+ * The second pass (LAMA_TEST_JANSSON_OOM=1; the test_archive_oom_jansson
+ * entry of the suite sets it, as it takes longer) also routes jansson's
  * allocations through lama_malloc (json_set_alloc_funcs), so a failing
- * json_* call inside the archive is exercised too. */
+ * json_* call inside the archive and the parser is exercised too. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -304,8 +305,7 @@ static void test_oom(void **state)
 	run_all(0);
 }
 
-/* Opt-in (LAMA_TEST_JANSSON_OOM=1): src/object does not yet release
- * everything when jansson itself fails, which LSan would report here. */
+/* With LAMA_TEST_JANSSON_OOM=1 (its own suite entry: it takes ~40 s). */
 static void test_oom_jansson(void **state)
 {
 	(void)state;
