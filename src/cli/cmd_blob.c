@@ -118,7 +118,9 @@ int cmd_blob(int argc, char **argv)
 		puts("usage: lama blob put FILE           store a file (- for stdin), print its hash\n"
 		     "       lama blob get HASH [-o FILE]  write the BLOB to stdout or FILE\n\n"
 		     "A BLOB's hash is the SHA-256 of its bytes. Every byte read back is\n"
-		     "authenticated and the whole is re-hashed; a damaged BLOB is an error.");
+		     "authenticated and the whole is re-hashed; a damaged BLOB is an error.\n"
+		     "With -o FILE the file appears only when all of it checked out; on\n"
+		     "stdout the bytes before the damage have already gone out.");
 		return EXIT_OK;
 	}
 	if (argc == 3 && !strcmp(argv[1], "put")) {
