@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,9 +80,11 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
 	char tmp[LAMA_PATH_MAX], path[LAMA_PATH_MAX];
 	int fd, dfd, rc = 0;
 
-	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, name) >= (int)sizeof(tmp) ||
+	    snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return lama_error(LAMA_ELIMIT, "path too long in %s", dir);
+	/* a temporary name of its own (mode 0600): two writers never share one */
+	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return lama_error(LAMA_EIO, "cannot write %s: %s", tmp, strerror(errno));
 	if (write(fd, data, n) != (ssize_t)n || fsync(fd) != 0)
@@ -99,6 +102,38 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
 		close(dfd);
 	}
 	return 0;
+}
+
+/* Registration, password changes and erasure of one data folder run one
+ * at a time: an exclusive lock on DIR/.lock, released by closing *fd. */
+static int folder_lock(const char *home, int *fd)
+{
+	char path[LAMA_PATH_MAX];
+	int rc;
+
+	*fd = -1;
+	if ((rc = mkdirs(home)))
+		return rc;
+	if (snprintf(path, sizeof(path), "%s/.lock", home) >= (int)sizeof(path))
+		return lama_error(LAMA_ELIMIT, "data folder path is too long");
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*fd < 0)
+		return lama_error(LAMA_EIO, "cannot open %s: %s", path, strerror(errno));
+	while (flock(*fd, LOCK_EX) != 0) {
+		if (errno != EINTR) {
+			rc = lama_error(LAMA_EIO, "cannot lock %s: %s", path, strerror(errno));
+			close(*fd);
+			*fd = -1;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void folder_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);
 }
 
 static int read_json(const char *path, json_t **out)
@@ -234,6 +269,8 @@ static int find_user(const char *home, const char *name, char *dir, size_t dirle
 			    : lama_error(LAMA_ENOTFOUND, "no users in %s (run `lama register`)", home);
 	if (found > 1 && !name)
 		return lama_error(LAMA_EINVAL, "%d users share this folder: say which with --user NAME", found);
+	if (found > 1)
+		return lama_error(LAMA_ECORRUPT, "%d users are named %s: the data folder is damaged", found, name);
 	return 0;
 }
 
@@ -570,8 +607,8 @@ static int rmtree(const char *dir)
 	return 0;
 }
 
-int lama_account_register(const char *home, const char *name, const char *pw, size_t pwlen,
-			  const struct lama_kdf_params *kdf, lama_session **out)
+static int register_locked(const char *home, const char *name, const char *pw, size_t pwlen,
+			   const struct lama_kdf_params *kdf, lama_session **out)
 {
 	struct record r;
 	uint8_t salt[16], uidb[16], *master = NULL;
@@ -672,8 +709,8 @@ int lama_account_login(const char *home, const char *name, const char *pw, size_
 	return rc;
 }
 
-int lama_account_passwd(const char *home, const char *name, const char *old_pw, size_t oldlen,
-			const char *new_pw, size_t newlen, const struct lama_kdf_params *kdf)
+static int passwd_locked(const char *home, const char *name, const char *old_pw, size_t oldlen,
+			 const char *new_pw, size_t newlen, const struct lama_kdf_params *kdf)
 {
 	char dir[LAMA_PATH_MAX], ad[64];
 	struct record r;
@@ -703,7 +740,7 @@ int lama_account_passwd(const char *home, const char *name, const char *old_pw, 
 	return rc;
 }
 
-int lama_account_erase(const char *home, const char *name, const char *pw, size_t pwlen)
+static int erase_locked(const char *home, const char *name, const char *pw, size_t pwlen)
 {
 	char dir[LAMA_PATH_MAX], gone[LAMA_PATH_MAX];
 	struct record r;
@@ -720,4 +757,40 @@ int lama_account_erase(const char *home, const char *name, const char *pw, size_
 	if (rename(dir, gone) != 0)
 		return lama_error(LAMA_EIO, "cannot remove %s: %s", dir, strerror(errno));
 	return rmtree(gone);
+}
+
+int lama_account_register(const char *home, const char *name, const char *pw, size_t pwlen,
+			  const struct lama_kdf_params *kdf, lama_session **out)
+{
+	int fd, rc;
+
+	*out = NULL;
+	if ((rc = folder_lock(home, &fd)))
+		return rc;
+	rc = register_locked(home, name, pw, pwlen, kdf, out);
+	folder_unlock(fd);
+	return rc;
+}
+
+int lama_account_passwd(const char *home, const char *name, const char *old_pw, size_t oldlen,
+			const char *new_pw, size_t newlen, const struct lama_kdf_params *kdf)
+{
+	int fd, rc;
+
+	if ((rc = folder_lock(home, &fd)))
+		return rc;
+	rc = passwd_locked(home, name, old_pw, oldlen, new_pw, newlen, kdf);
+	folder_unlock(fd);
+	return rc;
+}
+
+int lama_account_erase(const char *home, const char *name, const char *pw, size_t pwlen)
+{
+	int fd, rc;
+
+	if ((rc = folder_lock(home, &fd)))
+		return rc;
+	rc = erase_locked(home, name, pw, pwlen);
+	folder_unlock(fd);
+	return rc;
 }

@@ -125,6 +125,7 @@ int cmd_erase(int argc, char **argv)
 
 		if (!tty)
 			return cli_usage("erase needs a terminal to confirm, or --yes");
+		setvbuf(tty, NULL, _IONBF, 0);
 		fputs("This removes the user and all their data for good. Type \"erase\" to confirm: ", tty);
 		fflush(tty);
 		if (!fgets(answer, sizeof(answer), tty) || strcmp(answer, "erase\n") != 0) {

@@ -54,7 +54,8 @@ static int put_one(lama_session *s, const char *type, const char *text, size_t n
 	t = json_object_get(obj, "$type$");
 	if (!t) {
 		json_object_set_new(obj, "$type$", json_string(type));
-	} else if (!json_is_string(t) || strcmp(json_string_value(t), type) != 0) {
+	} else if (!json_is_string(t) || strcmp(json_string_value(t), type) != 0 ||
+		   json_string_length(t) != strlen(type)) {
 		json_decref(obj);
 		return lama_error(LAMA_EINVAL, "\"$type$\" in the input is not %s", type);
 	}
@@ -71,7 +72,8 @@ static int put_one(lama_session *s, const char *type, const char *text, size_t n
 		printf("node %s\n", hex);
 	}
 	/* the hash is the acknowledgement: it goes out only after the commit */
-	fflush(stdout);
+	if (fflush(stdout) == EOF)
+		return lama_error(LAMA_EIO, "cannot write the hash of a stored object");
 	return 0;
 }
 
@@ -82,11 +84,9 @@ static int object_put(lama_session *s, int argc, char **argv)
 	};
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
 	int c, lines = 0, verbose = 0, rc = 0;
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
 
 	optind = 1;
+	opterr = 0; /* one message, ours */
 	while ((c = getopt_long(argc, argv, "lv", opts, NULL)) != -1) {
 		if (c == 'l')
 			lines = 1;
@@ -106,13 +106,32 @@ static int object_put(lama_session *s, int argc, char **argv)
 		lama_buf_release(&in);
 		return rc;
 	}
-	while (!rc && (n = getline(&line, &cap, stdin)) > 0) {
-		if ((size_t)n > LAMA_OBJECT_MAX_BYTES)
-			rc = lama_error(LAMA_ELIMIT, "a line is larger than %zu bytes", LAMA_OBJECT_MAX_BYTES);
-		else if (strspn(line, " \t\r\n") != (size_t)n)
-			rc = put_one(s, argv[optind], line, (size_t)n, verbose);
+	/* one line at a time, each bounded before it is buffered (bytes as
+	 * they come, NULs included: JSON parsing refuses those) */
+	while (!rc) {
+		int eof = 0, ch;
+
+		lama_buf_truncate(&in, 0);
+		while (!rc) {
+			if ((ch = getc_unlocked(stdin)) == EOF) {
+				eof = 1;
+				break;
+			}
+			rc = lama_buf_addch(&in, (char)ch);
+			if (rc == LAMA_ELIMIT)
+				rc = lama_error(LAMA_ELIMIT, "a line is larger than %zu bytes",
+						LAMA_OBJECT_MAX_BYTES);
+			if (ch == '\n')
+				break;
+		}
+		if (!rc && in.len && strspn(in.data, " \t\r\n") != in.len)
+			rc = put_one(s, argv[optind], in.data, in.len, verbose);
+		if (eof)
+			break;
 	}
-	free(line);
+	if (!rc && ferror(stdin))
+		rc = lama_error(LAMA_EIO, "cannot read stdin");
+	lama_buf_release(&in);
 	return rc;
 }
 

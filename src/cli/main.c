@@ -1,5 +1,6 @@
 /* main.c: the lama command line. Parses global options and dispatches to
  * one cmd_*.c file per command (git's builtin/ habit). */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,8 @@ int cli_password(const char *envvar, const char *prompt, char **pw, size_t *len)
 		lama_secure_free(buf);
 		return lama_error(LAMA_EINVAL, "no password: set %s or run in a terminal", envvar);
 	}
+	/* unbuffered: the typed password must not sit in stdio's own buffer */
+	setvbuf(tty, NULL, _IONBF, 0);
 	/* echo off first, then the prompt: whatever is typed after the prompt
 	 * appears is kept (TCSAFLUSH only drops what came before it) */
 	if (tcgetattr(fileno(tty), &old) == 0) {
@@ -210,6 +213,8 @@ static int take_globals(int *argc, char **argv)
 			argv[out++] = argv[i];
 			continue;
 		}
+		if (!*val)
+			return cli_usage("%.6s needs a value", argv[i][6] == '=' ? argv[i] : argv[i - 1]);
 		*slot = val;
 	}
 	*argc = out;
@@ -241,8 +246,17 @@ int main(int argc, char **argv)
 	}
 	if (lama_home_resolve(cli.home_opt, cli.home, sizeof(cli.home)))
 		return cli_fail(-1);
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		rc = commands[i].fn(argc - 1, argv + 1);
+		/* a result that never reached its reader (a full disk, a closed
+		 * pipe) is a failure, or a printed hash would be lost */
+		if (rc == EXIT_OK && (fflush(stdout) == EOF || ferror(stdout))) {
+			fprintf(stderr, "lama: cannot write the output: %s\n", strerror(errno));
+			return EXIT_FAIL;
+		}
+		return rc;
+	}
 	return cli_usage("unknown command '%s' (see `lama --help`)", argv[1]);
 }

@@ -116,6 +116,36 @@ LAMA_PASSWORD=pw2 lama --user carol erase --yes 2>/dev/null
 LAMA_PASSWORD=pw2 expect_fail lama --user carol login
 echo "$ERR" | grep -q "no user named carol" || fail "erased: $ERR"
 LAMA_PASSWORD=new-secret lama login >/dev/null || fail "alice survives carol's erase"
+# an empty --home is an error, not the default folder
+expect_fail lama --home "" login
+echo "$ERR" | grep -q "needs a value" || fail "empty --home: $ERR"
+# output that cannot be written is a failure (the hash would be lost)
+if [ -w /dev/full ]; then
+	LAMA_PASSWORD=new-secret expect_fail sh -c "echo '{\"email\":\"full@x\"}' | \"$LAMA_BIN\" object put Person >/dev/full"
+	echo "$ERR" | grep -q "cannot write" || fail "/dev/full: $ERR"
+fi
+# a line over the object limit is refused before it is all in memory
+head -c 17000000 /dev/zero | tr '\0' 'a' >"$T/huge"
+LAMA_PASSWORD=new-secret expect_fail lama object put Person --lines <"$T/huge"
+echo "$ERR" | grep -q "larger than" || fail "huge line: $ERR"
+rm -f "$T/huge"
+# registrations at the same time in a fresh folder: each user is there and
+# findable; two of the same name: exactly one wins
+H2="$T/race"
+for u in r1 r2 r3 r4; do
+	LAMA_HOME="$H2" LAMA_PASSWORD=pw lama register --name "$u" >/dev/null 2>&1 &
+done
+wait
+for u in r1 r2 r3 r4; do
+	LAMA_HOME="$H2" LAMA_PASSWORD=pw lama --user "$u" login >/dev/null || fail "racing register lost $u"
+done
+ok=0
+for i in 1 2 3; do
+	LAMA_HOME="$H2" LAMA_PASSWORD=pw lama register --name same >/dev/null 2>&1 &
+done
+wait
+LAMA_HOME="$H2" LAMA_PASSWORD=pw lama --user same login >/dev/null || fail "one 'same' must exist"
+[ "$(ls "$H2/users" | wc -l)" -eq 5 ] || fail "duplicate names registered: $(ls "$H2/users" | wc -l) users"
 # prompts on a terminal: no echo, a new password asked twice
 cat >"$T/prompts.py" <<'PY'
 import faulthandler, os, pty, sys
