@@ -31,7 +31,35 @@ struct lama_session {
 	lama_archive *ar;
 	lama_hash person, instance;
 	uint8_t *sign_sk; /* secure memory: person's, then instance's Ed25519 key */
+	int lock_fd;      /* shared lock on dir/.lock while logged in */
 };
+
+/* Takes a lock on the user's dir/.lock: shared while a session is open,
+ * exclusive (and not waiting) to erase, so a user is never erased under a
+ * process that is still writing to their archive. */
+static int user_lock(const char *dir, int how, int *fd)
+{
+	char path[LAMA_PATH_MAX];
+
+	*fd = -1;
+	if (snprintf(path, sizeof(path), "%s/.lock", dir) >= (int)sizeof(path))
+		return lama_error(LAMA_ELIMIT, "path too long");
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*fd < 0)
+		return lama_error(LAMA_EIO, "cannot open %s: %s", path, strerror(errno));
+	while (flock(*fd, how) != 0) {
+		int e = errno;
+
+		if (e == EINTR)
+			continue;
+		close(*fd);
+		*fd = -1;
+		if (e == EWOULDBLOCK)
+			return lama_error(LAMA_EBUSY, "the user is in use by another lama process");
+		return lama_error(LAMA_EIO, "cannot lock %s: %s", path, strerror(e));
+	}
+	return 0;
+}
 
 int lama_home_resolve(const char *opt, char *out, size_t n)
 {
@@ -380,6 +408,11 @@ static int session_open(const char *dir, lama_keychain *kc, int create, lama_ses
 	}
 	snprintf(s->dir, sizeof(s->dir), "%s", dir);
 	s->kc = kc;
+	s->lock_fd = -1;
+	if ((rc = user_lock(dir, LOCK_SH, &s->lock_fd))) {
+		lama_session_logout(s);
+		return rc;
+	}
 	rc = lama_keychain_subkey(kc, 1, "lamastor", enc);
 	if (!rc)
 		rc = lama_keychain_subkey(kc, 2, "lamaindx", idx);
@@ -411,6 +444,8 @@ void lama_session_logout(lama_session *s)
 	lama_recipes_free(s->recipes);
 	lama_keychain_free(s->kc);
 	lama_secure_free(s->sign_sk);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
 	lama_wipe(s, sizeof(*s));
 	lama_free(s);
 }
@@ -745,18 +780,25 @@ static int erase_locked(const char *home, const char *name, const char *pw, size
 	char dir[LAMA_PATH_MAX], gone[LAMA_PATH_MAX];
 	struct record r;
 	lama_keychain *kc;
-	int rc;
+	int rc, lock = -1;
 
 	if ((rc = find_user(home, name, dir, sizeof(dir))))
 		return rc;
 	if ((rc = unlock(dir, pw, pwlen, &r, &kc)))
 		return rc;
 	lama_keychain_free(kc);
+	if ((rc = user_lock(dir, LOCK_EX | LOCK_NB, &lock)))
+		return rc;
 	/* Rename first so a crash halfway never leaves a half-user. */
 	snprintf(gone, sizeof(gone), "%s/users/.erased-%s", home, r.uid);
-	if (rename(dir, gone) != 0)
-		return lama_error(LAMA_EIO, "cannot remove %s: %s", dir, strerror(errno));
-	return rmtree(gone);
+	if (rename(dir, gone) != 0) {
+		rc = lama_error(LAMA_EIO, "cannot remove %s: %s", dir, strerror(errno));
+		close(lock);
+		return rc;
+	}
+	rc = rmtree(gone);
+	close(lock);
+	return rc;
 }
 
 int lama_account_register(const char *home, const char *name, const char *pw, size_t pwlen,

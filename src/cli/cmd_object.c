@@ -236,6 +236,11 @@ int cmd_object(int argc, char **argv)
 	if (strcmp(verb, "put") && strcmp(verb, "get") && strcmp(verb, "heads") &&
 	    strcmp(verb, "merge") && strcmp(verb, "refs"))
 		return cli_usage("usage: lama object put|get|heads|merge|refs ... (see --help)");
+	/* the shape of the arguments is checked before asking for a password */
+	if ((!strcmp(verb, "put") && argc < 3) || (!strcmp(verb, "get") && argc < 3) ||
+	    ((!strcmp(verb, "heads") || !strcmp(verb, "merge")) && argc != 3) ||
+	    (!strcmp(verb, "refs") && argc != 3 && argc != 5))
+		return cli_usage("usage: lama object %s ... (see lama object --help)", verb);
 	if ((rc = cli_login(&s)))
 		return cli_fail(rc);
 	if (!strcmp(verb, "put"))

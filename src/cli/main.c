@@ -1,6 +1,7 @@
 /* main.c: the lama command line. Parses global options and dispatches to
  * one cmd_*.c file per command (git's builtin/ habit). */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,36 @@ int cli_kdf(struct lama_kdf_params *p)
 
 #define PW_MAX 1024
 
+/* While echo is off, a signal that ends lama must turn it back on first. */
+static int prompt_fd = -1;
+static struct termios prompt_saved;
+
+static void prompt_signal(int sig)
+{
+	if (prompt_fd >= 0)
+		tcsetattr(prompt_fd, TCSAFLUSH, &prompt_saved); /* async-signal-safe */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void prompt_guard(int fd, const struct termios *saved)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	if (fd >= 0) {
+		prompt_saved = *saved;
+		prompt_fd = fd;
+		sa.sa_handler = prompt_signal;
+	} else {
+		prompt_fd = -1;
+		sa.sa_handler = SIG_DFL;
+	}
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+}
+
 int cli_password(const char *envvar, const char *prompt, char **pw, size_t *len)
 {
 	const char *env = getenv(envvar);
@@ -129,6 +160,7 @@ int cli_password(const char *envvar, const char *prompt, char **pw, size_t *len)
 	if (tcgetattr(fileno(tty), &old) == 0) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		prompt_guard(fileno(tty), &old);
 		echo_off = tcsetattr(fileno(tty), TCSAFLUSH, &quiet) == 0;
 	}
 	fputs(prompt, tty);
@@ -137,6 +169,7 @@ int cli_password(const char *envvar, const char *prompt, char **pw, size_t *len)
 		buf[0] = '\0';
 	if (echo_off)
 		tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	prompt_guard(-1, NULL);
 	fputc('\n', tty);
 	fclose(tty);
 	n = strcspn(buf, "\n");

@@ -146,6 +146,27 @@ done
 wait
 LAMA_HOME="$H2" LAMA_PASSWORD=pw lama --user same login >/dev/null || fail "one 'same' must exist"
 [ "$(ls "$H2/users" | wc -l)" -eq 5 ] || fail "duplicate names registered: $(ls "$H2/users" | wc -l) users"
+# a user is never erased under a process that is still writing for them
+mkfifo "$T/fifo"
+LAMA_HOME="$H2" LAMA_PASSWORD=pw lama --user r1 object put ChatMessage --lines <"$T/fifo" >"$T/fifo.out" &
+exec 3>"$T/fifo"
+# its first acknowledgement shows it is logged in and writing
+echo '{"text":"first","sender":"0f69db43a925bc5509c37143ffe18e9c11895ad6ec7c50386bcd4c87100b7152"}' >&3
+i=0
+until [ -s "$T/fifo.out" ]; do
+	i=$((i + 1))
+	[ "$i" -lt 600 ] || fail "the writer never acknowledged"
+	sleep 0.05
+done
+LAMA_HOME="$H2" LAMA_PASSWORD=pw expect_fail lama --user r1 erase --yes
+echo "$ERR" | grep -q "in use by another lama process" || fail "erase under a session: $ERR"
+echo '{"text":"still here","sender":"0f69db43a925bc5509c37143ffe18e9c11895ad6ec7c50386bcd4c87100b7152"}' >&3
+exec 3>&-
+wait
+[ "$(wc -l <"$T/fifo.out")" -eq 2 ] || fail "the writer's objects were not acknowledged"
+LAMA_HOME="$H2" LAMA_PASSWORD=pw lama --user r1 object get "$(tail -1 "$T/fifo.out")" | grep -q "still here" ||
+	fail "the writer's object is not there"
+LAMA_HOME="$H2" LAMA_PASSWORD=pw lama --user r1 erase --yes 2>/dev/null || fail "erase once idle"
 # prompts on a terminal: no echo, a new password asked twice
 cat >"$T/prompts.py" <<'PY'
 import faulthandler, os, pty, sys
@@ -180,6 +201,21 @@ code, out = run([lama, "register", "--name", "dora"], ["sesame", "sesame"])
 assert code == 0 and "person" in out, out
 code, out = run([lama, "--user", "dora", "login"], ["sesame"])
 assert code == 0 and "sesame" not in out, out
+# Ctrl-C at the prompt: lama dies of SIGINT and the terminal echoes again
+import signal, termios, time
+env = dict(os.environ)
+env.pop("LAMA_PASSWORD", None)
+pid, fd = pty.fork()
+if pid == 0:
+    os.execve(lama, [lama, "--user", "dora", "login"], env)
+seen = b""
+while b": " not in seen:
+    seen += os.read(fd, 1024)
+time.sleep(0.2)
+os.write(fd, b"\x03")
+_, status = os.waitpid(pid, 0)
+assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT, status
+assert termios.tcgetattr(fd)[3] & termios.ECHO, "echo left off after Ctrl-C"
 PY
 timeout 60 python3 "$T/prompts.py" || fail "terminal prompts"
 echo "cli: ok ($n vectors)"
