@@ -74,8 +74,9 @@ int lama_home_resolve(const char *opt, char *out, size_t n)
 		w = snprintf(out, n, "%s/.local/share/lama", home);
 	else
 		return lama_error(LAMA_EINVAL, "no data folder: give --home DIR or set LAMA_HOME");
-	if (w < 0 || (size_t)w >= n)
-		return lama_error(LAMA_ELIMIT, "data folder path is too long");
+	/* SQLite opens paths of up to 512 bytes; the archive sits ~70 below */
+	if (w < 0 || (size_t)w >= n || w > 400)
+		return lama_error(LAMA_ELIMIT, "data folder path is too long (at most 400 bytes)");
 	return 0;
 }
 

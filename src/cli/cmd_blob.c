@@ -81,11 +81,12 @@ static int blob_get(lama_session *s, const char *hash, const char *out)
 	if (out) {
 		/* write beside the target and rename at the end, so a corrupt
 		 * BLOB never leaves a partial file under the requested name */
-		if (snprintf(tmp, sizeof(tmp), "%s.part", out) >= (int)sizeof(tmp)) {
+		if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", out) >= (int)sizeof(tmp)) {
 			lama_blob_close(r);
 			return lama_error(LAMA_ELIMIT, "output path too long");
 		}
-		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		/* a fresh private name: never another file, never a symlink */
+		fd = mkostemp(tmp, O_CLOEXEC);
 		if (fd < 0) {
 			lama_blob_close(r);
 			return lama_error(LAMA_EIO, "cannot create %s: %s", tmp, strerror(errno));

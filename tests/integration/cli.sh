@@ -116,6 +116,9 @@ LAMA_PASSWORD=pw2 lama --user carol erase --yes 2>/dev/null
 LAMA_PASSWORD=pw2 expect_fail lama --user carol login
 echo "$ERR" | grep -q "no user named carol" || fail "erased: $ERR"
 LAMA_PASSWORD=new-secret lama login >/dev/null || fail "alice survives carol's erase"
+# a data folder path SQLite could not open is refused up front
+expect_fail lama --home "$T/$(printf 'x%.0s' $(seq 1 420))" login
+echo "$ERR" | grep -q "too long" || fail "long --home: $ERR"
 # an empty --home is an error, not the default folder
 expect_fail lama --home "" login
 echo "$ERR" | grep -q "needs a value" || fail "empty --home: $ERR"

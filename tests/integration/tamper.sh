@@ -73,7 +73,7 @@ rm -f "$DB-wal" "$DB-shm"
 flip_in "SELECT val FROM chunk"
 expect_fail lama blob get "$b" -o "$T/blobout"
 echo "$ERR" | grep -q "BLOB" || fail "blob error: $ERR"
-[ ! -e "$T/blobout" ] && [ ! -e "$T/blobout.part" ] || fail "a damaged BLOB left an output file"
+[ -z "$(ls "$T" | grep "^blobout")" ] || fail "a damaged BLOB left an output file"
 expect_fail lama check
 
 # pristine again: all is well
