@@ -202,26 +202,33 @@ static int pop_hex(json_t *todo, lama_hash *h, char hex[LAMA_HASH_HEX + 1])
 	return rc;
 }
 
-/* All ancestors of h (itself included) as a JSON object hex -> true. */
-static int ancestors(struct merger *m, const lama_hash *h, json_t **out)
+/* Walks the history back from starts, depth first. Every node reached
+ * goes into *seen (a JSON object hex -> true, the caller's). With `found`,
+ * merge nodes are looked through and any other node is appended to found
+ * and not walked past; without it, the walk goes back to the first
+ * versions. */
+static int walk(struct merger *m, const lama_hash *starts, size_t n, json_t *found,
+		json_t **seen)
 {
-	json_t *seen = json_object(), *todo = json_array();
+	json_t *todo = json_array();
 	char hex[LAMA_HASH_HEX + 1];
 	int rc = 0;
 
-	if (!seen || !todo) {
+	*seen = json_object();
+	if (!*seen || !todo) {
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = push_hex(todo, h);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = push_hex(todo, &starts[i]);
 	while (!rc && json_array_size(todo)) {
 		lama_hash cur;
 		int i;
 
 		rc = pop_hex(todo, &cur, hex);
-		if (rc || json_object_get(seen, hex))
+		if (rc || json_object_get(*seen, hex))
 			continue;
-		if (json_object_set_new(seen, hex, json_true())) {
+		if (json_object_set_new(*seen, hex, json_true())) {
 			rc = lama_error(LAMA_ENOMEM, "out of memory");
 			break;
 		}
@@ -230,17 +237,26 @@ static int ancestors(struct merger *m, const lama_hash *h, json_t **out)
 			rc = i;
 			break;
 		}
+		if (found && m->e[i].node.kind != NODE_MERGE) {
+			rc = push_hex(found, &cur);
+			continue;
+		}
 		for (size_t p = 0; p < m->e[i].node.nparents && !rc; p++)
 			rc = push_hex(todo, &m->e[i].node.parents[p]);
 	}
 out:
 	json_decref(todo);
 	if (rc) {
-		json_decref(seen);
-		seen = NULL;
+		json_decref(*seen);
+		*seen = NULL;
 	}
-	*out = seen;
 	return rc;
+}
+
+/* All ancestors of h (itself included) as a JSON object hex -> true. */
+static int ancestors(struct merger *m, const lama_hash *h, json_t **out)
+{
+	return walk(m, h, 1, NULL, out);
 }
 
 /* The versions a merge of `heads` combines: merge nodes stand for the
@@ -253,44 +269,18 @@ out:
 static int leaves(struct merger *m, const lama_hash *heads, size_t n, lama_hash **out,
 		  size_t *nout)
 {
-	json_t *seen = json_object(), *todo = json_array(), *found = json_array();
-	json_t *dominated = json_object();
-	char hex[LAMA_HASH_HEX + 1];
+	json_t *seen = NULL, *found = json_array(), *dominated = json_object();
 	lama_hash *l = NULL;
 	size_t nl = 0;
 	int rc = 0;
 
 	*out = NULL;
 	*nout = 0;
-	if (!seen || !todo || !found || !dominated) {
+	if (!found || !dominated) {
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < n && !rc; i++)
-		rc = push_hex(todo, &heads[i]);
-	while (!rc && json_array_size(todo)) {
-		lama_hash cur;
-		int i;
-
-		rc = pop_hex(todo, &cur, hex);
-		if (rc || json_object_get(seen, hex))
-			continue;
-		if (json_object_set_new(seen, hex, json_true())) {
-			rc = lama_error(LAMA_ENOMEM, "out of memory");
-			break;
-		}
-		i = load(m, &cur);
-		if (i < 0) {
-			rc = i;
-			break;
-		}
-		if (m->e[i].node.kind != NODE_MERGE) {
-			rc = push_hex(found, &cur);
-			continue;
-		}
-		for (size_t p = 0; p < m->e[i].node.nparents && !rc; p++)
-			rc = push_hex(todo, &m->e[i].node.parents[p]);
-	}
+	rc = walk(m, heads, n, found, &seen);
 	/* drop every version that is a proper ancestor of another one */
 	for (size_t i = 0; i < json_array_size(found) && !rc; i++) {
 		const char *k;
@@ -326,7 +316,6 @@ static int leaves(struct merger *m, const lama_hash *heads, size_t n, lama_hash 
 		rc = lama_error(LAMA_ECORRUPT, "a merge node without versions");
 out:
 	json_decref(seen);
-	json_decref(todo);
 	json_decref(found);
 	json_decref(dominated);
 	if (rc) {

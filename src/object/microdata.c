@@ -82,6 +82,21 @@ static int conv_error(const json_t *v)
 	return rc;
 }
 
+/* The recipe of a top-level object (its "$type$"), or one.core's error. */
+static int object_recipe(const lama_recipes *r, const json_t *obj, const struct lama__recipe **rec)
+{
+	const char *type;
+
+	if (!json_is_object(obj) || lama__conv(obj))
+		return conv_error(obj);
+	type = json_string_value(json_object_get(obj, "$type$"));
+	if (!(*rec = lama__recipe_find(r, type)))
+		return lama_error(LAMA_EINVAL, "OR-GR1: Type \"%s\" not found in recipes",
+				  type ? type : "undefined");
+	return 0;
+}
+
+
 static int too_large(void)
 {
 	return lama_error(LAMA_EINVAL, "object microdata would exceed %zu bytes",
@@ -451,15 +466,10 @@ int lama__serialize(const lama_recipes *r, const json_t *obj, int id_form, struc
 	const struct lama__recipe *rec;
 	size_t start = out->len, max = out->max;
 	int had_data = out->data != NULL;
-	const char *type;
 	int rc;
 
-	if (!json_is_object(obj) || lama__conv(obj))
-		return conv_error(obj);
-	type = json_string_value(json_object_get(obj, "$type$"));
-	if (!(rec = lama__recipe_find(r, type)))
-		return lama_error(LAMA_EINVAL, "OR-GR1: Type \"%s\" not found in recipes",
-				  type ? type : "undefined");
+	if ((rc = object_recipe(r, obj, &rec)))
+		return rc;
 	if (id_form && !rec->versioned)
 		return lama_error(LAMA_EINVAL, "Type \"%s\" has no ID properties, so it has no ID "
 				  "object", rec->name);
@@ -631,13 +641,9 @@ int lama_object_foreach_ref(const lama_recipes *r, const json_t *obj,
 {
 	struct walk w = { r, 0, fn, ctx };
 	const struct lama__recipe *rec;
-	const char *type;
+	int rc;
 
-	if (!json_is_object(obj) || lama__conv(obj))
-		return conv_error(obj);
-	type = json_string_value(json_object_get(obj, "$type$"));
-	if (!(rec = lama__recipe_find(r, type)))
-		return lama_error(LAMA_EINVAL, "OR-GR1: Type \"%s\" not found in recipes",
-				  type ? type : "undefined");
+	if ((rc = object_recipe(r, obj, &rec)))
+		return rc;
 	return walk_fields(&w, rec->rules, rec->nrules, obj);
 }
