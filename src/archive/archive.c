@@ -45,6 +45,58 @@ const lama_recipes *lama_archive_recipes(lama_archive *a)
 	return a->recipes;
 }
 
+static struct archive_rule *rule_slot(lama_archive *a, const char *type, const char *field)
+{
+	for (size_t i = 0; i < a->nrules; i++) {
+		struct archive_rule *r = &a->rules[i];
+
+		if (!strcmp(r->type, type) &&
+		    ((!field && !r->field) || (field && r->field && !strcmp(field, r->field))))
+			return r;
+	}
+	if (a->nrules == LAMA_ARCHIVE_RULES)
+		return NULL;
+	return &a->rules[a->nrules++];
+}
+
+int lama_archive_set_merger(lama_archive *a, const char *type, lama_merge_fn fn, void *ctx)
+{
+	struct archive_rule *r;
+
+	if (!type || !fn)
+		return lama_error(LAMA_EINVAL, "a merger needs a type and a function");
+	if (!(r = rule_slot(a, type, NULL)))
+		return lama_error(LAMA_ELIMIT, "too many merge rules");
+	*r = (struct archive_rule){ .type = type, .fn = fn, .ctx = ctx };
+	return 0;
+}
+
+int lama_archive_set_rule(lama_archive *a, const char *type, const char *field,
+			  enum lama_crdt_rule rule)
+{
+	struct archive_rule *r;
+
+	if (!type || !field)
+		return lama_error(LAMA_EINVAL, "a field rule needs a type and a field");
+	if (!(r = rule_slot(a, type, field)))
+		return lama_error(LAMA_ELIMIT, "too many merge rules");
+	*r = (struct archive_rule){ .type = type, .field = field, .rule = rule };
+	return 0;
+}
+
+const struct archive_rule *archive__rule(const lama_archive *a, const char *type,
+					 const char *field)
+{
+	for (size_t i = 0; i < a->nrules; i++) {
+		const struct archive_rule *r = &a->rules[i];
+
+		if (!strcmp(r->type, type) &&
+		    ((!field && !r->field) || (field && r->field && !strcmp(field, r->field))))
+			return r;
+	}
+	return NULL;
+}
+
 double lama_archive_now(void)
 {
 	struct timespec ts;

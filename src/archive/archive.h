@@ -68,6 +68,27 @@ int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node);
  * first if needed. LAMA_ENOTFOUND for an ID without versions. */
 int lama_archive_current(lama_archive *a, const lama_hash *id, lama_hash *obj);
 
+/* --- Merge rules the models add --- */
+
+/* A type whose concurrent versions merge by its own rule instead of field
+ * by field (ChannelInfo: the linked-list merge of channel logs). fn gets
+ * the objects of the n >= 2 heads and returns the merged object (*merged,
+ * a new reference, of the same ID). It must give the same object for any
+ * order and grouping of merges. The archive then records the merge node.
+ * Up to LAMA_ARCHIVE_RULES mergers and field rules in all; a second
+ * registration for a type replaces the first. */
+#define LAMA_ARCHIVE_RULES 32
+typedef int (*lama_merge_fn)(void *ctx, lama_archive *a, json_t *const *heads, size_t n,
+			     json_t **merged);
+int lama_archive_set_merger(lama_archive *a, const char *type, lama_merge_fn fn, void *ctx);
+/* Overrides the CRDT rule of one field of a type: LAMA_CRDT_SET on a bag
+ * (an array) merges it as an add/remove set of distinct items, in the
+ * order of their canonical JSON text (Profile's descriptions, Leute's
+ * contacts: concurrent additions from two devices both stay). type and
+ * field are borrowed and must outlive the archive. */
+int lama_archive_set_rule(lama_archive *a, const char *type, const char *field,
+			  enum lama_crdt_rule rule);
+
 /* Who refers to `target` (an object, ID, CLOB or BLOB hash): fn is called
  * for each referrer of type `type` (NULL: any). The version nodes of an ID
  * are found as referrers of the ID hash. */

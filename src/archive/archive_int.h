@@ -4,8 +4,17 @@
 
 #include "archive/archive.h"
 
+struct archive_rule {
+	const char *type, *field; /* field NULL: a whole-type merger */
+	lama_merge_fn fn;
+	void *ctx;
+	enum lama_crdt_rule rule;
+};
+
 struct lama_archive {
 	lama_store *st;
+	struct archive_rule rules[LAMA_ARCHIVE_RULES];
+	size_t nrules;
 	const lama_recipes *recipes;
 	struct lama_buf scratch; /* reused by reads; wiped after each */
 };
@@ -23,6 +32,9 @@ struct archive_node {
 };
 
 const char *archive__type(const json_t *obj);
+/* The merger (field NULL) or field rule registered for a type, or NULL. */
+const struct archive_rule *archive__rule(const lama_archive *a, const char *type,
+					 const char *field);
 /* Stores obj and its ID object with reverse maps (no version node). */
 int archive__store(lama_archive *a, const json_t *obj, struct lama_put_info *info);
 int archive__node_load(lama_archive *a, const lama_hash *h, struct archive_node *n);

@@ -10,6 +10,7 @@
  * concurrent adds win over nothing, and a removal on any branch sticks.
  * Both look through merge nodes to the versions they merged (leaves()), so
  * the result depends on the versions known, not on earlier merges. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "archive/archive.h"
@@ -36,6 +37,7 @@ struct merger {
 	json_t *memo;    /* "hex/field" -> field time */
 	struct field *f;
 	size_t nf, fcap;
+	const char *type; /* of the object merged */
 };
 
 static void hex_of(const lama_hash *h, char out[LAMA_HASH_HEX + 1])
@@ -390,8 +392,10 @@ static int add_field(void *ctx, const char *itemprop, enum lama_crdt_rule rule, 
 		m->f = nf;
 		m->fcap = cap;
 	}
+	const struct archive_rule *r = archive__rule(m->a, m->type, itemprop);
+
 	m->f[m->nf].name = itemprop;
-	m->f[m->nf].rule = rule;
+	m->f[m->nf].rule = r ? r->rule : rule;
 	m->f[m->nf].is_id = is_id;
 	m->nf++;
 	return 0;
@@ -436,10 +440,11 @@ static int merge_register(struct merger *m, const int *hi, size_t n, const lama_
 	return rc;
 }
 
-/* Adds the items of a {"$set": [...]} value to keys (text -> item). */
+/* Adds the items of a {"$set": [...]} value, or of a bag (an array), to
+ * keys (text -> item). */
 static int set_items(const json_t *v, json_t *keys, struct lama_buf *text)
 {
-	json_t *items = json_object_get(v, "$set"), *it;
+	json_t *items = json_is_array(v) ? (json_t *)v : json_object_get(v, "$set"), *it;
 	size_t i;
 	int rc = 0;
 
@@ -452,19 +457,53 @@ static int set_items(const json_t *v, json_t *keys, struct lama_buf *text)
 	return rc;
 }
 
+static int cmp_str(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* *out: the items of `kept` (text -> item) as an array in the order of
+ * their text. */
+static int sort_by_text(json_t *kept, json_t **out)
+{
+	size_t n = json_object_size(kept), nk = 0;
+	const char **keys = lama_calloc(n + 1, sizeof(char *));
+	json_t *sorted = json_array(), *item;
+	const char *k;
+	int rc = 0;
+
+	if (!keys || !sorted) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	json_object_foreach(kept, k, item)
+		keys[nk++] = k;
+	qsort(keys, nk, sizeof(char *), cmp_str);
+	for (size_t j = 0; j < nk && !rc; j++)
+		if (json_array_append(sorted, json_object_get(kept, keys[j])))
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+out:
+	lama_free(keys);
+	if (rc)
+		json_decref(sorted);
+	else
+		*out = sorted;
+	return rc;
+}
+
 static int merge_set(struct merger *m, const int *hi, size_t n, int base, const char *f,
 		     json_t **out)
 {
 	struct lama_buf text = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
 	json_t *base_keys = json_object(), *result = json_array(), **head_keys;
-	json_t *all = json_object();
-	int rc = 0, present = 0;
+	json_t *all = json_object(), *kept = json_object();
+	int rc = 0, present = 0, bag = 0;
 	const char *k;
 	json_t *item;
 
 	*out = NULL;
 	head_keys = lama_calloc(n, sizeof(json_t *));
-	if (!base_keys || !result || !all || !head_keys) {
+	if (!base_keys || !result || !all || !kept || !head_keys) {
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -474,6 +513,7 @@ static int merge_set(struct merger *m, const int *hi, size_t n, int base, const 
 		json_t *v = json_object_get(m->e[hi[i]].obj, f);
 
 		present |= v != NULL;
+		bag |= json_is_array(v);
 		head_keys[i] = json_object();
 		if (!head_keys[i]) {
 			rc = lama_error(LAMA_ENOMEM, "out of memory");
@@ -490,10 +530,17 @@ static int merge_set(struct merger *m, const int *hi, size_t n, int base, const 
 
 		for (size_t i = 0; i < n; i++)
 			in_all &= json_object_get(head_keys[i], k) != NULL;
-		if ((!json_object_get(base_keys, k) || in_all) && json_array_append(result, item)) {
+		if ((!json_object_get(base_keys, k) || in_all) &&
+		    (json_array_append(result, item) || json_object_set(kept, k, item))) {
 			rc = lama_error(LAMA_ENOMEM, "out of memory");
 			goto out;
 		}
+	}
+	if (bag) {
+		/* a bag keeps no insertion order across devices: the canonical
+		 * text of each item orders it, the same everywhere */
+		rc = sort_by_text(kept, out);
+		goto out;
 	}
 	*out = json_pack("{s:O}", "$set", result);
 	if (!*out)
@@ -505,6 +552,7 @@ out:
 	json_decref(base_keys);
 	json_decref(result);
 	json_decref(all);
+	json_decref(kept);
 	lama_buf_release(&text);
 	return rc;
 }
@@ -527,9 +575,10 @@ int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node_out
 	lama_hash *heads = NULL, *leaf = NULL;
 	struct lama_put_info info;
 	json_t *merged = NULL, *node = NULL, *nodes = NULL;
-	int *hi = NULL, base = -1, rc;
+	int *hi = NULL, base = -1, rc, in_tx = 0;
 	size_t n, nl = 0;
 	double depth = 0, time = 0;
+	const struct archive_rule *rule;
 	const char *type;
 
 	rc = lama_store_heads_get(a->st, id, &heads, &n);
@@ -570,6 +619,28 @@ int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node_out
 		if ((rc = push_hex(nodes, &heads[i])))
 			goto out;
 	}
+	type = archive__type(m.e[0].obj);
+	if ((rule = archive__rule(a, type, NULL))) {
+		/* the type merges by its own rule, from the heads alone */
+		json_t **objs = lama_calloc(n, sizeof(json_t *));
+
+		if (!objs) {
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++)
+			objs[i] = m.e[i].obj; /* heads were loaded first, in order */
+		/* what the merger writes commits with the merge node */
+		rc = lama_store_begin(a->st);
+		if (!rc) {
+			in_tx = 1;
+			rc = rule->fn(rule->ctx, a, objs, n, &merged);
+		}
+		lama_free(objs);
+		if (rc)
+			goto fail;
+		goto record;
+	}
 	/* its data merges the versions behind the heads */
 	rc = leaves(&m, heads, n, &leaf, &nl);
 	if (!rc) {
@@ -582,7 +653,7 @@ int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node_out
 			rc = hi[i];
 	if (rc)
 		goto out;
-	type = archive__type(m.e[hi[0]].obj);
+	m.type = type;
 	rc = lama_recipes_foreach_field(a->recipes, type, add_field, &m);
 	if (!rc)
 		rc = common_ancestor(&m, leaf, nl, &base);
@@ -605,10 +676,13 @@ int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node_out
 	}
 	if (rc)
 		goto out;
-	rc = lama_store_begin(a->st);
-	if (rc)
+record:
+	if (!in_tx && (rc = lama_store_begin(a->st)))
 		goto out;
+	in_tx = 1;
 	rc = archive__store(a, merged, &info);
+	if (!rc && (!info.versioned || !lama_hash_eq(&info.id_hash, id)))
+		rc = lama_error(LAMA_EINVAL, "a merge of %s gave an object of another ID", type);
 	if (!rc) {
 		char hex[LAMA_HASH_HEX + 1];
 
@@ -622,8 +696,10 @@ int lama_archive_merge(lama_archive *a, const lama_hash *id, lama_hash *node_out
 		rc = archive__node_store(a, node, id, &info.node, NULL);
 	if (!rc)
 		rc = lama_store_heads_set(a->st, id, &info.node, 1);
+fail:
 	if (rc) {
-		lama_store_rollback(a->st);
+		if (in_tx)
+			lama_store_rollback(a->st);
 		goto out;
 	}
 	rc = lama_store_commit(a->st);

@@ -1,0 +1,78 @@
+/* leute.h: people, ONE's Leute model.
+ *
+ * A Person (ID: an email) is a stable identity. A Profile (versioned; ID:
+ * profileId, personId, owner) describes one person as one owner sees them:
+ * name, status, avatar (a BLOB), the person's keys, communication
+ * endpoints; edits from every device merge (descriptions and endpoints
+ * are add/remove sets, registered on the archive by lama_leute_init).
+ * Someone is one human with one or more persons/profiles. Leute (ID
+ * appId "one.leute") names the user (me) and the contacts (other). An AI
+ * assistant is a person too, marked by a LamaAssistant object; the AI
+ * issue gives it behaviour. Design: docs/people.md. */
+#ifndef LAMA_LEUTE_H
+#define LAMA_LEUTE_H
+
+#include <stddef.h>
+
+#include "account/account.h"
+
+#define LAMA_LEUTE_NAME_MAX 256   /* bytes of a display name */
+#define LAMA_LEUTE_EMAIL_MAX 256
+#define LAMA_LEUTE_STATUS_MAX 1024
+
+/* What lama knows of one person. */
+struct lama_person {
+	lama_hash person;   /* the Person ID hash */
+	lama_hash someone;  /* the Someone ID hash (zero if none) */
+	lama_hash profile;  /* the main Profile ID hash (zero if none) */
+	char name[LAMA_LEUTE_NAME_MAX + 1];   /* PersonName, else Person.name, else the email */
+	char email[LAMA_LEUTE_EMAIL_MAX + 1];
+	char status[LAMA_LEUTE_STATUS_MAX + 1]; /* latest PersonStatus value, or "" */
+	int has_avatar;
+	lama_hash avatar;   /* the ProfileImage BLOB */
+	int is_me, is_ai;
+	char model[LAMA_LEUTE_NAME_MAX + 1]; /* an assistant's model, or "" */
+	size_t nkeys;       /* SignKey descriptions in the profile */
+	uint8_t sign_key[4][32]; /* the first of them */
+};
+
+/* Registers the merge rules of the people types on the session's archive
+ * and, on a user's first use, creates their Someone, main Profile (name,
+ * signing and encryption keys, this instance's endpoint) and Leute.
+ * Idempotent; call after every login. */
+int lama_leute_init(lama_session *s);
+
+/* The user. */
+int lama_leute_me(lama_session *s, struct lama_person *out);
+
+/* Adds a contact: a new Person (email given, else a random one under
+ * lama.local; an assistant's under ai.lama.local), its Profile with the
+ * name, its Someone, and the Someone in Leute.other. With ai, also a
+ * LamaAssistant naming `model` (may be NULL). LAMA_EEXIST if that email
+ * is already a contact or the user; LAMA_EINVAL for an empty or overlong
+ * name or a malformed email. out may be NULL. */
+int lama_leute_add_contact(lama_session *s, const char *name, const char *email, int ai,
+			   const char *model, struct lama_person *out);
+
+/* Calls fn for each contact (not the user), in the order of their names;
+ * a non-zero return stops and is passed back. */
+int lama_leute_contacts(lama_session *s, int (*fn)(void *ctx, const struct lama_person *p),
+			void *ctx);
+
+/* What is known of a Person ID: the user, a contact, or a person seen only
+ * in a message (then only the Person object: name from it or the email).
+ * LAMA_ENOTFOUND if the archive has no such Person. */
+int lama_leute_get(lama_session *s, const lama_hash *person, struct lama_person *out);
+
+/* Finds the user or a contact by email, by exact name (case-insensitive),
+ * or by a hex prefix (at least 4 digits) of the Person ID hash.
+ * LAMA_ENOTFOUND if nobody matches; LAMA_EINVAL naming the candidates if
+ * several do. */
+int lama_leute_find(lama_session *s, const char *query, struct lama_person *out);
+
+/* Edits the user's own main profile (a new version; NULL leaves a field
+ * as it is). The avatar is a stored BLOB's hash. */
+int lama_leute_set_profile(lama_session *s, const char *name, const char *status,
+			   const lama_hash *avatar);
+
+#endif
