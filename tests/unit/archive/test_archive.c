@@ -665,6 +665,128 @@ static void test_errors(void **state)
 	afx_done(&f);
 }
 
+/* Field rules: a bag merges as a register unless the models register it
+ * as a set; then concurrent additions both stay, a removal on a branch
+ * sticks, and the items come out in the order of their text. */
+#define P1 "1111111111111111111111111111111111111111111111111111111111111111"
+#define P2 "2222222222222222222222222222222222222222222222222222222222222222"
+#define P3 "3333333333333333333333333333333333333333333333333333333333333333"
+
+static json_t *bag_merge(struct afx *f, int ai, const char *base, const char *x, const char *y)
+{
+	struct lama_put_info b, i1, i2;
+	lama_hash cur;
+	json_t *o = jload(base);
+
+	assert_int_equal(lama_archive_put(f->a[ai], o, 10, &b), 0);
+	json_decref(o);
+	o = jload(x);
+	assert_int_equal(lama_archive_put_version(f->a[ai], o, &b.node, 30, &i1), 0);
+	json_decref(o);
+	o = jload(y);
+	assert_int_equal(lama_archive_put_version(f->a[ai], o, &b.node, 20, &i2), 0);
+	json_decref(o);
+	assert_int_equal(lama_archive_current(f->a[ai], &b.id_hash, &cur), 0);
+	return get_obj(f->a[ai], &cur);
+}
+
+static void test_field_rules(void **state)
+{
+	const char *base = "{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P3 "\"]}";
+	const char *x = "{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P3 "\",\"" P2 "\"]}";
+	const char *y = "{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P1 "\"]}";
+	const char *xs = "{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P2 "\",\"" P3 "\"]}";
+	struct afx f;
+	json_t *got, *want;
+
+	(void)state;
+	afx_open(&f);
+	/* as a register, the later write (x at 30) wins whole */
+	got = bag_merge(&f, 0, base, x, y);
+	want = jload(xs); /* a bag is stored sorted, as one.core does */
+	if (!json_equal(got, want))
+		fail_msg("got %s", jtext(got));
+	json_decref(got);
+	json_decref(want);
+	/* as a set: P2 added on x, P1 added and P3 removed on y */
+	afx_add(&f);
+	assert_int_equal(lama_archive_set_rule(f.a[1], "Group", "person", LAMA_CRDT_SET), 0);
+	got = bag_merge(&f, 1, base, x, y);
+	want = jload("{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P1 "\",\"" P2 "\"]}");
+	assert_true(json_equal(got, want));
+	json_decref(got);
+	json_decref(want);
+	assert_int_equal(lama_archive_set_rule(f.a[1], NULL, "person", LAMA_CRDT_SET), LAMA_EINVAL);
+	afx_done(&f);
+}
+
+/* A type's own merger replaces the field rules; what it writes commits
+ * with the merge node, and a result of another ID is refused with the
+ * heads left as they were. */
+static int merger_calls;
+
+static int pick_longest(void *ctx, lama_archive *a, json_t *const *heads, size_t n,
+			json_t **merged)
+{
+	size_t best = 0;
+
+	(void)a;
+	merger_calls++;
+	for (size_t i = 1; i < n; i++)
+		if (json_array_size(json_object_get(heads[i], "person")) >
+		    json_array_size(json_object_get(heads[best], "person")))
+			best = i;
+	*merged = json_deep_copy(heads[best]);
+	if (ctx) /* the hostile variant: another ID */
+		json_object_set_new(*merged, "name", json_string("other"));
+	return 0;
+}
+
+static void test_type_merger(void **state)
+{
+	const char *base = "{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P3 "\"]}";
+	const char *x = "{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P3 "\",\"" P2 "\"]}";
+	const char *y = "{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P1 "\"]}";
+	const char *xs = "{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P2 "\",\"" P3 "\"]}";
+	struct afx f;
+	json_t *got, *want;
+	lama_hash id, cur;
+	int bad = 1;
+
+	(void)state;
+	afx_open(&f);
+	assert_int_equal(lama_archive_set_merger(f.a[0], "Group", pick_longest, NULL), 0);
+	merger_calls = 0;
+	got = bag_merge(&f, 0, base, x, y);
+	want = jload(xs);
+	assert_true(json_equal(got, want));
+	assert_int_equal(merger_calls, 1);
+	hash_obj(f.r, want, NULL, &id);
+	assert_int_equal(nheads(f.a[0], &id), 1);
+	json_decref(got);
+	json_decref(want);
+
+	afx_add(&f);
+	assert_int_equal(lama_archive_set_merger(f.a[1], "Group", pick_longest, &bad), 0);
+	{
+		struct lama_put_info b, i1, i2;
+		json_t *o = jload(base);
+
+		assert_int_equal(lama_archive_put(f.a[1], o, 10, &b), 0);
+		json_decref(o);
+		o = jload(x);
+		assert_int_equal(lama_archive_put_version(f.a[1], o, &b.node, 30, &i1), 0);
+		json_decref(o);
+		o = jload(y);
+		assert_int_equal(lama_archive_put_version(f.a[1], o, &b.node, 20, &i2), 0);
+		json_decref(o);
+		assert_int_equal(lama_archive_current(f.a[1], &b.id_hash, &cur), LAMA_EINVAL);
+		assert_int_equal(nheads(f.a[1], &b.id_hash), 2);
+	}
+	store_ok(f.st[1], NULL);
+	afx_done(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -675,6 +797,8 @@ int main(void)
 		cmocka_unit_test(test_merge_grouping),
 		cmocka_unit_test(test_refs),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_field_rules),
+		cmocka_unit_test(test_type_merger),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
