@@ -33,16 +33,34 @@ struct lama_person {
 	int is_me, is_ai;
 	char model[LAMA_LEUTE_NAME_MAX + 1]; /* an assistant's model, or "" */
 	size_t nkeys;       /* SignKey descriptions in the profile */
-	uint8_t sign_key[4][32]; /* the first of them */
+	uint8_t sign_key[4][32]; /* up to four of them, in the order of their
+				  * SignKey object hashes (the same on every device) */
+	int has_enc_key;
+	uint8_t enc_key[32]; /* an EncryptionKey (the smallest hash if several) */
 };
 
+/* Limits on what is read, wherever it came from. */
+#define LAMA_LEUTE_CONTACTS_MAX 10000   /* Someones in Leute.other */
+#define LAMA_LEUTE_DESCRIPTIONS_MAX 256 /* items in one Profile bag */
+
 /* Registers the merge rules of the people types on the session's archive
- * and, on a user's first use, creates their Someone, main Profile (name,
- * signing and encryption keys, this instance's endpoint) and Leute.
- * Idempotent; call after every login. */
+ * (Profile.personDescription, Profile.communicationEndpoint, Leute.other,
+ * Leute.group merge as add/remove sets) and, on a user's first use,
+ * creates their Someone, main Profile (name, signing and encryption keys,
+ * this instance's endpoint) and Leute, in one transaction. Idempotent: a
+ * second call writes nothing. Call after every login, before any put.
+ *
+ * Reading a profile: a single-valued description (PersonName, PersonStatus,
+ * ProfileImage, EncryptionKey) may appear twice after concurrent edits were
+ * merged; lama then takes the PersonStatus with the largest timestamp, and
+ * of the others the one with the smallest object hash (ties too), so every
+ * device shows the same. The next edit of that field replaces them all.
+ * A description that has not arrived yet is skipped; a Profile, Someone or
+ * Person that has not is LAMA_ENOTFOUND; one of the wrong type or over a
+ * limit is LAMA_ECORRUPT / LAMA_ELIMIT naming it. */
 int lama_leute_init(lama_session *s);
 
-/* The user. */
+/* The user (is_me set). LAMA_ENOTFOUND before lama_leute_init. */
 int lama_leute_me(lama_session *s, struct lama_person *out);
 
 /* Adds a contact: a new Person (email given, else a random one under
@@ -50,12 +68,15 @@ int lama_leute_me(lama_session *s, struct lama_person *out);
  * name, its Someone, and the Someone in Leute.other. With ai, also a
  * LamaAssistant naming `model` (may be NULL). LAMA_EEXIST if that email
  * is already a contact or the user; LAMA_EINVAL for an empty or overlong
- * name or a malformed email. out may be NULL. */
+ * name (control characters included) or a malformed email, and for a
+ * model without ai. Emails are stored in lower case. One transaction.
+ * out may be NULL. */
 int lama_leute_add_contact(lama_session *s, const char *name, const char *email, int ai,
 			   const char *model, struct lama_person *out);
 
-/* Calls fn for each contact (not the user), in the order of their names;
- * a non-zero return stops and is passed back. */
+/* Calls fn for each contact (not the user), in the order of their names
+ * (ASCII case-insensitive, then bytes, then Person ID); a non-zero return
+ * stops and is passed back. p is valid during the call only. */
 int lama_leute_contacts(lama_session *s, int (*fn)(void *ctx, const struct lama_person *p),
 			void *ctx);
 
@@ -65,13 +86,16 @@ int lama_leute_contacts(lama_session *s, int (*fn)(void *ctx, const struct lama_
 int lama_leute_get(lama_session *s, const lama_hash *person, struct lama_person *out);
 
 /* Finds the user or a contact by email, by exact name (case-insensitive),
- * or by a hex prefix (at least 4 digits) of the Person ID hash.
- * LAMA_ENOTFOUND if nobody matches; LAMA_EINVAL naming the candidates if
- * several do. */
+ * or by a hex prefix (at least 4 digits) of the Person ID hash. A query
+ * may match in several ways; all matches count. LAMA_ENOTFOUND if nobody
+ * matches; LAMA_EINVAL naming the candidates if several do. */
 int lama_leute_find(lama_session *s, const char *query, struct lama_person *out);
 
 /* Edits the user's own main profile (a new version; NULL leaves a field
- * as it is). The avatar is a stored BLOB's hash. */
+ * as it is): the old descriptions of each type given are removed and one
+ * new one added. A new name also becomes the user's Person.name; an empty
+ * status removes the status. The avatar is a stored BLOB's hash
+ * (LAMA_ENOTFOUND if it is not stored). One transaction. */
 int lama_leute_set_profile(lama_session *s, const char *name, const char *status,
 			   const lama_hash *avatar);
 
