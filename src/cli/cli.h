@@ -34,6 +34,11 @@ int cli_kdf(struct lama_kdf_params *p);
 
 /* Parses a hash argument (64 lower-case hex) with a clear message. */
 int cli_hash_arg(const char *s, lama_hash *h);
+/* Stores a file (- for stdin) as a BLOB, streaming; *size (may be NULL)
+ * gets its length. */
+int cli_store_file(lama_session *s, const char *path, lama_hash *h, uint64_t *size);
+/* Logs in and readies the models (people, channels, chats). */
+int cli_login_models(lama_session **s);
 /* 1 if argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);
 
@@ -44,5 +49,11 @@ int cmd_erase(int argc, char **argv);
 int cmd_object(int argc, char **argv);
 int cmd_blob(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_topics(int argc, char **argv);
+int cmd_topic(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_messages(int argc, char **argv);
+int cmd_edit(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
 
 #endif

@@ -11,13 +11,12 @@
 
 #define IO_CHUNK (256 << 10)
 
-static int blob_put(lama_session *s, const char *path)
+int cli_store_file(lama_session *s, const char *path, lama_hash *h, uint64_t *size)
 {
 	static unsigned char buf[IO_CHUNK];
 	lama_blob_writer *w;
-	lama_hash h;
-	char hex[LAMA_HASH_HEX + 1];
 	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
+	uint64_t total = 0;
 	ssize_t n;
 	int rc;
 
@@ -34,19 +33,32 @@ static int blob_put(lama_session *s, const char *path)
 			break;
 		}
 		if (n == 0) {
-			rc = lama_blob_write_end(w, &h, NULL);
-			if (!rc) {
-				lama_hash_hex(&h, hex);
-				printf("%s\n", hex);
-			}
+			rc = lama_blob_write_end(w, h, NULL);
 			break;
 		}
+		total += (uint64_t)n;
 		rc = lama_blob_write(w, buf, (size_t)n);
 		if (rc)
 			lama_blob_write_abort(w);
 	}
 	if (fd > 0)
 		close(fd);
+	if (!rc && size)
+		*size = total;
+	return rc;
+}
+
+static int blob_put(lama_session *s, const char *path)
+{
+	char hex[LAMA_HASH_HEX + 1];
+	lama_hash h;
+	int rc;
+
+	rc = cli_store_file(s, path, &h, NULL);
+	if (!rc) {
+		lama_hash_hex(&h, hex);
+		printf("%s\n", hex);
+	}
 	return rc;
 }
 

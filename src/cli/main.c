@@ -9,7 +9,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "chat/chat.h"
 #include "cli/cli.h"
+#include "leute/leute.h"
 #include "util/err.h"
 #include "util/mem.h"
 
@@ -27,6 +29,12 @@ static const struct command {
 	{ "object", cmd_object, "store and read ONE objects (put, get, heads, merge, refs)" },
 	{ "blob", cmd_blob, "store and read BLOBs (put, get)" },
 	{ "check", cmd_check, "verify every object and BLOB in the archive" },
+	{ "topics", cmd_topics, "list your conversations" },
+	{ "topic", cmd_topic, "start a conversation (topic new), mark one read" },
+	{ "send", cmd_send, "send a message, with attachments or as a reply" },
+	{ "messages", cmd_messages, "read a conversation, newest page first" },
+	{ "edit", cmd_edit, "change the text of a message you sent" },
+	{ "delete", cmd_delete, "delete a message you sent" },
 };
 
 static void usage(FILE *f)
@@ -215,6 +223,19 @@ int cli_login(lama_session **s)
 		return rc;
 	rc = lama_account_login(cli.home, cli.user, pw, len, s);
 	lama_secure_free(pw);
+	return rc;
+}
+
+int cli_login_models(lama_session **s)
+{
+	int rc;
+
+	if ((rc = cli_login(s)))
+		return rc;
+	if ((rc = lama_leute_init(*s)) || (rc = lama_chat_init(*s))) {
+		lama_session_logout(*s);
+		*s = NULL;
+	}
 	return rc;
 }
 

@@ -1,0 +1,647 @@
+/* cmd_chat.c: lama topics | topic new/read | send | messages | edit |
+ * delete. Text for people, --json for scripts. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "chat/chat.h"
+#include "cli/cli.h"
+#include "leute/leute.h"
+#include "util/err.h"
+#include "util/mem.h"
+
+#define LINE_MAX_BYTES (LAMA_CHAT_TEXT_MAX + 2)
+
+static json_t *hexj(const lama_hash *h)
+{
+	char hex[LAMA_HASH_HEX + 1];
+
+	lama_hash_hex(h, hex);
+	return json_string(hex);
+}
+
+static int print_json(json_t *v)
+{
+	char *text;
+
+	if (!v)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	text = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(v);
+	if (!text)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	puts(text);
+	free(text);
+	return 0;
+}
+
+static void when(double ms, char *out, size_t n)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms <= 0 || !localtime_r(&t, &tm) || !strftime(out, n, "%Y-%m-%d %H:%M", &tm))
+		snprintf(out, n, "-");
+}
+
+static json_t *topic_json(const struct lama_topic *t)
+{
+	json_t *people = json_array(), *o;
+
+	for (size_t i = 0; people && i < t->npeople; i++)
+		json_array_append_new(people, hexj(&t->people[i]));
+	o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:b, s:I, s:I, s:f}", "id", t->id, "title", t->title,
+		      "topic", hexj(&t->topic), "group", hexj(&t->group), "participants",
+		      people ? people : json_null(), "ai", t->is_ai, "entries", (json_int_t)t->entries,
+		      "unread", (json_int_t)t->unread, "last_time", t->last_time);
+	return o;
+}
+
+/* ---- lama topics ---- */
+
+struct list_ctx {
+	int json;
+	json_t *arr;
+};
+
+static int list_one(void *ctx, const struct lama_topic *t)
+{
+	struct list_ctx *c = ctx;
+	char w[32];
+
+	if (c->json)
+		return json_array_append_new(c->arr, topic_json(t)) ? lama_error(LAMA_ENOMEM, "out of memory") : 0;
+	when(t->last_time, w, sizeof(w));
+	printf("%-12.12s  %s%s  (%zu people, %llu entries, %llu unread, last %s)\n", t->id, t->title,
+	       t->is_ai ? " [ai]" : "", t->npeople, (unsigned long long)t->entries,
+	       (unsigned long long)t->unread, w);
+	return 0;
+}
+
+int cmd_topics(int argc, char **argv)
+{
+	struct list_ctx c = { 0 };
+	lama_session *s;
+	int rc;
+
+	if (cli_wants_help(argc, argv)) {
+		puts("usage: lama topics [--json]\n\n"
+		     "Lists your conversations, most recent activity first: the id (its\n"
+		     "first 12 characters are enough wherever a topic is named), title,\n"
+		     "participants, entries and unread entries.");
+		return EXIT_OK;
+	}
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--json")))
+		return cli_usage("usage: lama topics [--json]");
+	c.json = argc == 2;
+	if ((rc = cli_login_models(&s)))
+		return cli_fail(rc);
+	c.arr = json_array();
+	rc = c.arr ? lama_chat_topics(s, list_one, &c) : lama_error(LAMA_ENOMEM, "out of memory");
+	if (!rc && c.json) {
+		rc = print_json(c.arr);
+		c.arr = NULL;
+	}
+	json_decref(c.arr);
+	lama_session_logout(s);
+	return rc ? cli_fail(rc) : EXIT_OK;
+}
+
+/* ---- lama topic new | read ---- */
+
+static int topic_new(int argc, char **argv)
+{
+	const char *title = NULL, **with = NULL;
+	lama_hash *people = NULL;
+	struct lama_topic t = { 0 };
+	size_t n = 0;
+	int json = 0, rc, is_new = 0;
+	lama_session *s = NULL;
+
+	with = lama_calloc((size_t)argc + 1, sizeof(char *));
+	if (!with)
+		return cli_fail(lama_error(LAMA_ENOMEM, "out of memory"));
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--title") && i + 1 < argc) {
+			title = argv[++i];
+		} else if (!strcmp(argv[i], "--json")) {
+			json = 1;
+		} else if (!strcmp(argv[i], "--with")) {
+			/* --with A B C, or --with A --with B */
+			while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+				with[n++] = argv[++i];
+		} else {
+			lama_free(with);
+			return cli_usage("usage: lama topic new [--title T] --with PERSON... [--json]");
+		}
+	}
+	if (n == 0) {
+		lama_free(with);
+		return cli_usage("name the other participants with --with PERSON (a name, an email or an id)");
+	}
+	if ((rc = cli_login_models(&s)))
+		goto out;
+	people = lama_calloc(n, sizeof(lama_hash));
+	if (!people) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct lama_person p;
+
+		rc = lama_leute_find(s, with[i], &p);
+		if (!rc)
+			people[i] = p.person;
+	}
+	if (!rc)
+		rc = lama_chat_create(s, title, people, n, &t, &is_new);
+	if (!rc) {
+		if (json) {
+			json_t *o = topic_json(&t);
+
+			if (o)
+				json_object_set_new(o, "new", json_boolean(is_new));
+			rc = print_json(o);
+		} else {
+			printf("%s\n", t.id);
+			if (!is_new)
+				fprintf(stderr, "lama: that conversation exists already: \"%s\"\n", t.title);
+		}
+	}
+out:
+	lama_topic_release(&t);
+	lama_free(people);
+	lama_free(with);
+	lama_session_logout(s);
+	return rc ? cli_fail(rc) : EXIT_OK;
+}
+
+static int topic_read(int argc, char **argv)
+{
+	struct lama_topic t = { 0 };
+	lama_session *s;
+	lama_hash msg;
+	int rc;
+
+	if (argc != 3 && argc != 4)
+		return cli_usage("usage: lama topic read TOPIC [MESSAGE]");
+	if ((rc = cli_login_models(&s)))
+		return cli_fail(rc);
+	rc = lama_chat_find(s, argv[2], &t);
+	if (!rc && argc == 4)
+		rc = lama_chat_find_message(s, &t, argv[3], 10000, &msg);
+	if (!rc)
+		rc = lama_chat_mark_read(s, &t, argc == 4 ? &msg : NULL);
+	lama_topic_release(&t);
+	lama_session_logout(s);
+	return rc ? cli_fail(rc) : EXIT_OK;
+}
+
+int cmd_topic(int argc, char **argv)
+{
+	if (cli_wants_help(argc, argv)) {
+		puts("usage: lama topic new [--title T] --with PERSON... [--json]\n"
+		     "       lama topic read TOPIC [MESSAGE]\n\n"
+		     "new: starts a conversation with the people named (by name, email or\n"
+		     "an id prefix; see `lama contacts`). With one person it is your\n"
+		     "one-to-one conversation with them, created once; with an AI assistant\n"
+		     "it is a conversation with that assistant. Prints the topic id.\n"
+		     "read: marks the conversation read up to MESSAGE (default: the newest).");
+		return EXIT_OK;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "new"))
+		return topic_new(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "read"))
+		return topic_read(argc, argv);
+	return cli_usage("usage: lama topic new|read ... (see lama topic --help)");
+}
+
+/* ---- lama send ---- */
+
+static const char *mime_of(const char *name)
+{
+	static const char *const map[][2] = {
+		{ ".txt", "text/plain" }, { ".md", "text/markdown" }, { ".html", "text/html" },
+		{ ".json", "application/json" }, { ".pdf", "application/pdf" },
+		{ ".png", "image/png" }, { ".jpg", "image/jpeg" }, { ".jpeg", "image/jpeg" },
+		{ ".gif", "image/gif" }, { ".webp", "image/webp" }, { ".svg", "image/svg+xml" },
+		{ ".mp3", "audio/mpeg" }, { ".ogg", "audio/ogg" }, { ".mp4", "video/mp4" },
+		{ ".zip", "application/zip" }, { ".gguf", "application/octet-stream" },
+	};
+	const char *dot = strrchr(name, '.');
+
+	for (size_t i = 0; dot && i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcasecmp(dot, map[i][0]))
+			return map[i][1];
+	return "application/octet-stream";
+}
+
+/* Stores each file as a BLOB and describes it. */
+static int attach_files(lama_session *s, const char **files, size_t n,
+			struct lama_attachment *att)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		const char *base = strrchr(files[i], '/');
+		int rc;
+
+		if (stat(files[i], &st) != 0)
+			return lama_error(LAMA_EIO, "cannot attach %s: %s", files[i], strerror(errno));
+		if (!S_ISREG(st.st_mode))
+			return lama_error(LAMA_EINVAL, "cannot attach %s: not a regular file", files[i]);
+		if ((rc = cli_store_file(s, files[i], &att[i].blob, &att[i].size)))
+			return rc;
+		att[i].name = base ? base + 1 : files[i];
+		att[i].type = mime_of(att[i].name);
+		att[i].mtime = (double)st.st_mtim.tv_sec * 1000.0 + (double)(st.st_mtim.tv_nsec / 1000000);
+	}
+	return 0;
+}
+
+static int print_sent(const lama_hash *id, int json)
+{
+	char hex[LAMA_HASH_HEX + 1];
+
+	if (json)
+		return print_json(json_pack("{s:o}", "id", hexj(id)));
+	lama_hash_hex(id, hex);
+	printf("%s\n", hex);
+	return 0;
+}
+
+/* One --jsonl line: {"text": "...", "attach": ["FILE", ...], "reply_to":
+ * "ID"}; every key but text optional. */
+static int send_json_line(lama_session *s, const struct lama_topic *t, const char *line,
+			  size_t no, lama_hash *id)
+{
+	struct lama_attachment att[LAMA_CHAT_ATTACH_MAX];
+	const char *files[LAMA_CHAT_ATTACH_MAX];
+	json_error_t err;
+	json_t *o = json_loads(line, JSON_REJECT_DUPLICATES, &err), *a, *f;
+	const char *text, *reply;
+	lama_hash reply_id;
+	size_t i, n = 0;
+	int rc = 0;
+
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return lama_error(LAMA_EINVAL, "line %zu: expected a JSON object like {\"text\": \"hi\"}", no);
+	}
+	text = json_string_value(json_object_get(o, "text"));
+	reply = json_string_value(json_object_get(o, "reply_to"));
+	a = json_object_get(o, "attach");
+	if ((json_object_get(o, "text") && !text) || (json_object_get(o, "reply_to") && !reply) ||
+	    (a && !json_is_array(a)))
+		rc = lama_error(LAMA_EINVAL, "line %zu: text and reply_to are strings, attach a list of files", no);
+	else if (json_array_size(a) > LAMA_CHAT_ATTACH_MAX)
+		rc = lama_error(LAMA_ELIMIT, "line %zu: at most %d attachments", no, LAMA_CHAT_ATTACH_MAX);
+	json_array_foreach(a, i, f) {
+		if (rc)
+			break;
+		if (!json_is_string(f))
+			rc = lama_error(LAMA_EINVAL, "line %zu: attach lists file names", no);
+		else
+			files[n++] = json_string_value(f);
+	}
+	if (!rc && reply)
+		rc = lama_chat_find_message(s, t, reply, 10000, &reply_id);
+	if (!rc)
+		rc = attach_files(s, files, n, att);
+	if (!rc) {
+		struct lama_outgoing m = { .text = text ? text : "", .attach = att, .nattach = n,
+					   .reply_to = reply ? &reply_id : NULL };
+
+		rc = lama_chat_send(s, t, &m, 1, id);
+	}
+	json_decref(o);
+	return rc;
+}
+
+/* --lines / --jsonl: every line of stdin is one message, acknowledged
+ * (its id printed and flushed) only once it is durable. */
+static int send_lines(lama_session *s, const struct lama_topic *t, int jsonl, int json)
+{
+	char *line = lama_malloc(LINE_MAX_BYTES + 1);
+	int rc = 0;
+
+	if (!line)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	for (size_t no = 1; fgets(line, LINE_MAX_BYTES + 1, stdin); no++) {
+		size_t len = strlen(line);
+		lama_hash id;
+
+		if (len && line[len - 1] == '\n') {
+			line[--len] = '\0';
+		} else if (!feof(stdin)) {
+			rc = lama_error(LAMA_ELIMIT, "line %zu is longer than %u bytes", no,
+					LAMA_CHAT_TEXT_MAX);
+			break;
+		}
+		if (len == 0)
+			continue;
+		if (jsonl) {
+			rc = send_json_line(s, t, line, no, &id);
+		} else {
+			struct lama_outgoing m = { .text = line };
+
+			rc = lama_chat_send(s, t, &m, 1, &id);
+		}
+		if (rc || (rc = print_sent(&id, json)))
+			break;
+		if (fflush(stdout) == EOF) {
+			rc = lama_error(LAMA_EIO, "cannot write the output: %s", strerror(errno));
+			break;
+		}
+	}
+	lama_free(line);
+	return rc;
+}
+
+int cmd_send(int argc, char **argv)
+{
+	const char *topic = NULL, *text = NULL, *reply = NULL, **files = NULL;
+	struct lama_attachment *att = NULL;
+	struct lama_topic t = { 0 };
+	lama_session *s = NULL;
+	size_t nfiles = 0;
+	int json = 0, lines = 0, rc;
+	lama_hash reply_id, id;
+
+	if (cli_wants_help(argc, argv)) {
+		puts("usage: lama send TOPIC TEXT [--attach FILE]... [--reply-to MESSAGE] [--json]\n"
+		     "       lama send TOPIC --lines [--json] < messages.txt\n"
+		     "       lama send TOPIC --jsonl [--json] < messages.jsonl\n\n"
+		     "Sends a message to a conversation (named by id, id prefix or title)\n"
+		     "and prints its id once it is stored durably. Files are attached as\n"
+		     "encrypted BLOBs. With --lines every line of stdin is a message; with\n"
+		     "--jsonl every line is {\"text\": T, \"attach\": [FILE...], \"reply_to\": ID}.\n"
+		     "Each id is printed as soon as that message is durable.");
+		return EXIT_OK;
+	}
+	files = lama_calloc((size_t)argc + 1, sizeof(char *));
+	if (!files)
+		return cli_fail(lama_error(LAMA_ENOMEM, "out of memory"));
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--attach") && i + 1 < argc)
+			files[nfiles++] = argv[++i];
+		else if (!strcmp(argv[i], "--reply-to") && i + 1 < argc)
+			reply = argv[++i];
+		else if (!strcmp(argv[i], "--json"))
+			json = 1;
+		else if (!strcmp(argv[i], "--lines"))
+			lines = 1;
+		else if (!strcmp(argv[i], "--jsonl"))
+			lines = 2;
+		else if (!strncmp(argv[i], "--", 2) && strcmp(argv[i], "--"))
+			topic = NULL, text = NULL, i = argc, lines = -1;
+		else if (!topic)
+			topic = argv[i];
+		else if (!text)
+			text = argv[i];
+		else
+			lines = -1, i = argc;
+	}
+	if (lines < 0 || !topic || (lines && (text || nfiles || reply)) || (!lines && !text && !nfiles)) {
+		lama_free(files);
+		return cli_usage("usage: lama send TOPIC TEXT [--attach FILE]... [--reply-to MESSAGE] [--json]"
+				 " | lama send TOPIC --lines|--jsonl");
+	}
+	if (nfiles > LAMA_CHAT_ATTACH_MAX) {
+		lama_free(files);
+		return cli_usage("at most %d attachments per message", LAMA_CHAT_ATTACH_MAX);
+	}
+	if ((rc = cli_login_models(&s)))
+		goto out;
+	if ((rc = lama_chat_find(s, topic, &t)))
+		goto out;
+	if (lines) {
+		rc = send_lines(s, &t, lines == 2, json);
+		goto out;
+	}
+	if (reply && (rc = lama_chat_find_message(s, &t, reply, 10000, &reply_id)))
+		goto out;
+	att = lama_calloc(nfiles + 1, sizeof(*att));
+	if (!att) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = attach_files(s, files, nfiles, att)))
+		goto out;
+	{
+		struct lama_outgoing m = { .text = text ? text : "", .attach = att, .nattach = nfiles,
+					   .reply_to = reply ? &reply_id : NULL };
+
+		rc = lama_chat_send(s, &t, &m, 1, &id);
+	}
+	if (!rc)
+		rc = print_sent(&id, json);
+out:
+	lama_topic_release(&t);
+	lama_free(att);
+	lama_free(files);
+	lama_session_logout(s);
+	return rc ? cli_fail(rc) : EXIT_OK;
+}
+
+/* ---- lama messages ---- */
+
+struct page {
+	lama_session *s;
+	json_t *msgs;   /* collected newest first */
+	json_t *names;  /* person hex -> display name */
+};
+
+static const char *name_of(struct page *p, const lama_hash *person)
+{
+	char hex[LAMA_HASH_HEX + 1];
+	struct lama_person who;
+	const char *n;
+
+	lama_hash_hex(person, hex);
+	if ((n = json_string_value(json_object_get(p->names, hex))))
+		return n;
+	if (lama_leute_get(p->s, person, &who))
+		snprintf(who.name, sizeof(who.name), "%.12s", hex);
+	json_object_set_new(p->names, hex, json_string(who.name));
+	n = json_string_value(json_object_get(p->names, hex));
+	return n ? n : "?";
+}
+
+static int collect(void *ctx, const struct lama_message *m)
+{
+	struct page *p = ctx;
+	json_t *att = json_array(), *o;
+
+	if (!att)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	for (size_t i = 0; i < m->nattach; i++)
+		json_array_append_new(att, json_pack("{s:s, s:s, s:I, s:o}", "name", m->attach[i].name,
+						     "type", m->attach[i].type, "size",
+						     (json_int_t)m->attach[i].size, "blob",
+						     hexj(&m->attach[i].blob)));
+	o = json_pack("{s:o, s:f, s:o, s:s, s:s%, s:b, s:b, s:o}", "id", hexj(&m->id), "time", m->time,
+		      "sender", hexj(&m->sender), "sender_name", name_of(p, &m->sender), "text",
+		      m->text, m->text_len, "edited", m->edited, "deleted", m->deleted,
+		      "attachments", att);
+	if (o && m->has_reply_to)
+		json_object_set_new(o, "reply_to", hexj(&m->reply_to));
+	if (!o || json_array_append_new(p->msgs, o))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	return 0;
+}
+
+static void print_text(const json_t *m)
+{
+	const json_t *a;
+	char w[32];
+	size_t i;
+
+	when(json_number_value(json_object_get(m, "time")), w, sizeof(w));
+	printf("[%s] %s: %s%s%s  (%.12s)\n", w, json_string_value(json_object_get(m, "sender_name")),
+	       json_is_true(json_object_get(m, "deleted")) ? "(deleted)" : "",
+	       json_string_value(json_object_get(m, "text")),
+	       json_is_true(json_object_get(m, "edited")) && !json_is_true(json_object_get(m, "deleted"))
+		       ? " (edited)" : "",
+	       json_string_value(json_object_get(m, "id")));
+	if (json_object_get(m, "reply_to"))
+		printf("    in reply to %.12s\n", json_string_value(json_object_get(m, "reply_to")));
+	json_array_foreach(json_object_get(m, "attachments"), i, a)
+		printf("    attachment: %s (%lld bytes, %s) blob %s\n",
+		       json_string_value(json_object_get(a, "name")),
+		       (long long)json_integer_value(json_object_get(a, "size")),
+		       json_string_value(json_object_get(a, "type")),
+		       json_string_value(json_object_get(a, "blob")));
+}
+
+int cmd_messages(int argc, char **argv)
+{
+	const char *topic = NULL, *before = NULL;
+	struct page p = { 0 };
+	struct lama_topic t = { 0 };
+	lama_session *s = NULL;
+	long limit = 50;
+	int json = 0, mark = 0, more = 0, rc;
+	lama_hash bid;
+
+	if (cli_wants_help(argc, argv)) {
+		puts("usage: lama messages TOPIC [--limit N] [--before MESSAGE] [--mark-read] [--json]\n\n"
+		     "Prints the newest N messages (default 50, at most 10000) of a\n"
+		     "conversation, oldest first; --before MESSAGE gives the page before that\n"
+		     "message (the id printed at the end pages back). --mark-read marks the\n"
+		     "conversation read. JSON: {\"topic\", \"messages\": [...], \"more\", \"before\"}.");
+		return EXIT_OK;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+			char *end;
+
+			errno = 0;
+			limit = strtol(argv[++i], &end, 10);
+			if (errno || *end || limit < 1 || limit > 10000)
+				return cli_usage("--limit must be a number from 1 to 10000");
+		} else if (!strcmp(argv[i], "--before") && i + 1 < argc) {
+			before = argv[++i];
+		} else if (!strcmp(argv[i], "--json")) {
+			json = 1;
+		} else if (!strcmp(argv[i], "--mark-read")) {
+			mark = 1;
+		} else if (!topic && strncmp(argv[i], "--", 2)) {
+			topic = argv[i];
+		} else {
+			return cli_usage("usage: lama messages TOPIC [--limit N] [--before MESSAGE] [--json]");
+		}
+	}
+	if (!topic)
+		return cli_usage("usage: lama messages TOPIC [--limit N] [--before MESSAGE] [--json]");
+	if ((rc = cli_login_models(&s)))
+		goto out;
+	p.s = s;
+	p.msgs = json_array();
+	p.names = json_object();
+	if (!p.msgs || !p.names) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = lama_chat_find(s, topic, &t)))
+		goto out;
+	if (before && (rc = lama_chat_find_message(s, &t, before, 100000, &bid)))
+		goto out;
+	if ((rc = lama_chat_messages(s, &t, before ? &bid : NULL, (size_t)limit, collect, &p, &more)))
+		goto out;
+	if (mark && (rc = lama_chat_mark_read(s, &t, NULL)))
+		goto out;
+	{
+		size_t n = json_array_size(p.msgs);
+		const json_t *oldest = n ? json_array_get(p.msgs, n - 1) : NULL;
+		json_t *chrono = json_array();
+
+		for (size_t i = n; chrono && i-- > 0;)
+			json_array_append(chrono, json_array_get(p.msgs, i));
+		if (json) {
+			rc = print_json(json_pack("{s:s, s:o, s:b, s:O}", "topic", t.id, "messages",
+						  chrono ? chrono : json_null(), "more", more, "before",
+						  more && oldest ? json_object_get(oldest, "id") : json_null()));
+		} else {
+			size_t i;
+			const json_t *m;
+
+			json_array_foreach(chrono, i, m)
+				print_text(m);
+			if (more && oldest)
+				printf("(older: lama messages %.12s --before %s)\n", t.id,
+				       json_string_value(json_object_get(oldest, "id")));
+			json_decref(chrono);
+		}
+	}
+out:
+	json_decref(p.msgs);
+	json_decref(p.names);
+	lama_topic_release(&t);
+	lama_session_logout(s);
+	return rc ? cli_fail(rc) : EXIT_OK;
+}
+
+/* ---- lama edit | delete ---- */
+
+static int change(int argc, char **argv, int del)
+{
+	struct lama_topic t = { 0 };
+	lama_session *s;
+	lama_hash id;
+	int rc;
+
+	if (cli_wants_help(argc, argv)) {
+		puts(del ? "usage: lama delete TOPIC MESSAGE\n\n"
+			   "Deletes a message you sent: a deletion entry is added to your log;\n"
+			   "the conversation shows the message as deleted on every device."
+			 : "usage: lama edit TOPIC MESSAGE TEXT\n\n"
+			   "Replaces the text of a message you sent. The edit is a new entry\n"
+			   "in your log; the original stays in the history.");
+		return EXIT_OK;
+	}
+	if (argc != (del ? 3 : 4))
+		return cli_usage(del ? "usage: lama delete TOPIC MESSAGE" : "usage: lama edit TOPIC MESSAGE TEXT");
+	if ((rc = cli_login_models(&s)))
+		return cli_fail(rc);
+	rc = lama_chat_find(s, argv[1], &t);
+	if (!rc)
+		rc = lama_chat_find_message(s, &t, argv[2], 100000, &id);
+	if (!rc)
+		rc = lama_chat_edit(s, &t, &id, del ? NULL : argv[3]);
+	lama_topic_release(&t);
+	lama_session_logout(s);
+	return rc ? cli_fail(rc) : EXIT_OK;
+}
+
+int cmd_edit(int argc, char **argv)
+{
+	return change(argc, argv, 0);
+}
+
+int cmd_delete(int argc, char **argv)
+{
+	return change(argc, argv, 1);
+}
