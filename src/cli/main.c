@@ -9,9 +9,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "chat/chat.h"
 #include "cli/cli.h"
-#include "leute/leute.h"
+#include "models/models.h"
 #include "util/err.h"
 #include "util/mem.h"
 
@@ -232,7 +231,7 @@ int cli_login_models(lama_session **s)
 
 	if ((rc = cli_login(s)))
 		return rc;
-	if ((rc = lama_leute_init(*s)) || (rc = lama_chat_init(*s))) {
+	if ((rc = lama_models_init(*s))) {
 		lama_session_logout(*s);
 		*s = NULL;
 	}
