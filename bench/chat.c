@@ -21,6 +21,7 @@
 #include "common.h"
 #include "crypto/crypto.h"
 #include "leute/leute.h"
+#include "models/models.h"
 #include "util/err.h"
 
 #define BATCH 1000
@@ -129,8 +130,7 @@ int main(int argc, char **argv)
 	bench_check(lama_crypto_init(), "crypto init");
 	bench_mkdtemp(tmp, "chat", dir, sizeof(dir));
 	bench_check(lama_account_register(dir, "bench", "pw", 2, &kdf, &s), "register");
-	bench_check(lama_leute_init(s), "leute init");
-	bench_check(lama_chat_init(s), "chat init");
+	bench_check(lama_models_init(s), "models init");
 	bench_check(lama_leute_add_contact(s, "Peer", NULL, 0, NULL, &peer), "contact");
 	bench_check(lama_chat_create(s, NULL, &peer.person, 1, &t, NULL), "topic");
 

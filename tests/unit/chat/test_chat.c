@@ -11,6 +11,7 @@
 #include "channel/channel.h"
 #include "chat/chat.h"
 #include "leute/leute.h"
+#include "models/models.h"
 #include "util/err.h"
 #include "util/mem.h"
 
@@ -26,8 +27,7 @@ static int setup(void **state)
 	if (lama_crypto_init())
 		fail_msg("crypto init");
 	snprintf(home, sizeof(home), "%s", tu_tmpdir());
-	if (lama_account_register(home, "alice", "pw", 2, &p, &s) || lama_leute_init(s) ||
-	    lama_chat_init(s))
+	if (lama_account_register(home, "alice", "pw", 2, &p, &s) || lama_models_init(s))
 		fail_msg("setup: %s", lama_errmsg());
 	if (lama_leute_add_contact(s, "Bob", "bob@example.org", 0, NULL, &bob) ||
 	    lama_leute_add_contact(s, "Carol", NULL, 0, NULL, &carol) ||
