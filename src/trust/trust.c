@@ -565,7 +565,7 @@ out:
 
 /* Whether `issuer` may declare trusted keys of `subject`: the root may;
  * others by a right in force (for everybody, or for self when issuer is
- * subject). 0, 1 with r, < 0. */
+ * subject), except for the root's keys. 0, 1 with r, < 0. */
 static int has_right(struct vctx *c, const lama_hash *cert, const lama_hash *issuer,
 		     const lama_hash *subject, struct lama_trust_result *r)
 {
@@ -575,6 +575,12 @@ static int has_right(struct vctx *c, const lama_hash *cert, const lama_hash *iss
 
 	if (is_root(c, issuer))
 		return 0;
+	/* keys for the root would let their holder sign as the root and so
+	 * grant rights: only the root declares them */
+	if (is_root(c, subject))
+		return fail(r, LAMA_TRUST_NO_RIGHT, cert,
+			    "person %s may not declare keys of the root; only the root may",
+			    hx(issuer).s);
 	for (int k = K_EVERYBODY; k <= K_SELF; k++) {
 		if (k == K_SELF && !lama_hash_eq(issuer, subject))
 			break;

@@ -598,6 +598,30 @@ static void test_wrong_signer(void **state)
 	assert_link(&r, &fd);
 	/* a right for self granted to someone else is not a right for D */
 	assert_reason(affirmed(&x, NOW), LAMA_TRUST_NO_RIGHT);
+
+	/* A (right for everybody) declares a key of its own choosing for the
+	 * root, then "the root" grants D a right with it: refused, only the
+	 * root declares the root's keys */
+	{
+		uint8_t pk3[32], sk3[64];
+		lama_hash rp, rightd;
+		struct lama_trust_signer fake;
+
+		assert_int_equal(lama_sign_keypair(pk3, sk3), 0);
+		rp = put_profile(&root.person, "stolen", pk3);
+		lama_hash rc3 = certify(&a, &rp, NULL);
+		lama_trust_sk_signer(&root.person, sk3, &fake);
+		assert_int_equal(lama_trust_grant_right(ar, &fake, &d.person, LAMA_TRUST_RIGHT_EVERYBODY,
+							NULL, &rightd), 0);
+		r = verify(&rightd, NOW);
+		assert_reason(r, LAMA_TRUST_NO_RIGHT);
+		assert_link(&r, &rc3);
+		r = verify(&rc3, NOW);
+		assert_reason(r, LAMA_TRUST_NO_RIGHT);
+		/* the root itself may add a key of its own */
+		certify(&root, &rp, NULL);
+		assert_reason(verify(&rightd, NOW), LAMA_TRUST_VALID);
+	}
 }
 
 static void test_unsigned(void **state)
