@@ -467,6 +467,12 @@ static int grant_edit(lama_archive *a, int is_id, const lama_hash *target, const
 	if ((rc = lama_store_begin(lama_archive_store(a))))
 		return rc;
 	rc = lama_access_grant_get(a, target, is_id, &id, &cur);
+	if (rc == LAMA_EINVAL || rc == LAMA_ELIMIT) {
+		/* a malformed current version grants nothing: edit from empty,
+		 * so that the next version replaces it */
+		lama_access_grant_release(&cur);
+		rc = 0;
+	}
 	have = rc == 0;
 	if (rc == LAMA_ENOTFOUND)
 		rc = 0;
