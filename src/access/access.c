@@ -682,7 +682,7 @@ static int current_of(lama_archive *a, const lama_hash *h, int is_grant, struct 
 {
 	json_t *obj = NULL;
 	lama_hash id, cur;
-	int rc, added;
+	int rc, added = 0;
 
 	*fresh = 0;
 	rc = lama_archive_get(a, h, &obj);
