@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "access/access.h"
 #include "channel/channel.h"
 #include "leute/leute.h"
 #include "util/err.h"
@@ -413,6 +414,28 @@ static int topic_load(lama_session *s, const lama_hash *topic, struct lama_topic
 	return rc;
 }
 
+/* Who receives what of a new topic (docs/access.md): the participants'
+ * group gets the user's log (every version), the Topic and the group
+ * itself; the user's own devices (the IoM group) get the topic registry. */
+static int share_topic(lama_session *s, const lama_hash *chan, const lama_hash *topic,
+		       const char *gname)
+{
+	lama_archive *a = lama_session_archive(s);
+	lama_hash group, iom, reg;
+	int rc;
+
+	if ((rc = lama_access_group_id(a, gname, &group)))
+		return rc;
+	if ((rc = lama_access_grant_id(a, chan, NULL, 0, &group, 1, NULL)) ||
+	    (rc = lama_access_grant(a, topic, NULL, 0, &group, 1, NULL)) ||
+	    (rc = lama_access_grant_id(a, &group, NULL, 0, &group, 1, NULL)))
+		return rc;
+	if ((rc = lama_access_iom_id(a, lama_session_person(s), &iom)) ||
+	    (rc = registry_idhash(s, &reg)))
+		return rc;
+	return lama_access_grant_id(a, &reg, NULL, 0, &iom, 1, NULL);
+}
+
 static int hexcmp_hash(const lama_hash *x, const lama_hash *y)
 {
 	return memcmp(x, y, sizeof(*x));
@@ -520,6 +543,8 @@ int lama_chat_create(lama_session *s, const char *title, const lama_hash *with, 
 		goto fail;
 	}
 	if ((rc = lama_archive_put(a, reg, 0, NULL)))
+		goto fail;
+	if ((rc = share_topic(s, &chan, &info.hash, gname)))
 		goto fail;
 	if ((rc = lama_store_commit(lama_session_store(s))))
 		goto out;
@@ -657,10 +682,24 @@ found:
 
 /* ---- sending ---- */
 
+/* The user's log in a topic, created (and shared with the participants)
+ * when the topic arrived from elsewhere and has none of ours yet. */
 static int my_channel(lama_session *s, const struct lama_topic *t, lama_hash *chan)
 {
-	/* a topic that arrived from elsewhere has no channel of ours yet */
-	return lama_channel_create(lama_session_archive(s), t->id, lama_session_person(s), chan);
+	lama_archive *a = lama_session_archive(s);
+	lama_hash *heads = NULL;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = lama_channel_idhash(a, t->id, lama_session_person(s), chan)) ||
+	    (rc = lama_archive_heads(a, chan, &heads, &n)))
+		return rc;
+	lama_free(heads);
+	if (n)
+		return 0;
+	if ((rc = lama_channel_create(a, t->id, lama_session_person(s), chan)))
+		return rc;
+	return lama_access_grant_id(a, chan, NULL, 0, &t->group, 1, NULL);
 }
 
 static int check_text(const char *text, size_t max)

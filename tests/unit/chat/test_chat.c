@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "access/access.h"
 #include "channel/channel.h"
 #include "chat/chat.h"
 #include "leute/leute.h"
@@ -466,6 +467,45 @@ static void test_registry_merge(void **state)
 	lama_topic_release(&t);
 }
 
+/* Sharing: the participants may receive a topic's messages, with their
+ * attachments; someone outside the topic may not. */
+static void test_access(void **state)
+{
+	lama_archive *a = lama_session_archive(s);
+	struct lama_topic t;
+	struct lama_person dave;
+	lama_blob_writer *w;
+	lama_hash blob, msg, data;
+	json_t *ct = NULL;
+	int yes;
+
+	(void)state;
+	assert_int_equal(lama_leute_add_contact(s, "Dave", NULL, 0, NULL, &dave), 0);
+	assert_int_equal(lama_chat_create(s, "shared", (lama_hash[]){ bob.person, carol.person }, 2, &t, NULL), 0);
+	assert_int_equal(lama_blob_write_begin(lama_session_store(s), &w), 0);
+	assert_int_equal(lama_blob_write(w, "shared bytes", 12), 0);
+	assert_int_equal(lama_blob_write_end(w, &blob, NULL), 0);
+	{
+		struct lama_attachment at = { .blob = blob, .name = "s.bin", .type = "", .size = 12 };
+		struct lama_outgoing m = { .text = "for the team", .attach = &at, .nattach = 1 };
+
+		assert_int_equal(lama_chat_send(s, &t, &m, 1, &msg), 0);
+	}
+	assert_int_equal(lama_archive_get(a, &msg, &ct), 0);
+	assert_int_equal(lama_hash_parse(json_string_value(json_object_get(ct, "data")), 64, &data), 0);
+	json_decref(ct);
+	const lama_hash *items[] = { &msg, &data, &blob, &t.topic };
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(lama_access_may_receive(a, &bob.person, items[i], &yes), 0);
+		assert_int_equal(yes, 1);
+		assert_int_equal(lama_access_may_receive(a, &carol.person, items[i], &yes), 0);
+		assert_int_equal(yes, 1);
+		assert_int_equal(lama_access_may_receive(a, &dave.person, items[i], &yes), 0);
+		assert_int_equal(yes, 0);
+	}
+	lama_topic_release(&t);
+}
+
 static int count_topics(void *ctx, const struct lama_topic *t)
 {
 	(void)t;
@@ -494,6 +534,7 @@ int main(void)
 		cmocka_unit_test(test_read_positions),
 		cmocka_unit_test(test_registry_merge),
 		cmocka_unit_test(test_topics_list),
+		cmocka_unit_test(test_access),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
