@@ -44,5 +44,8 @@ int cmd_erase(int argc, char **argv);
 int cmd_object(int argc, char **argv);
 int cmd_blob(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_contacts(int argc, char **argv);
+int cmd_me(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 #endif

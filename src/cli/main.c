@@ -27,6 +27,9 @@ static const struct command {
 	{ "object", cmd_object, "store and read ONE objects (put, get, heads, merge, refs)" },
 	{ "blob", cmd_blob, "store and read BLOBs (put, get)" },
 	{ "check", cmd_check, "verify every object and BLOB in the archive" },
+	{ "contacts", cmd_contacts, "list, add and show people (add, show, me)" },
+	{ "me", cmd_me, "show your own profile" },
+	{ "profile", cmd_profile, "edit your profile (set --name, --status, --avatar)" },
 };
 
 static void usage(FILE *f)
