@@ -512,7 +512,7 @@ static int cmp_person(const void *x, const void *y)
  * user. out->p is allocated (lama_free). */
 static int load_people(lama_session *s, int with_me, struct people *out)
 {
-	json_t *leute = NULL, *other, **items = NULL;
+	json_t *leute = NULL, *other = NULL, **items = NULL;
 	size_t n = 0, k = 0;
 	int rc;
 
@@ -904,7 +904,7 @@ int lama_leute_add_contact(lama_session *s, const char *name, const char *email,
 	lama_store *st = lama_session_store(s);
 	char em[LAMA_LEUTE_EMAIL_MAX + 1], p_hex[LAMA_HASH_HEX + 1];
 	struct lama_person known;
-	json_t *leute = NULL, *nl = NULL, *other;
+	json_t *leute = NULL, *nl = NULL, *other = NULL;
 	lama_hash person, profile, someone, h;
 	int rc;
 
@@ -999,7 +999,7 @@ int lama_leute_contacts(lama_session *s, int (*fn)(void *ctx, const struct lama_
 int lama_leute_get(lama_session *s, const lama_hash *person, struct lama_person *out)
 {
 	char hex[LAMA_HASH_HEX + 1];
-	json_t *leute = NULL, *other;
+	json_t *leute = NULL, *other = NULL;
 	int rc;
 
 	if (lama_hash_eq(person, lama_session_person(s)))
