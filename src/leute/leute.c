@@ -512,7 +512,7 @@ static int cmp_person(const void *x, const void *y)
  * user. out->p is allocated (lama_free). */
 static int load_people(lama_session *s, int with_me, struct people *out)
 {
-	json_t *leute = NULL, *other, **items = NULL;
+	json_t *leute = NULL, *other = NULL, **items = NULL;
 	size_t n = 0, k = 0;
 	int rc;
 
@@ -826,13 +826,85 @@ int lama_leute_me(lama_session *s, struct lama_person *out)
 	return rc;
 }
 
+/* 1 if the hex ID hash `hex` is in the bag. */
+static int bag_has(const json_t *bag, const char *hex)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(bag, i, v)
+		if (json_is_string(v) && !strcmp(json_string_value(v), hex))
+			return 1;
+	return 0;
+}
+
+/* Someones that name a person among their identities (object hashes,
+ * from the reverse map); a person has few. */
+#define SOMEONES_MAX 64
+struct someones {
+	lama_hash h[SOMEONES_MAX];
+	size_t n;
+};
+
+static int someone_cb(void *ctx, const char *type, const lama_hash *src)
+{
+	struct someones *so = ctx;
+
+	(void)type;
+	if (so->n < SOMEONES_MAX)
+		so->h[so->n++] = *src;
+	return 0;
+}
+
+/* The contact that is `person`, found without reading the other contacts:
+ * the Someone lama would name after them, else any Someone in Leute.other
+ * whose identities name them. 1 and *out filled if there is one, 0 if not,
+ * or an error. */
+static int contact_of(lama_session *s, const json_t *other, const lama_hash *person,
+		      struct lama_person *out)
+{
+	char hex[LAMA_HASH_HEX + 1];
+	struct someones so = { .n = 0 };
+	lama_hash sid;
+	int rc;
+
+	if ((rc = someone_id(s, person, &sid)))
+		return rc;
+	lama_hash_hex(&sid, hex);
+	if (bag_has(other, hex)) {
+		if ((rc = read_someone(s, &sid, out)))
+			return rc;
+		if (lama_hash_eq(&out->person, person))
+			return 1;
+	}
+	rc = lama_archive_referrers(lama_session_archive(s), person, "Someone", someone_cb, &so);
+	for (size_t i = 0; i < so.n && !rc; i++) {
+		json_t *o;
+
+		if ((rc = get_typed(s, &so.h[i], "Someone", &o)))
+			break;
+		rc = id_of(s, o, &sid);
+		json_decref(o);
+		if (rc)
+			break;
+		lama_hash_hex(&sid, hex);
+		if (!bag_has(other, hex))
+			continue;
+		if ((rc = read_someone(s, &sid, out)))
+			break;
+		if (lama_hash_eq(&out->person, person))
+			return 1;
+	}
+	return rc;
+}
+
 int lama_leute_add_contact(lama_session *s, const char *name, const char *email, int ai,
 			   const char *model, struct lama_person *out)
 {
 	lama_store *st = lama_session_store(s);
 	char em[LAMA_LEUTE_EMAIL_MAX + 1], p_hex[LAMA_HASH_HEX + 1];
-	struct people all = { 0 };
-	json_t *leute = NULL, *nl = NULL, *other;
+	struct lama_person known;
+	json_t *leute = NULL, *nl = NULL, *other = NULL;
 	lama_hash person, profile, someone, h;
 	int rc;
 
@@ -859,14 +931,17 @@ int lama_leute_add_contact(lama_session *s, const char *name, const char *email,
 	/* check and add under one write lock */
 	if ((rc = lama_store_begin(st)))
 		return rc;
-	if ((rc = load_people(s, 1, &all)))
+	if (lama_hash_eq(&person, lama_session_person(s))) {
+		rc = lama_error(LAMA_EEXIST, "%s is you", em);
 		goto out;
-	for (size_t i = 0; i < all.n; i++)
-		if (lama_hash_eq(&all.p[i].person, &person) || !strcasecmp(all.p[i].email, em)) {
-			rc = lama_error(LAMA_EEXIST, all.p[i].is_me ? "%s is you" : "%s is already a contact",
-					em);
-			goto out;
-		}
+	}
+	if ((rc = leute_current(s, &leute)) || (rc = leute_other(leute, &other)))
+		goto out;
+	rc = contact_of(s, other, &person, &known);
+	if (rc == 1)
+		rc = lama_error(LAMA_EEXIST, "%s is already a contact", em);
+	if (rc)
+		goto out;
 	/* a person known already (from a message) keeps their own Person */
 	rc = lama_archive_current(lama_session_archive(s), &person, &h);
 	if (rc == LAMA_ENOTFOUND) {
@@ -887,8 +962,6 @@ int lama_leute_add_contact(lama_session *s, const char *name, const char *email,
 						  "model", model)
 				      : json_pack("{s:s, s:s}", "$type$", "LamaAssistant", "person", p_hex),
 			     NULL, NULL);
-	if (!rc)
-		rc = leute_current(s, &leute);
 	if (!rc) {
 		nl = json_deep_copy(leute);
 		rc = nl ? leute_other(nl, &other) : oom();
@@ -902,7 +975,6 @@ int lama_leute_add_contact(lama_session *s, const char *name, const char *email,
 out:
 	json_decref(leute);
 	json_decref(nl);
-	lama_free(all.p);
 	if (rc) {
 		lama_store_rollback(st);
 		return rc;
@@ -924,50 +996,22 @@ int lama_leute_contacts(lama_session *s, int (*fn)(void *ctx, const struct lama_
 	return rc;
 }
 
-/* 1 if the hex ID hash `hex` is in the bag. */
-static int bag_has(const json_t *bag, const char *hex)
-{
-	size_t i;
-	json_t *v;
-
-	json_array_foreach(bag, i, v)
-		if (json_is_string(v) && !strcmp(json_string_value(v), hex))
-			return 1;
-	return 0;
-}
-
 int lama_leute_get(lama_session *s, const lama_hash *person, struct lama_person *out)
 {
 	char hex[LAMA_HASH_HEX + 1];
-	struct people all = { 0 };
-	json_t *leute = NULL, *other;
-	lama_hash sid;
+	json_t *leute = NULL, *other = NULL;
 	int rc;
 
 	if (lama_hash_eq(person, lama_session_person(s)))
 		return lama_leute_me(s, out);
-	/* a contact lama added: its Someone is named after the person */
 	rc = leute_current(s, &leute);
 	if (!rc)
 		rc = leute_other(leute, &other);
 	if (!rc)
-		rc = someone_id(s, person, &sid);
+		rc = contact_of(s, other, person, out);
+	json_decref(leute);
 	if (rc)
-		goto out;
-	lama_hash_hex(&sid, hex);
-	if (bag_has(other, hex)) {
-		rc = read_someone(s, &sid, out);
-		if (rc || lama_hash_eq(&out->person, person))
-			goto out;
-	}
-	/* one from a peer may be named otherwise */
-	if ((rc = load_people(s, 0, &all)))
-		goto out;
-	for (size_t i = 0; i < all.n; i++)
-		if (lama_hash_eq(&all.p[i].person, person)) {
-			*out = all.p[i];
-			goto out;
-		}
+		return rc < 0 ? rc : 0;
 	/* only seen: the Person is all there is */
 	memset(out, 0, sizeof(*out));
 	rc = read_person(s, person, out);
@@ -977,9 +1021,6 @@ int lama_leute_get(lama_session *s, const lama_hash *person, struct lama_person 
 	}
 	if (!rc)
 		rc = read_assistant(s, person, out);
-out:
-	lama_free(all.p);
-	json_decref(leute);
 	return rc;
 }
 

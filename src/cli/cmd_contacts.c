@@ -1,0 +1,406 @@
+/* cmd_contacts.c: lama contacts [add|show|me], lama me, lama profile
+ * [set]: people (src/leute, docs/people.md). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "leute/leute.h"
+#include "util/err.h"
+
+#define AVATAR_MAX ((off_t)8 << 20) /* bytes of a profile picture */
+
+static const char contacts_help[] =
+	"usage: lama contacts [--json]                 list your contacts\n"
+	"       lama contacts add --name NAME [--email EMAIL] [--ai [--model M]] [--json]\n"
+	"                                              add a contact, print its person ID\n"
+	"       lama contacts show QUERY [--json]      one person's details\n"
+	"       lama contacts me [--json]              yours (as `lama me`)\n\n"
+	"A contact is a person (ID: the email; without --email a unique one under\n"
+	"lama.local is made), the profile you keep of them and their Someone, listed\n"
+	"in your Leute. --ai adds an AI assistant (its email under ai.lama.local),\n"
+	"--model names the model it runs. QUERY is an email, a name (exact, any\n"
+	"case) or at least 4 hex digits of the person ID; a query that matches\n"
+	"several people fails and names them. The list prints one line per contact:\n"
+	"short person ID, name, email and \"ai\" for an assistant. --json prints\n"
+	"JSON with full hashes (docs/people.md).";
+
+static const char profile_help[] =
+	"usage: lama profile [show] [--json]             your profile (as `lama me`)\n"
+	"       lama profile set [--name N] [--status S] [--avatar FILE] [--json]\n\n"
+	"Edits your own main profile: a new version, which merges with edits made on\n"
+	"your other devices. An empty status removes it. The avatar file (at most\n"
+	"8 MiB) is stored as a BLOB. Prints the profile afterwards.";
+
+struct opts {
+	const char *name, *email, *model, *status, *avatar;
+	int ai, json;
+};
+
+/* Parses options of argv (argv[0] the command); only those in `allowed`
+ * (short letters) are accepted. Positionals end up in argv[optind..]. */
+static int parse(int argc, char **argv, const char *allowed, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "name", required_argument, NULL, 'n' }, { "email", required_argument, NULL, 'e' },
+		{ "ai", no_argument, NULL, 'a' },         { "model", required_argument, NULL, 'm' },
+		{ "status", required_argument, NULL, 's' }, { "avatar", required_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' },       { 0 }
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	optind = 1;
+	opterr = 0; /* one message, ours */
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (c == '?' || !strchr(allowed, c))
+			return -1;
+		switch (c) {
+		case 'n': o->name = optarg; break;
+		case 'e': o->email = optarg; break;
+		case 'a': o->ai = 1; break;
+		case 'm': o->model = optarg; break;
+		case 's': o->status = optarg; break;
+		case 'p': o->avatar = optarg; break;
+		case 'j': o->json = 1; break;
+		}
+	}
+	return 0;
+}
+
+/* Text from the archive may come from a peer: no control characters on
+ * the terminal. */
+static void put_clean(const char *s)
+{
+	for (; *s; s++)
+		putchar(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s);
+}
+
+static json_t *hash_json(const lama_hash *h)
+{
+	static const lama_hash zero;
+	char hex[LAMA_HASH_HEX + 1];
+
+	if (lama_hash_eq(h, &zero))
+		return json_null();
+	lama_hash_hex(h, hex);
+	return json_string(hex);
+}
+
+static json_t *key_json(const uint8_t k[32])
+{
+	char hex[65];
+
+	lama_hex_encode(k, 32, hex);
+	return json_string(hex);
+}
+
+/* A person as JSON (a new reference, NULL on ENOMEM). */
+static json_t *person_json(const struct lama_person *p)
+{
+	json_t *keys = json_array(), *o;
+
+	for (size_t i = 0; keys && i < p->nkeys && i < 4; i++)
+		json_array_append_new(keys, key_json(p->sign_key[i]));
+	o = json_pack("{s:o, s:o, s:o, s:s, s:s, s:s?, s:o, s:b, s:b, s:s?, s:o, s:o}", "person",
+		      hash_json(&p->person), "someone", hash_json(&p->someone), "profile",
+		      hash_json(&p->profile), "name", p->name, "email", p->email, "status",
+		      *p->status ? p->status : NULL, "avatar",
+		      p->has_avatar ? hash_json(&p->avatar) : json_null(), "me", p->is_me, "ai",
+		      p->is_ai, "model", *p->model ? p->model : NULL, "signKeys",
+		      keys ? keys : json_null(), "encryptionKey",
+		      p->has_enc_key ? key_json(p->enc_key) : json_null());
+	return o;
+}
+
+static int print_json(json_t *v)
+{
+	char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+
+	json_decref(v);
+	if (!text)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	puts(text);
+	free(text);
+	return 0;
+}
+
+static void print_details(const struct lama_person *p)
+{
+	char hex[LAMA_HASH_HEX + 1];
+
+	fputs("name     ", stdout);
+	put_clean(p->name);
+	printf("\nemail    ");
+	put_clean(p->email);
+	lama_hash_hex(&p->person, hex);
+	printf("\nperson   %s\n", hex);
+	if (p->is_me)
+		puts("me       yes");
+	if (p->is_ai) {
+		fputs("ai       yes", stdout);
+		if (*p->model) {
+			fputs(", model ", stdout);
+			put_clean(p->model);
+		}
+		putchar('\n');
+	}
+	if (*p->status) {
+		fputs("status   ", stdout);
+		put_clean(p->status);
+		putchar('\n');
+	}
+	if (p->has_avatar) {
+		lama_hash_hex(&p->avatar, hex);
+		printf("avatar   %s\n", hex);
+	}
+	for (size_t i = 0; i < p->nkeys && i < 4; i++) {
+		lama_hex_encode(p->sign_key[i], 32, hex);
+		printf("signkey  %s\n", hex);
+	}
+	if (p->has_enc_key) {
+		lama_hex_encode(p->enc_key, 32, hex);
+		printf("enckey   %s\n", hex);
+	}
+	if (!lama_hash_eq(&p->someone, &(lama_hash){ { 0 } })) {
+		lama_hash_hex(&p->someone, hex);
+		printf("someone  %s\n", hex);
+		lama_hash_hex(&p->profile, hex);
+		printf("profile  %s\n", hex);
+	}
+}
+
+static int show(const struct lama_person *p, int json)
+{
+	if (json)
+		return print_json(person_json(p));
+	print_details(p);
+	return 0;
+}
+
+struct list_ctx {
+	int json;
+	json_t *arr;
+};
+
+static int list_one(void *ctx, const struct lama_person *p)
+{
+	struct list_ctx *l = ctx;
+	char hex[LAMA_HASH_HEX + 1];
+
+	if (l->json) {
+		json_t *o = person_json(p);
+
+		if (!o || json_array_append_new(l->arr, o))
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		return 0;
+	}
+	lama_hash_hex(&p->person, hex);
+	printf("%.12s  ", hex);
+	put_clean(p->name);
+	fputs("  ", stdout);
+	put_clean(p->email);
+	puts(p->is_ai ? "  ai" : "");
+	return 0;
+}
+
+/* Logs in with the models ready (the user's people exist). */
+static int login(lama_session **s)
+{
+	return cli_login_models(s);
+}
+
+int cmd_contacts(int argc, char **argv)
+{
+	struct list_ctx l = { 0 };
+	struct lama_person p;
+	struct opts o;
+	lama_session *s;
+	const char *verb;
+	int rc, npos;
+
+	if (cli_wants_help(argc, argv)) {
+		puts(contacts_help);
+		return EXIT_OK;
+	}
+	if (parse(argc, argv, "neamj", &o))
+		return cli_usage("usage: lama contacts [add|show|me] ... (see lama contacts --help)");
+	npos = argc - optind;
+	verb = npos ? argv[optind] : "list";
+	/* the shape of the arguments is checked before asking for a password */
+	if (!strcmp(verb, "add")) {
+		if (npos != 1 || !o.name)
+			return cli_usage("usage: lama contacts add --name NAME [--email EMAIL] [--ai [--model M]] [--json]");
+		if (o.model && !o.ai)
+			return cli_usage("--model is for an assistant: add --ai");
+	} else if (!strcmp(verb, "show")) {
+		if (npos != 2 || o.name || o.email || o.ai || o.model)
+			return cli_usage("usage: lama contacts show QUERY [--json]");
+	} else if (!strcmp(verb, "list") || !strcmp(verb, "me")) {
+		if (npos > 1 || o.name || o.email || o.ai || o.model)
+			return cli_usage("usage: lama contacts [--json] | lama contacts me [--json]");
+	} else {
+		return cli_usage("contacts: unknown verb '%.40s' (add, show, me; see --help)", verb);
+	}
+	if ((rc = login(&s)))
+		return cli_fail(rc);
+	if (!strcmp(verb, "add")) {
+		rc = lama_leute_add_contact(s, o.name, o.email, o.ai, o.model, &p);
+		if (!rc && o.json) {
+			rc = show(&p, 1);
+		} else if (!rc) {
+			char hex[LAMA_HASH_HEX + 1];
+
+			lama_hash_hex(&p.person, hex);
+			printf("%s\n", hex);
+		}
+	} else if (!strcmp(verb, "show")) {
+		rc = lama_leute_find(s, argv[optind + 1], &p);
+		if (!rc)
+			rc = show(&p, o.json);
+	} else if (!strcmp(verb, "me")) {
+		rc = lama_leute_me(s, &p);
+		if (!rc)
+			rc = show(&p, o.json);
+	} else {
+		l.json = o.json;
+		if (o.json && !(l.arr = json_array()))
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+		if (!rc)
+			rc = lama_leute_contacts(s, list_one, &l);
+		if (!rc && o.json)
+			rc = print_json(json_incref(l.arr));
+		json_decref(l.arr);
+	}
+	lama_session_logout(s);
+	return rc ? cli_fail(rc) : EXIT_OK;
+}
+
+int cmd_me(int argc, char **argv)
+{
+	struct lama_person p;
+	struct opts o;
+	lama_session *s;
+	int rc;
+
+	if (cli_wants_help(argc, argv)) {
+		puts("usage: lama me [--json]\n\n"
+		     "Shows you as your contacts see you: name, email, person ID, status,\n"
+		     "avatar, keys. Edit it with `lama profile set`.");
+		return EXIT_OK;
+	}
+	if (parse(argc, argv, "j", &o) || optind != argc)
+		return cli_usage("usage: lama me [--json]");
+	if ((rc = login(&s)))
+		return cli_fail(rc);
+	rc = lama_leute_me(s, &p);
+	if (!rc)
+		rc = show(&p, o.json);
+	lama_session_logout(s);
+	return rc ? cli_fail(rc) : EXIT_OK;
+}
+
+/* Streams a file into a BLOB (inside the caller's transaction). */
+static int store_avatar(lama_session *s, const char *path, lama_hash *h)
+{
+	static unsigned char buf[64 << 10];
+	lama_blob_writer *w;
+	struct stat st;
+	off_t total = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	ssize_t n;
+
+	if (fd < 0)
+		return lama_error(LAMA_EIO, "cannot open %.200s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return lama_error(LAMA_EINVAL, "%.200s is not a file", path);
+	}
+	if (st.st_size > AVATAR_MAX) {
+		close(fd);
+		return lama_error(LAMA_ELIMIT, "the avatar is larger than %lld bytes", (long long)AVATAR_MAX);
+	}
+	if ((rc = lama_blob_write_begin(lama_session_store(s), &w))) {
+		close(fd);
+		return rc;
+	}
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = lama_error(LAMA_EIO, "cannot read %.200s: %s", path, strerror(errno));
+			break;
+		}
+		if (n == 0)
+			break;
+		total += n;
+		if (total > AVATAR_MAX) { /* it grew while read */
+			rc = lama_error(LAMA_ELIMIT, "the avatar is larger than %lld bytes",
+					(long long)AVATAR_MAX);
+			break;
+		}
+		if ((rc = lama_blob_write(w, buf, (size_t)n)))
+			break;
+	}
+	close(fd);
+	if (rc) {
+		lama_blob_write_abort(w);
+		return rc;
+	}
+	return lama_blob_write_end(w, h, NULL);
+}
+
+int cmd_profile(int argc, char **argv)
+{
+	struct lama_person p;
+	struct opts o;
+	lama_session *s;
+	lama_store *st;
+	lama_hash avatar;
+	const char *verb;
+	int rc, npos;
+
+	if (cli_wants_help(argc, argv)) {
+		puts(profile_help);
+		return EXIT_OK;
+	}
+	if (parse(argc, argv, "nspj", &o))
+		return cli_usage("usage: lama profile set [--name N] [--status S] [--avatar FILE] [--json]");
+	npos = argc - optind;
+	verb = npos ? argv[optind] : "show";
+	if (npos > 1 || (strcmp(verb, "set") && strcmp(verb, "show")))
+		return cli_usage("usage: lama profile [show|set] ... (see lama profile --help)");
+	if (!strcmp(verb, "show") && (o.name || o.status || o.avatar))
+		return cli_usage("usage: lama profile set [--name N] [--status S] [--avatar FILE]");
+	if (!strcmp(verb, "set") && !o.name && !o.status && !o.avatar)
+		return cli_usage("profile set: nothing to set (--name, --status or --avatar)");
+	if ((rc = login(&s)))
+		return cli_fail(rc);
+	st = lama_session_store(s);
+	if (!strcmp(verb, "set")) {
+		/* the picture and the profile that shows it commit together */
+		rc = lama_store_begin(st);
+		if (!rc) {
+			if (o.avatar)
+				rc = store_avatar(s, o.avatar, &avatar);
+			if (!rc)
+				rc = lama_leute_set_profile(s, o.name, o.status, o.avatar ? &avatar : NULL);
+			if (rc)
+				lama_store_rollback(st);
+			else
+				rc = lama_store_commit(st);
+		}
+	}
+	if (!rc)
+		rc = lama_leute_me(s, &p);
+	if (!rc)
+		rc = show(&p, o.json);
+	lama_session_logout(s);
+	return rc ? cli_fail(rc) : EXIT_OK;
+}
