@@ -1022,8 +1022,8 @@ int lama_channel_find(lama_archive *a, const lama_hash *chan, const lama_hash *c
 {
 	struct chan c;
 	struct ent e;
-	uint64_t pos;
-	double time;
+	uint64_t pos = 0;
+	double time = 0;
 	lama_hash data;
 	int rc;
 
