@@ -880,9 +880,11 @@ int lama_channel_append(lama_archive *a, const lama_hash *chan, const lama_hash 
 		if (times) {
 			e.time = times[i] + 0.0;
 		} else {
+			/* strictly later than the one before, so that equal
+			 * times never let the hash order put it first */
 			e.time = lama_archive_now();
-			if (i && e.time < last)
-				e.time = last;
+			if (i && e.time <= last)
+				e.time = last + 1;
 			last = e.time;
 		}
 		e.data = data[i];
@@ -1020,8 +1022,8 @@ int lama_channel_find(lama_archive *a, const lama_hash *chan, const lama_hash *c
 {
 	struct chan c;
 	struct ent e;
-	uint64_t pos;
-	double time;
+	uint64_t pos = 0;
+	double time = 0;
 	lama_hash data;
 	int rc;
 

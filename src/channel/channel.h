@@ -52,12 +52,14 @@ struct lama_chan_entry {
 };
 
 /* Appends n stored objects (their hashes) to the channel, with times[i]
- * (ms; NULL: now, with later items never before earlier ones) and writes
- * one new ChannelInfo version for all of them, in one transaction: when it
- * returns 0 all n are durable, on error none is. An entry older than the
- * head is inserted in order. out (may be NULL) gets each appended entry
- * (positions as of after the append). LAMA_ENOTFOUND for an unknown
- * channel or object. */
+ * (ms, finite, within JavaScript's Date range; NULL: now, each item 1 ms
+ * after the one before if the clock has not moved, so that later items
+ * are never before earlier ones) and writes one new ChannelInfo version
+ * for all of them, in one transaction: when it returns 0 all n are
+ * durable, on error none is. An entry older than the head is inserted in
+ * order; an entry (CreationTime) the channel has already is not added
+ * again. out (may be NULL) gets each appended entry (positions as of
+ * after the append). LAMA_ENOTFOUND for an unknown channel or object. */
 int lama_channel_append(lama_archive *a, const lama_hash *chan, const lama_hash *data,
 			const double *times, size_t n, struct lama_chan_entry *out);
 
