@@ -1,7 +1,9 @@
 #!/bin/sh
-# At rest: after storing a known message and a known file, no byte sequence
-# of either (no 12-byte window), nor its SHA-256 (raw or hex), is anywhere
-# under the data folder: database, WAL, shared memory, account files.
+# At rest: after storing a known message and a known file, both as raw
+# objects and through a conversation (a contact, a topic, a message with
+# the file attached), no byte sequence of either (no 12-byte window), nor
+# its SHA-256 (raw or hex), nor the contact's name, is anywhere under the
+# data folder: database, WAL, shared memory, account files.
 . "$(dirname "$0")/lib.sh"
 MSG="Meet me at the old lighthouse at seven, bring the blue notebook. $(date +%s%N)"
 python3 -c "
@@ -14,12 +16,18 @@ printf '{"text": "%s", "sender": "0f69db43a925bc5509c37143ffe18e9c11895ad6ec7c50
 	lama object put ChatMessage >"$T/h1"
 lama blob put "$T/file" >"$T/h2"
 printf '%s' "$MSG" >"$T/msg"
+# the same words as a chat message to a contact, the file attached
+lama contacts add --name "Bartholomew Quillfeather" >/dev/null
+lama topic new --with "Bartholomew Quillfeather" --title "Lighthouse plans" >/dev/null
+lama send "Lighthouse plans" "$MSG" --attach "$T/file" >/dev/null
+printf 'Bartholomew Quillfeather' >"$T/name"
 
 scan() {
-	python3 - "$LAMA_HOME" "$T/msg" "$T/file" "$(cat "$T/h1")" "$(cat "$T/h2")" <<'PY'
+	python3 - "$LAMA_HOME" "$T/msg" "$T/file" "$(cat "$T/h1")" "$(cat "$T/h2")" "$T/name" <<'PY'
 import hashlib, os, sys
-home, msgp, filep, h1, h2 = sys.argv[1:]
+home, msgp, filep, h1, h2, namep = sys.argv[1:]
 msg = open(msgp, "rb").read()
+name_bytes = open(namep, "rb").read()
 blob = open(filep, "rb").read()
 needles = {"message sha256 hex": hashlib.sha256(msg).hexdigest().encode(),
            "file sha256 hex": h2.encode(), "file sha256 raw": bytes.fromhex(h2),
@@ -27,8 +35,8 @@ needles = {"message sha256 hex": hashlib.sha256(msg).hexdigest().encode(),
            "message sha256 raw": hashlib.sha256(msg).digest()}
 W = 12
 windows = {}
-for name, data in (("message", msg), ("file", blob)):
-    for i in range(0, len(data) - W + 1, 1 if name == "message" else 97):
+for name, data in (("message", msg), ("file", blob), ("contact name", name_bytes)):
+    for i in range(0, len(data) - W + 1, 97 if name == "file" else 1):
         windows.setdefault(data[i:i + W], name)
 bad = []
 for root, dirs, files in os.walk(home):
@@ -52,6 +60,7 @@ PY
 scan || fail "plaintext or hash found at rest (WAL)"
 lama check >/dev/null
 lama object get "$(cat "$T/h1")" | grep -q "lighthouse" || fail "the message reads back"
+lama messages "Lighthouse plans" | grep -q "lighthouse" || fail "the chat message reads back"
 python3 -c "
 import sqlite3, glob
 db = sqlite3.connect(glob.glob('$LAMA_HOME/users/*/archive.db')[0])
