@@ -39,6 +39,9 @@ int cli_hash_arg(const char *s, lama_hash *h);
 int cli_store_file(lama_session *s, const char *path, lama_hash *h, uint64_t *size);
 /* Logs in and readies the models (people, channels, chats). */
 int cli_login_models(lama_session **s);
+/* Prints v as one line of compact JSON and drops the reference (NULL:
+ * out of memory, as json_pack reports it). */
+int cli_print_json(json_t *v);
 /* 1 if argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

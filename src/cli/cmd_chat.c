@@ -23,21 +23,6 @@ static json_t *hexj(const lama_hash *h)
 	return json_string(hex);
 }
 
-static int print_json(json_t *v)
-{
-	char *text;
-
-	if (!v)
-		return lama_error(LAMA_ENOMEM, "out of memory");
-	text = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
-	json_decref(v);
-	if (!text)
-		return lama_error(LAMA_ENOMEM, "out of memory");
-	puts(text);
-	free(text);
-	return 0;
-}
-
 static void when(double ms, char *out, size_t n)
 {
 	time_t t = (time_t)(ms / 1000);
@@ -102,7 +87,7 @@ int cmd_topics(int argc, char **argv)
 	c.arr = json_array();
 	rc = c.arr ? lama_chat_topics(s, list_one, &c) : lama_error(LAMA_ENOMEM, "out of memory");
 	if (!rc && c.json) {
-		rc = print_json(c.arr);
+		rc = cli_print_json(c.arr);
 		c.arr = NULL;
 	}
 	json_decref(c.arr);
@@ -164,7 +149,7 @@ static int topic_new(int argc, char **argv)
 
 			if (o)
 				json_object_set_new(o, "new", json_boolean(is_new));
-			rc = print_json(o);
+			rc = cli_print_json(o);
 		} else {
 			printf("%s\n", t.id);
 			if (!is_new)
@@ -266,7 +251,7 @@ static int print_sent(const lama_hash *id, int json)
 	char hex[LAMA_HASH_HEX + 1];
 
 	if (json)
-		return print_json(json_pack("{s:o}", "id", hexj(id)));
+		return cli_print_json(json_pack("{s:o}", "id", hexj(id)));
 	lama_hash_hex(id, hex);
 	printf("%s\n", hex);
 	return 0;
@@ -581,7 +566,7 @@ int cmd_messages(int argc, char **argv)
 		for (size_t i = n; chrono && i-- > 0;)
 			json_array_append(chrono, json_array_get(p.msgs, i));
 		if (json) {
-			rc = print_json(json_pack("{s:s, s:o, s:b, s:O}", "topic", t.id, "messages",
+			rc = cli_print_json(json_pack("{s:s, s:o, s:b, s:O}", "topic", t.id, "messages",
 						  chrono ? chrono : json_null(), "more", more, "before",
 						  more && oldest ? json_object_get(oldest, "id") : json_null()));
 		} else {

@@ -118,18 +118,6 @@ static json_t *person_json(const struct lama_person *p)
 	return o;
 }
 
-static int print_json(json_t *v)
-{
-	char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
-
-	json_decref(v);
-	if (!text)
-		return lama_error(LAMA_ENOMEM, "out of memory");
-	puts(text);
-	free(text);
-	return 0;
-}
-
 static void print_details(const struct lama_person *p)
 {
 	char hex[LAMA_HASH_HEX + 1];
@@ -178,7 +166,7 @@ static void print_details(const struct lama_person *p)
 static int show(const struct lama_person *p, int json)
 {
 	if (json)
-		return print_json(person_json(p));
+		return cli_print_json(person_json(p));
 	print_details(p);
 	return 0;
 }
@@ -274,7 +262,7 @@ int cmd_contacts(int argc, char **argv)
 		if (!rc)
 			rc = lama_leute_contacts(s, list_one, &l);
 		if (!rc && o.json)
-			rc = print_json(json_incref(l.arr));
+			rc = cli_print_json(json_incref(l.arr));
 		json_decref(l.arr);
 	}
 	lama_session_logout(s);

@@ -80,6 +80,18 @@ int cli_wants_help(int argc, char **argv)
 	return 0;
 }
 
+int cli_print_json(json_t *v)
+{
+	char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+
+	json_decref(v);
+	if (!text)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	puts(text);
+	free(text);
+	return 0;
+}
+
 int cli_hash_arg(const char *s, lama_hash *h)
 {
 	if (lama_hash_parse(s, strlen(s), h))

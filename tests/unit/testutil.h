@@ -3,6 +3,7 @@
 #ifndef LAMA_TESTUTIL_H
 #define LAMA_TESTUTIL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,23 @@ static inline void tu_rmtree(const char *path)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", path);
+}
+
+/* Deterministic randomness for property tests: xorshift64*. */
+static inline uint64_t rnd_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static inline unsigned rnd(uint64_t *s, unsigned n)
+{
+	return (unsigned)(rnd_next(s) % n);
 }
 
 #endif

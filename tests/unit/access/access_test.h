@@ -220,21 +220,4 @@ static inline void set_equal(const char *what, json_t *got, json_t *want)
 	json_decref(want);
 }
 
-/* Deterministic randomness for property tests: xorshift64*. */
-static inline uint64_t rnd_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-
-static inline unsigned rnd(uint64_t *s, unsigned n)
-{
-	return (unsigned)(rnd_next(s) % n);
-}
-
 #endif

@@ -660,12 +660,9 @@ static void test_concurrent_contacts(void **state)
  * Leute version; put in a random order, merged, the list is the union. */
 static uint64_t rnd_state;
 
-static uint32_t rnd(uint32_t n)
+static uint32_t rnd_n(uint32_t n)
 {
-	rnd_state ^= rnd_state << 13;
-	rnd_state ^= rnd_state >> 7;
-	rnd_state ^= rnd_state << 17;
-	return (uint32_t)(rnd_state % n);
+	return rnd(&rnd_state, n);
 }
 
 static void test_concurrent_contacts_random(void **state)
@@ -694,15 +691,15 @@ static void test_concurrent_contacts_random(void **state)
 		double t = lama_archive_now() + 1000.0 * (double)it;
 
 		rnd_state = seed * 2654435761u + 1;
-		ndev = 2 + (int)rnd(3);
+		ndev = 2 + (int)rnd_n(3);
 		assert_int_equal(nheads(&lid, &h0), 1);
 		base = current(&lid);
 		for (int d = 0; d < ndev; d++) {
-			int adds = 1 + (int)rnd(3);
+			int adds = 1 + (int)rnd_n(3);
 
 			v[d] = json_deep_copy(base);
 			for (int a = 0; a < adds; a++) {
-				int k = (int)rnd(POOL);
+				int k = (int)rnd_n(POOL);
 				char hex[65];
 
 				hex_of(&pool[k], hex);
@@ -713,14 +710,14 @@ static void test_concurrent_contacts_random(void **state)
 		json_decref(base);
 		/* arrive in a random order, with a repeat now and then */
 		for (int d = ndev - 1; d > 0; d--) {
-			int j = (int)rnd((uint32_t)d + 1);
+			int j = (int)rnd_n((uint32_t)d + 1);
 			json_t *x = v[d];
 
 			v[d] = v[j];
 			v[j] = x;
 		}
 		for (int d = 0; d < ndev; d++) {
-			if (rnd(4) == 0)
+			if (rnd_n(4) == 0)
 				assert_int_equal(lama_archive_put_version(AR(), v[d], &h0, t + d, NULL), 0);
 			put_after(v[d], &h0, t + d);
 		}
