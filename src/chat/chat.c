@@ -395,6 +395,15 @@ static int topic_load(lama_session *s, const lama_hash *topic, struct lama_topic
 		return lama_error(LAMA_ECORRUPT, "a malformed topic");
 	}
 	snprintf(t->id, sizeof(t->id), "%s", id);
+	{
+		char hex[LAMA_HASH_HEX + 1];
+		lama_hash h;
+
+		lama_sha256(t->id, strlen(t->id), &h);
+		lama_hash_hex(&h, hex);
+		memcpy(t->handle, hex, sizeof(t->handle) - 1);
+		t->handle[sizeof(t->handle) - 1] = '\0';
+	}
 	snprintf(t->title, sizeof(t->title), "%s", name ? name : "");
 	json_decref(o);
 	t->topic = *topic;
@@ -658,12 +667,14 @@ int lama_chat_find(lama_session *s, const char *query, struct lama_topic *out)
 			goto found;
 		}
 	for (size_t i = 0; i < l.n; i++) {
-		if ((qlen >= 4 && !strncmp(l.t[i].id, query, qlen)) || !strcmp(l.t[i].title, query)) {
+		if ((qlen >= 4 && (!strncmp(l.t[i].id, query, qlen) ||
+				   (qlen <= 12 && !strncmp(l.t[i].handle, query, qlen)))) ||
+		    !strcmp(l.t[i].title, query)) {
 			if (hits++ == 0)
 				pick = i;
 			if (strlen(names) < 200)
-				snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%.12s (%.40s)",
-					 hits > 1 ? ", " : "", l.t[i].id, l.t[i].title);
+				snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s (%.40s)",
+					 hits > 1 ? ", " : "", l.t[i].handle, l.t[i].title);
 		}
 	}
 found:

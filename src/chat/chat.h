@@ -40,6 +40,10 @@ int lama_chat_init(lama_session *s);
 /* One topic as the user sees it. */
 struct lama_topic {
 	char id[LAMA_TOPIC_ID_MAX + 1];
+	/* 12 hex digits of the SHA-256 of the id: a short name for people
+	 * (a one-to-one id starts with a participant's hash, the same in
+	 * every topic of theirs) */
+	char handle[13];
 	char title[LAMA_TOPIC_TITLE_MAX + 1];
 	lama_hash topic;         /* the Topic object */
 	lama_hash group;         /* the participants' Group ID */
@@ -64,8 +68,8 @@ int lama_chat_create(lama_session *s, const char *title, const lama_hash *with, 
 int lama_chat_topics(lama_session *s, int (*fn)(void *ctx, const struct lama_topic *t),
 		     void *ctx);
 
-/* Finds a topic by id, by a prefix of its id (at least 4 characters), or
- * by its exact title. LAMA_ENOTFOUND, or LAMA_EINVAL naming candidates if
+/* Finds a topic by id, by a prefix (at least 4 characters) of its id or
+ * of its handle, or by its exact title. LAMA_ENOTFOUND, or LAMA_EINVAL naming candidates if
  * several match. *out to release. */
 int lama_chat_find(lama_session *s, const char *query, struct lama_topic *out);
 

@@ -38,7 +38,8 @@ static json_t *topic_json(const struct lama_topic *t)
 
 	for (size_t i = 0; people && i < t->npeople; i++)
 		json_array_append_new(people, hexj(&t->people[i]));
-	o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:b, s:I, s:I, s:f}", "id", t->id, "title", t->title,
+	o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:I, s:I, s:f}", "id", t->id, "handle",
+		      t->handle, "title", t->title,
 		      "topic", hexj(&t->topic), "group", hexj(&t->group), "participants",
 		      people ? people : json_null(), "ai", t->is_ai, "entries", (json_int_t)t->entries,
 		      "unread", (json_int_t)t->unread, "last_time", t->last_time);
@@ -60,7 +61,7 @@ static int list_one(void *ctx, const struct lama_topic *t)
 	if (c->json)
 		return json_array_append_new(c->arr, topic_json(t)) ? lama_error(LAMA_ENOMEM, "out of memory") : 0;
 	when(t->last_time, w, sizeof(w));
-	printf("%-12.12s  %s%s  (%zu people, %llu entries, %llu unread, last %s)\n", t->id, t->title,
+	printf("%s  %s%s  (%zu people, %llu entries, %llu unread, last %s)\n", t->handle, t->title,
 	       t->is_ai ? " [ai]" : "", t->npeople, (unsigned long long)t->entries,
 	       (unsigned long long)t->unread, w);
 	return 0;
@@ -74,9 +75,9 @@ int cmd_topics(int argc, char **argv)
 
 	if (cli_wants_help(argc, argv)) {
 		puts("usage: lama topics [--json]\n\n"
-		     "Lists your conversations, most recent activity first: the id (its\n"
-		     "first 12 characters are enough wherever a topic is named), title,\n"
-		     "participants, entries and unread entries.");
+		     "Lists your conversations, most recent activity first: a short handle\n"
+		     "(usable wherever a topic is named, as are the title and the full id),\n"
+		     "the title, participants, entries and unread entries.");
 		return EXIT_OK;
 	}
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--json")))
@@ -575,8 +576,10 @@ int cmd_messages(int argc, char **argv)
 
 			json_array_foreach(chrono, i, m)
 				print_text(m);
+			if (n == 0)
+				printf("(no messages yet)\n");
 			if (more && oldest)
-				printf("(older: lama messages %.12s --before %s)\n", t.id,
+				printf("(older: lama messages %s --before %s)\n", t.handle,
 				       json_string_value(json_object_get(oldest, "id")));
 			json_decref(chrono);
 		}

@@ -66,6 +66,8 @@ lama topics --json >"$T/topics"
 [ "$(json '[x for x in d if x["title"]=="Team"][0]["entries"]' <"$T/topics")" -eq 130 ] || fail "entries"
 lama topic read Team
 lama topics | grep -q "Team.*0 unread" || fail "topic list: $(lama topics)"
+handle=$(json '[x for x in d if x["title"]=="Bob"][0]["handle"]' <"$T/topics")
+lama messages "$handle" --limit 1 | grep -q "replying" || fail "a topic by its handle"
 
 # errors: one line, non-zero
 expect_fail lama send nosuchtopic "x"

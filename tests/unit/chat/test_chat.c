@@ -175,6 +175,13 @@ static void test_create(void **state)
 		assert_string_equal(f.id, g.id);
 		lama_topic_release(&f);
 		assert_int_equal(lama_chat_find(s, "nothing like it", &f), LAMA_ENOTFOUND);
+		/* one-to-one ids share the user's prefix; handles tell them apart */
+		assert_int_equal(strlen(t.handle), 12);
+		assert_string_not_equal(t.handle, ai.handle);
+		snprintf(prefix, sizeof(prefix), "%.6s", t.handle);
+		assert_int_equal(lama_chat_find(s, prefix, &f), 0);
+		assert_string_equal(f.id, t.id);
+		lama_topic_release(&f);
 	}
 	lama_topic_release(&t);
 	lama_topic_release(&again);
