@@ -543,3 +543,10 @@ int lama_archive_referrers(lama_archive *a, const lama_hash *target, const char 
 {
 	return lama_store_refs(a->st, target, type, fn, ctx);
 }
+
+int lama_archive_referrers_max(lama_archive *a, const lama_hash *target, const char *type,
+			       size_t max, int (*fn)(void *ctx, const char *type, const lama_hash *src),
+			       void *ctx, int *truncated)
+{
+	return lama_store_refs_max(a->st, target, type, max, fn, ctx, truncated);
+}

@@ -95,5 +95,10 @@ int lama_archive_set_rule(lama_archive *a, const char *type, const char *field,
 int lama_archive_referrers(lama_archive *a, const lama_hash *target, const char *type,
 			   int (*fn)(void *ctx, const char *type, const lama_hash *src),
 			   void *ctx);
+/* The same, reading at most `max` referrers (0: all); *truncated (may be
+ * NULL) says whether there were more (see lama_store_refs_max). */
+int lama_archive_referrers_max(lama_archive *a, const lama_hash *target, const char *type,
+			       size_t max, int (*fn)(void *ctx, const char *type, const lama_hash *src),
+			       void *ctx, int *truncated);
 
 #endif

@@ -101,20 +101,24 @@ out:
 	return rc;
 }
 
-int lama_store_refs(lama_store *st, const lama_hash *dst, const char *src_type,
-		    int (*fn)(void *ctx, const char *src_type, const lama_hash *src),
-		    void *ctx)
+int lama_store_refs_max(lama_store *st, const lama_hash *dst, const char *src_type, size_t max,
+			int (*fn)(void *ctx, const char *src_type, const lama_hash *src),
+			void *ctx, int *truncated)
 {
 	uint8_t dname[32], tag[16];
 	char type[REF_TYPE_MAX];
 	lama_hash src;
 	sqlite3_stmt *s;
+	size_t rows = 0;
 	int rc = 0, step;
 
 	/* Collect first, call later: fn may write to the store, which would
-	 * disturb a running statement. Rows are few per target. */
+	 * disturb a running statement. Rows are few per target; `max` bounds
+	 * what a flood of referrers (from peers) can cost. */
 	struct lama_buf found = LAMA_BUF_INIT(LAMA_BUF_MAX);
 
+	if (truncated)
+		*truncated = 0;
 	store__name(st, 'r', dst->b, 32, dname);
 	s = store__stmt(st, src_type ? S_REF_TYPE : S_REF_ALL);
 	sqlite3_bind_blob(s, 1, dname, 32, SQLITE_STATIC);
@@ -123,6 +127,11 @@ int lama_store_refs(lama_store *st, const lama_hash *dst, const char *src_type,
 		sqlite3_bind_blob(s, 2, tag, 16, SQLITE_STATIC);
 	}
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		if (max && rows == max) {
+			if (truncated)
+				*truncated = 1;
+			break;
+		}
 		if (sqlite3_column_bytes(s, 0) != 16 || sqlite3_column_bytes(s, 1) != 32) {
 			rc = lama_error(LAMA_ECORRUPT, "reverse map entry: bad key");
 			break;
@@ -136,6 +145,7 @@ int lama_store_refs(lama_store *st, const lama_hash *dst, const char *src_type,
 			rc = lama_buf_add(&found, type, strlen(type) + 1);
 		if (rc)
 			break;
+		rows++;
 	}
 	if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
 		rc = store__dberr(st, "reading reverse map");
@@ -148,6 +158,13 @@ int lama_store_refs(lama_store *st, const lama_hash *dst, const char *src_type,
 	}
 	lama_buf_release(&found);
 	return rc;
+}
+
+int lama_store_refs(lama_store *st, const lama_hash *dst, const char *src_type,
+		    int (*fn)(void *ctx, const char *src_type, const lama_hash *src),
+		    void *ctx)
+{
+	return lama_store_refs_max(st, dst, src_type, 0, fn, ctx, NULL);
 }
 
 int lama_store_heads_get(lama_store *st, const lama_hash *id, lama_hash **heads, size_t *n)

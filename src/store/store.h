@@ -115,6 +115,14 @@ int lama_store_ref_add(lama_store *st, const lama_hash *dst, const char *src_typ
 int lama_store_refs(lama_store *st, const lama_hash *dst, const char *src_type,
 		    int (*fn)(void *ctx, const char *src_type, const lama_hash *src),
 		    void *ctx);
+/* The same, reading at most `max` referrers (0: all); *truncated (may be
+ * NULL) is set when more were recorded. Referrers can come from peers, so
+ * code that must not be swamped by a flood of them reads a bounded number
+ * and decides what a truncated answer means (a revocation check must fail
+ * closed). */
+int lama_store_refs_max(lama_store *st, const lama_hash *dst, const char *src_type, size_t max,
+			int (*fn)(void *ctx, const char *src_type, const lama_hash *src),
+			void *ctx, int *truncated);
 
 /* Version heads of an ID: the version nodes no other node follows.
  * *heads is allocated (lama_free), *n may be 0 when the ID is unknown. */

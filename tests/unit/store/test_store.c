@@ -443,6 +443,24 @@ static void test_refs(void **state)
 	assert_int_equal(lama_store_refs(f.st, &dst2, longtype, collect, &s), 0);
 	assert_int_equal(s.n, 1);
 
+	/* a bounded read says when it left referrers out */
+	{
+		int trunc = -1;
+
+		memset(&s, 0, sizeof(s));
+		assert_int_equal(lama_store_refs_max(f.st, &dst, NULL, 3, collect, &s, &trunc), 0);
+		assert_int_equal(s.n, 3);
+		assert_int_equal(trunc, 1);
+		memset(&s, 0, sizeof(s));
+		assert_int_equal(lama_store_refs_max(f.st, &dst, NULL, 4, collect, &s, &trunc), 0);
+		assert_int_equal(s.n, 4);
+		assert_int_equal(trunc, 0);
+		memset(&s, 0, sizeof(s));
+		assert_int_equal(lama_store_refs_max(f.st, &dst, "ChatMessage", 1, collect, &s, &trunc), 0);
+		assert_int_equal(s.n, 1);
+		assert_int_equal(trunc, 1);
+	}
+
 	fx_reopen(&f);
 	memset(&s, 0, sizeof(s));
 	assert_int_equal(lama_store_refs(f.st, &dst, NULL, collect, &s), 0);
