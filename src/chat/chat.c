@@ -69,6 +69,14 @@ static int cmp_str(const void *x, const void *y)
 	return strcmp(*(const char *const *)x, *(const char *const *)y);
 }
 
+/* Errors that make one participant's log unavailable (a peer sent it
+ * broken, or part of it has not arrived) rather than failing the topic. */
+static int unavailable(int rc)
+{
+	return rc == LAMA_ECORRUPT || rc == LAMA_ENOTFOUND || rc == LAMA_EFORMAT ||
+	       rc == LAMA_EINVAL;
+}
+
 /* ---- merge rules ---- */
 
 /* TopicAppRegistry: the union of the maps; for an id two devices mapped
@@ -291,6 +299,15 @@ static int load_people(lama_session *s, struct lama_topic *t)
 	}
 	json_decref(g);
 	qsort(t->people, t->npeople, sizeof(lama_hash), cmp_hash);
+	/* a bag may name someone twice; a participant is one log */
+	{
+		size_t k = 0;
+
+		for (size_t j = 0; j < t->npeople; j++)
+			if (k == 0 || !lama_hash_eq(&t->people[k - 1], &t->people[j]))
+				t->people[k++] = t->people[j];
+		t->npeople = k;
+	}
 	return 0;
 }
 
@@ -353,7 +370,10 @@ static int load_stats(lama_session *s, struct lama_topic *t)
 		lama_free(heads);
 		if (nh == 0)
 			continue; /* that participant's log has not arrived yet */
-		if ((rc = lama_channel_count(a, &chan, &count, NULL)))
+		rc = lama_channel_count(a, &chan, &count, NULL);
+		if (unavailable(rc))
+			continue; /* a broken log from a peer hides only itself */
+		if (rc)
 			return rc;
 		if (count == 0)
 			continue;
@@ -470,6 +490,13 @@ int lama_chat_create(lama_session *s, const char *title, const lama_hash *with, 
 				  LAMA_TOPIC_PEOPLE_MAX - 1);
 	if (title && (!*title || strlen(title) > LAMA_TOPIC_TITLE_MAX))
 		return lama_error(LAMA_EINVAL, "a title is 1 to %d bytes", LAMA_TOPIC_TITLE_MAX);
+	if (title) {
+		json_t *ok = json_string(title);
+
+		json_decref(ok);
+		if (!ok)
+			return lama_error(LAMA_EINVAL, "a title must be valid UTF-8");
+	}
 	people = lama_calloc(n + 1, sizeof(lama_hash));
 	if (!people)
 		return oom();
@@ -657,8 +684,10 @@ int lama_chat_find(lama_session *s, const char *query, struct lama_topic *out)
 	memset(out, 0, sizeof(*out));
 	if (!qlen)
 		return lama_error(LAMA_EINVAL, "name a topic by its id, an id prefix or its title");
-	if ((rc = list_load(s, &l)))
+	if ((rc = list_load(s, &l))) {
+		list_free(&l);
 		return rc;
+	}
 	/* an exact id wins; then id prefixes and titles */
 	for (size_t i = 0; i < l.n; i++)
 		if (!strcmp(l.t[i].id, query)) {
@@ -689,6 +718,27 @@ found:
 	}
 	list_free(&l);
 	return rc;
+}
+
+/* 1 if ct is an entry of one of the topic's logs, else 0 (or an error). */
+static int topic_has(lama_session *s, const struct lama_topic *t, const lama_hash *ct)
+{
+	lama_archive *a = lama_session_archive(s);
+
+	for (size_t i = 0; i < t->npeople; i++) {
+		struct lama_chan_entry e;
+		lama_hash chan;
+		int rc;
+
+		if ((rc = lama_channel_idhash(a, t->id, &t->people[i], &chan)))
+			return rc;
+		rc = lama_channel_find(a, &chan, ct, &e);
+		if (rc == 0)
+			return 1;
+		if (!unavailable(rc))
+			return rc;
+	}
+	return 0;
 }
 
 /* ---- sending ---- */
@@ -833,6 +883,17 @@ int lama_chat_send(lama_session *s, const struct lama_topic *t, const struct lam
 		rc = oom();
 		goto out;
 	}
+	for (size_t i = 0; i < n; i++) {
+		if (!m[i].reply_to)
+			continue;
+		rc = topic_has(s, t, m[i].reply_to);
+		if (rc < 0)
+			goto out;
+		if (rc == 0) {
+			rc = lama_error(LAMA_ENOTFOUND, "no message to reply to in this topic");
+			goto out;
+		}
+	}
 	if ((rc = lama_store_begin(st)))
 		goto out;
 	rc = my_channel(s, t, &chan);
@@ -931,43 +992,85 @@ int lama_chat_edit(lama_session *s, const struct lama_topic *t, const lama_hash 
 /* ---- reading ---- */
 
 #define PAGE 32
+#define SKIP_MAX 4096   /* entries passed over (edits, junk) per read */
+#define PROBE_MAX 256   /* entries looked at to tell whether more remain */
+#define EDITS_MAX 1024  /* edits of one message considered */
 
-/* One participant's channel while merging the logs newest-first. */
+/* One participant's channel while merging the logs newest-first. Pages
+ * are fetched by key (below the last entry taken), not by position, so an
+ * entry inserted meanwhile (sync, another process) shifts nothing. */
 struct source {
 	lama_hash owner, chan;
-	uint64_t next;   /* position of the next entry to fetch (older) */
-	int exhausted;   /* nothing older to fetch */
+	int has_last;      /* entries at or above `last` are done */
+	double last_time;
+	lama_hash last_ct;
+	int exhausted;
 	struct lama_chan_entry buf[PAGE];
 	size_t nbuf, ibuf;
 };
 
-/* The current entry of a source, fetching a page when needed; NULL at
- * the end. */
+static int source_fill(lama_session *s, struct source *src)
+{
+	lama_archive *a = lama_session_archive(s);
+	struct lama_chan_entry e;
+	uint64_t count, pos;
+	size_t got = 0;
+	int rc;
+
+	src->nbuf = src->ibuf = 0;
+	if ((rc = lama_channel_count(a, &src->chan, &count, NULL)))
+		return rc;
+	pos = count ? count - 1 : UINT64_MAX;
+	if (count && src->has_last) {
+		if ((rc = lama_channel_seek(a, &src->chan, src->last_time, &src->last_ct, &pos)))
+			return rc;
+		if (pos != UINT64_MAX) {
+			if ((rc = lama_channel_read(a, &src->chan, pos, -1, &e, 1, &got)))
+				return rc;
+			if (got && lama_hash_eq(&e.ct, &src->last_ct))
+				pos = pos == 0 ? UINT64_MAX : pos - 1;
+		}
+	}
+	if (pos == UINT64_MAX) {
+		src->exhausted = 1;
+		return 0;
+	}
+	if ((rc = lama_channel_read(a, &src->chan, pos, -1, src->buf, PAGE, &got)))
+		return rc;
+	src->nbuf = got;
+	src->exhausted = got == 0;
+	return 0;
+}
+
+/* The current entry of a source, fetching a page when needed; NULL at the
+ * end, or when the log turned out unavailable (it is then left out). */
 static int source_peek(lama_session *s, struct source *src, struct lama_chan_entry **e)
 {
+	int rc;
+
 	*e = NULL;
 	if (src->ibuf == src->nbuf) {
-		size_t got = 0;
-		int rc;
-
 		if (src->exhausted)
 			return 0;
-		rc = lama_channel_read(lama_session_archive(s), &src->chan, src->next, -1, src->buf,
-				       PAGE, &got);
-		if (rc)
-			return rc;
-		src->nbuf = got;
-		src->ibuf = 0;
-		if (got == 0 || src->next < got) {
+		rc = source_fill(s, src);
+		if (unavailable(rc)) {
 			src->exhausted = 1;
-		} else {
-			src->next -= got;
-		}
-		if (got == 0)
+			src->nbuf = src->ibuf = 0;
 			return 0;
+		}
+		if (rc || src->nbuf == 0)
+			return rc;
 	}
 	*e = &src->buf[src->ibuf];
 	return 0;
+}
+
+static void source_take(struct source *src)
+{
+	src->last_time = src->buf[src->ibuf].time;
+	src->last_ct = src->buf[src->ibuf].ct;
+	src->has_last = 1;
+	src->ibuf++;
 }
 
 /* (time, id) order, newest first. */
@@ -991,33 +1094,40 @@ static int find_ct_in_chan(void *ctx, const char *type, const lama_hash *src)
 {
 	struct edit_pick *p = ctx;
 	struct lama_chan_entry e;
+	int rc;
 
 	(void)type;
-	return lama_channel_find(lama_session_archive(p->s), &p->chan, src, &e) == 0 ? 1 : 0;
+	rc = lama_channel_find(lama_session_archive(p->s), &p->chan, src, &e);
+	if (rc == 0)
+		return 1;
+	return unavailable(rc) ? 0 : rc;
 }
 
 /* An edit counts only if its sender wrote it into their own log. */
 static int consider_edit(void *ctx, const char *type, const lama_hash *src)
 {
 	struct edit_pick *p = ctx;
-	json_t *o = NULL;
+	json_t *o = NULL, *att;
 	lama_hash target, sender;
 	double t;
 	int rc;
 
 	(void)type;
-	if (lama_archive_get(lama_session_archive(p->s), src, &o))
-		return 0; /* unreadable: as if absent */
+	rc = lama_archive_get(lama_session_archive(p->s), src, &o);
+	if (rc)
+		return unavailable(rc) ? 0 : rc; /* unreadable: as if absent */
 	t = json_number_value(json_object_get(o, "time"));
+	att = json_object_get(o, "attachments");
 	if (strcmp(type_of(o), "LamaChatEdit") || field_hash(o, "target", "an edit", &target) ||
 	    field_hash(o, "sender", "an edit", &sender) || !lama_hash_eq(&target, p->target) ||
-	    !lama_hash_eq(&sender, p->sender) || !isfinite(t) ||
+	    !lama_hash_eq(&sender, p->sender) || !isfinite(t) || (att && !json_is_array(att)) ||
 	    (json_object_get(o, "text") && !json_is_string(json_object_get(o, "text"))))
 		goto skip;
 	if (p->best && (t < p->best_time ||
 			(t == p->best_time && memcmp(src, &p->best_hash, sizeof(*src)) < 0)))
 		goto skip;
-	rc = lama_archive_referrers(lama_session_archive(p->s), src, "CreationTime", find_ct_in_chan, p);
+	rc = lama_archive_referrers_max(lama_session_archive(p->s), src, "CreationTime", 16,
+					find_ct_in_chan, p, NULL);
 	if (rc < 0) {
 		json_decref(o);
 		return rc;
@@ -1050,11 +1160,16 @@ static int load_attachments(lama_session *s, const json_t *arr, struct lama_atta
 		lama_hash dh;
 		json_t *d = NULL;
 		double size, mtime;
+		int rc;
 
 		if (*n == LAMA_CHAT_ATTACH_MAX)
 			break;
-		if (!h || lama_hash_parse(h, strlen(h), &dh) ||
-		    lama_archive_get(lama_session_archive(s), &dh, &d))
+		if (!h || lama_hash_parse(h, strlen(h), &dh))
+			continue;
+		rc = lama_archive_get(lama_session_archive(s), &dh, &d);
+		if (rc && !unavailable(rc))
+			return rc;
+		if (rc)
 			continue;
 		name = json_string_value(json_object_get(d, "name"));
 		mime = json_string_value(json_object_get(d, "type"));
@@ -1062,10 +1177,12 @@ static int load_attachments(lama_session *s, const json_t *arr, struct lama_atta
 		mtime = json_number_value(json_object_get(d, "lastModified"));
 		if (strcmp(type_of(d), "BlobDescriptor") || !name || !mime || !isfinite(size) ||
 		    size < 0 || size > 9007199254740992.0 || !isfinite(mtime) ||
-		    field_hash(d, "data", "an attachment", &att[*n].blob) || json_array_append_new(hold, d)) {
+		    field_hash(d, "data", "an attachment", &att[*n].blob)) {
 			json_decref(d);
 			continue;
 		}
+		if (json_array_append_new(hold, d)) /* takes d, even when it fails */
+			return oom();
 		att[*n].name = name;
 		att[*n].type = mime;
 		att[*n].size = (uint64_t)size;
@@ -1076,7 +1193,7 @@ static int load_attachments(lama_session *s, const json_t *arr, struct lama_atta
 }
 
 /* Turns one entry of `owner`'s log into a message for fn; *shown is 1 if
- * it was one (edits and foreign objects are not). */
+ * it was one (edits, foreign and broken objects are not). */
 static int emit(lama_session *s, const struct source *src, const struct lama_chan_entry *e,
 		int (*fn)(void *ctx, const struct lama_message *m), void *ctx, int *shown)
 {
@@ -1097,7 +1214,8 @@ static int emit(lama_session *s, const struct source *src, const struct lama_cha
 		msg = json_incref(obj);
 	} else if (!strcmp(type_of(obj), "LamaChatReply")) {
 		if (field_hash(obj, "message", "a reply", &mh) ||
-		    field_hash(obj, "replyTo", "a reply", &m.reply_to) || lama_archive_get(a, &mh, &msg))
+		    field_hash(obj, "replyTo", "a reply", &m.reply_to) ||
+		    (rc = lama_archive_get(a, &mh, &msg)))
 			goto out; /* a broken reply is not shown */
 		m.has_reply_to = 1;
 		if (strcmp(type_of(msg), "ChatMessage"))
@@ -1122,11 +1240,13 @@ static int emit(lama_session *s, const struct source *src, const struct lama_cha
 	pick.target = &e->ct;
 	pick.sender = &m.sender;
 	pick.chan = src->chan;
-	rc = lama_archive_referrers(a, &e->ct, "LamaChatEdit", consider_edit, &pick);
+	rc = lama_archive_referrers_max(a, &e->ct, "LamaChatEdit", EDITS_MAX, consider_edit, &pick,
+					NULL);
 	if (rc)
 		goto out;
 	if (pick.best) {
 		json_t *et = json_object_get(pick.best, "text");
+		json_t *ea = json_object_get(pick.best, "attachments");
 
 		m.edited = 1;
 		m.edit_time = pick.best_time;
@@ -1135,14 +1255,20 @@ static int emit(lama_session *s, const struct source *src, const struct lama_cha
 			m.text = "";
 			m.text_len = 0;
 			m.nattach = 0;
-		} else if (et) {
-			m.text = json_string_value(et);
-			m.text_len = json_string_length(et);
+		} else {
+			if (et) {
+				m.text = json_string_value(et);
+				m.text_len = json_string_length(et);
+			}
+			if (ea && (rc = load_attachments(s, ea, att, &m.nattach, hold)))
+				goto out;
 		}
 	}
 	*shown = 1;
 	rc = fn(ctx, &m);
 out:
+	if (unavailable(rc) && !*shown)
+		rc = 0; /* an entry whose objects are missing or broken is not shown */
 	json_decref(pick.best);
 	json_decref(obj);
 	json_decref(msg);
@@ -1150,88 +1276,114 @@ out:
 	return rc;
 }
 
-int lama_chat_messages(lama_session *s, const struct lama_topic *t, const lama_hash *before,
-		       size_t limit, int (*fn)(void *ctx, const struct lama_message *m),
-		       void *ctx, int *more)
+/* The participants' logs as sources; a log that has not arrived or is
+ * unavailable is left out. *out to lama_free. */
+static int sources_open(lama_session *s, const struct lama_topic *t, const lama_hash *before,
+			double btime, struct source **out, size_t *n)
 {
 	lama_archive *a = lama_session_archive(s);
-	struct source *src = NULL;
-	size_t nsrc = 0, shown_n = 0;
-	double btime = 0;
-	lama_hash bdata;
+	struct source *src;
 	int rc = 0;
 
-	if (more)
-		*more = 0;
-	if (before && (rc = load_ct(s, before, &btime, &bdata)))
-		return rc;
-	src = lama_calloc(t->npeople + 1, sizeof(*src));
+	*n = 0;
+	src = *out = lama_calloc(t->npeople + 1, sizeof(*src));
 	if (!src)
 		return oom();
 	for (size_t i = 0; i < t->npeople; i++) {
-		struct source *x = &src[nsrc];
+		struct source *x = &src[*n];
 		lama_hash *heads = NULL;
-		uint64_t count, pos;
 		size_t nh = 0;
 
 		x->owner = t->people[i];
 		if ((rc = lama_channel_idhash(a, t->id, &x->owner, &x->chan)) ||
 		    (rc = lama_archive_heads(a, &x->chan, &heads, &nh)))
-			goto out;
+			return rc;
 		lama_free(heads);
 		if (nh == 0)
 			continue;
-		if ((rc = lama_channel_count(a, &x->chan, &count, NULL)))
-			goto out;
-		if (count == 0)
-			continue;
-		pos = count - 1;
 		if (before) {
-			struct lama_chan_entry e;
-			size_t got;
-
-			if ((rc = lama_channel_seek(a, &x->chan, btime, before, &pos)))
-				goto out;
-			if (pos != UINT64_MAX) {
-				if ((rc = lama_channel_read(a, &x->chan, pos, -1, &e, 1, &got)))
-					goto out;
-				if (got && lama_hash_eq(&e.ct, before))
-					pos = pos == 0 ? UINT64_MAX : pos - 1;
-			}
-			if (pos == UINT64_MAX)
-				continue;
+			x->has_last = 1;
+			x->last_time = btime;
+			x->last_ct = *before;
 		}
-		x->next = pos;
-		nsrc++;
+		(*n)++;
 	}
-	while (shown_n < limit) {
-		struct lama_chan_entry *best = NULL, *e;
-		size_t bi = 0;
-		int shown;
+	return 0;
+}
 
-		for (size_t i = 0; i < nsrc; i++) {
-			if ((rc = source_peek(s, &src[i], &e)))
-				goto out;
-			if (e && (!best || newer(e, best))) {
-				best = e;
-				bi = i;
-			}
+static int probe(void *ctx, const struct lama_message *m)
+{
+	(void)ctx;
+	(void)m;
+	return 1;
+}
+
+/* The newest entry over all sources, or NULL. */
+static int pick_newest(lama_session *s, struct source *src, size_t n, size_t *bi,
+		       struct lama_chan_entry **best)
+{
+	struct lama_chan_entry *e;
+	int rc;
+
+	*best = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = source_peek(s, &src[i], &e)))
+			return rc;
+		if (e && (!*best || newer(e, *best))) {
+			*best = e;
+			*bi = i;
 		}
-		if (!best)
-			break;
+	}
+	return 0;
+}
+
+int lama_chat_messages(lama_session *s, const struct lama_topic *t, const lama_hash *before,
+		       size_t limit, int (*fn)(void *ctx, const struct lama_message *m),
+		       void *ctx, int *more)
+{
+	struct source *src = NULL;
+	struct lama_chan_entry *best;
+	size_t nsrc = 0, shown_n = 0, skipped = 0, bi = 0;
+	double btime = 0;
+	lama_hash bdata;
+	int rc = 0, shown;
+
+	if (more)
+		*more = 0;
+	if (before && (rc = load_ct(s, before, &btime, &bdata)))
+		return rc;
+	if ((rc = sources_open(s, t, before, btime, &src, &nsrc)))
+		goto out;
+	while (shown_n < limit) {
+		if ((rc = pick_newest(s, src, nsrc, &bi, &best)) || !best)
+			goto out;
 		if ((rc = emit(s, &src[bi], best, fn, ctx, &shown)))
 			goto out;
-		src[bi].ibuf++;
+		source_take(&src[bi]);
 		shown_n += (size_t)shown;
-	}
-	if (more) {
-		for (size_t i = 0; i < nsrc && !*more; i++) {
-			struct lama_chan_entry *e;
-
-			if ((rc = source_peek(s, &src[i], &e)))
-				goto out;
-			*more = e != NULL;
+		/* entries that show nothing (edits, junk from a peer) are
+		 * passed over, but not without end */
+		if (!shown && ++skipped > SKIP_MAX) {
+			if (more)
+				*more = 1;
+			goto out;
 		}
+	}
+	/* more: is there an older message (not merely an entry)? */
+	for (size_t k = 0; more && k < PROBE_MAX; k++) {
+		if ((rc = pick_newest(s, src, nsrc, &bi, &best)) || !best)
+			break;
+		rc = emit(s, &src[bi], best, probe, NULL, &shown);
+		if (rc < 0)
+			break;
+		source_take(&src[bi]);
+		if (shown) {
+			*more = 1;
+			rc = 0;
+			break;
+		}
+		if (k + 1 == PROBE_MAX)
+			*more = 1; /* undecided: say so, the next page will tell */
 	}
 out:
 	lama_free(src);
@@ -1263,8 +1415,12 @@ int lama_chat_find_message(lama_session *s, const struct lama_topic *t, const ch
 	struct prefix_find f = { .prefix = prefix, .len = strlen(prefix) };
 	int rc;
 
-	if (f.len == LAMA_HASH_HEX && !lama_hash_parse(prefix, f.len, id))
-		return 0;
+	if (f.len == LAMA_HASH_HEX && !lama_hash_parse(prefix, f.len, id)) {
+		rc = topic_has(s, t, id);
+		if (rc < 0)
+			return rc;
+		return rc ? 0 : lama_error(LAMA_ENOTFOUND, "no message %.64s in this topic", prefix);
+	}
 	if (f.len < 8 || f.len > LAMA_HASH_HEX || strspn(prefix, "0123456789abcdef") != f.len)
 		return lama_error(LAMA_EINVAL, "a message id is 8 to 64 lower-case hex digits");
 	rc = lama_chat_messages(s, t, NULL, scan, match_prefix, &f, NULL);
@@ -1278,12 +1434,6 @@ int lama_chat_find_message(lama_session *s, const struct lama_topic *t, const ch
 	return 0;
 }
 
-static int take_first(void *ctx, const struct lama_message *m)
-{
-	*(lama_hash *)ctx = m->id;
-	return 1;
-}
-
 int lama_chat_mark_read(lama_session *s, const struct lama_topic *t, const lama_hash *msg)
 {
 	lama_hash newest, data;
@@ -1292,13 +1442,27 @@ int lama_chat_mark_read(lama_session *s, const struct lama_topic *t, const lama_
 	int rc;
 
 	if (!msg) {
-		memset(&newest, 0, sizeof(newest));
-		rc = lama_chat_messages(s, t, NULL, 1, take_first, &newest, NULL);
-		if (rc < 0)
+		/* the newest entry of any log, edits included, so that nothing
+		 * already there stays unread */
+		struct source *src = NULL;
+		struct lama_chan_entry *best = NULL;
+		size_t n = 0, bi = 0;
+
+		rc = sources_open(s, t, NULL, 0, &src, &n);
+		if (!rc)
+			rc = pick_newest(s, src, n, &bi, &best);
+		if (!rc && best)
+			newest = best->ct;
+		lama_free(src);
+		if (rc)
 			return rc;
-		if (rc == 0)
+		if (!best)
 			return 0; /* nothing to read */
 		msg = &newest;
+	} else {
+		rc = topic_has(s, t, msg);
+		if (rc <= 0)
+			return rc < 0 ? rc : lama_error(LAMA_ENOTFOUND, "no such message in this topic");
 	}
 	if ((rc = load_ct(s, msg, &time, &data)))
 		return rc;

@@ -118,19 +118,28 @@ struct lama_message {
 
 /* Reads up to limit messages, newest first, starting just before the
  * message `before` (NULL: from the newest). *more (may be NULL) says
- * whether older messages remain. The channels of all participants are
- * merged in (time, id) order without reading them whole; a message in a
- * participant's channel that claims another sender is skipped. */
+ * whether older messages remain (after looking at most a few hundred
+ * entries further). The channels of all participants are merged in
+ * (time, id) order without reading them whole, each paged by key, so a
+ * log that grows meanwhile neither hides nor repeats a message. Not
+ * shown: a message in a participant's log that claims another sender,
+ * entries whose objects are missing or malformed, a participant's log
+ * that is broken as a whole; at most 4096 such entries are passed over
+ * per call (then *more is 1). A non-zero return of fn stops the read and
+ * is passed back (*more is then not computed). */
 int lama_chat_messages(lama_session *s, const struct lama_topic *t, const lama_hash *before,
 		       size_t limit, int (*fn)(void *ctx, const struct lama_message *m),
 		       void *ctx, int *more);
 
-/* Finds a message of the topic by a prefix of its id (at least 8 hex
- * digits), looking through at most the newest `scan` messages. */
+/* Finds a message of the topic by its id or a prefix of it (at least 8
+ * hex digits), looking through at most the newest `scan` messages for a
+ * prefix. LAMA_ENOTFOUND for a message of another topic. */
 int lama_chat_find_message(lama_session *s, const struct lama_topic *t, const char *prefix,
 			   size_t scan, lama_hash *id);
 
-/* Marks the topic read up to message msg (NULL: the newest). */
+/* Marks the topic read up to message msg (NULL: the newest entry, edits
+ * included, so nothing already there stays unread). LAMA_ENOTFOUND for
+ * a message of another topic. */
 int lama_chat_mark_read(lama_session *s, const struct lama_topic *t, const lama_hash *msg);
 
 #endif

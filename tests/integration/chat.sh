@@ -60,12 +60,16 @@ texts = [m["text"] for p in sys.argv[1:] for m in json.load(open(p))["messages"]
 assert texts == ["line %d" % i for i in range(1, 131)], texts[:5]
 PY
 
-# topics: unread counts and read positions
+# topics: counts (other participants' unread entries and read positions
+# are tested in tests/unit/chat: only the user writes here)
 lama topics --json >"$T/topics"
 [ "$(json 'len(d)' <"$T/topics")" -eq 3 ] || fail "three topics expected"
 [ "$(json '[x for x in d if x["title"]=="Team"][0]["entries"]' <"$T/topics")" -eq 130 ] || fail "entries"
+[ "$(json '[x for x in d if x["title"]=="Team"][0]["unread"]' <"$T/topics")" -eq 0 ] || fail "own messages are not unread"
 lama topic read Team
-lama topics | grep -q "Team.*0 unread" || fail "topic list: $(lama topics)"
+lama topic read Team "$(head -1 "$T/acks")"
+expect_fail lama topic read Team "$m1"
+lama topics | grep -q "Team  (3 people, 130 entries, 0 unread" || fail "topic list: $(lama topics)"
 handle=$(json '[x for x in d if x["title"]=="Bob"][0]["handle"]' <"$T/topics")
 lama messages "$handle" --limit 1 | grep -q "replying" || fail "a topic by its handle"
 

@@ -513,6 +513,217 @@ static void test_access(void **state)
 	lama_topic_release(&t);
 }
 
+/* ---- what peers could send (review findings) ---- */
+
+static int count_msgs(void *ctx, const struct lama_message *m)
+{
+	(void)m;
+	++*(size_t *)ctx;
+	return 0;
+}
+
+/* A participant's log that is broken (a timestamp no clock gives) hides
+ * only itself: the topic is listed, found and readable. */
+static void test_broken_log(void **state)
+{
+	lama_archive *a = lama_session_archive(s);
+	struct lama_topic t, f;
+	struct lama_put_info info;
+	lama_hash chan;
+	char h[LAMA_HASH_HEX + 1], who[LAMA_HASH_HEX + 1];
+	json_t *o;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(lama_chat_create(s, "broken", (lama_hash[]){ bob.person, carol.person }, 2, &t, NULL), 0);
+	send_text(&t, "still readable", NULL);
+	lama_hash_hex(&bob.person, who);
+	o = json_pack("{s:s, s:s, s:s}", "$type$", "ChatMessage", "text", "x", "sender", who);
+	assert_int_equal(lama_archive_put(a, o, 0, &info), 0);
+	json_decref(o);
+	lama_hash_hex(&info.hash, h);
+	o = json_pack("{s:s, s:f, s:s}", "$type$", "CreationTime", "timestamp", 1e300, "data", h);
+	assert_int_equal(lama_archive_put(a, o, 0, &info), 0);
+	json_decref(o);
+	lama_hash_hex(&info.hash, h);
+	o = json_pack("{s:s, s:s}", "$type$", "LinkedListEntry", "data", h);
+	assert_int_equal(lama_archive_put(a, o, 0, &info), 0);
+	json_decref(o);
+	lama_hash_hex(&info.hash, h);
+	o = json_pack("{s:s, s:s, s:s, s:s}", "$type$", "ChannelInfo", "id", t.id, "owner", who, "head", h);
+	assert_int_equal(lama_archive_put(a, o, 0, &info), 0);
+	json_decref(o);
+	assert_int_equal(lama_channel_idhash(a, t.id, &bob.person, &chan), 0);
+	assert_true(lama_hash_eq(&chan, &info.id_hash));
+
+	assert_int_equal(lama_chat_find(s, t.id, &f), 0);
+	assert_int_equal(f.entries, 1);
+	lama_topic_release(&f);
+	assert_int_equal(lama_chat_messages(s, &t, NULL, 10, count_msgs, &n, NULL), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(lama_chat_mark_read(s, &t, NULL), 0);
+	lama_topic_release(&t);
+}
+
+/* A bag may name a participant twice: still one log, read once. */
+static void test_duplicate_participant(void **state)
+{
+	lama_archive *a = lama_session_archive(s);
+	struct lama_topic t, f;
+	char gname[300], me[LAMA_HASH_HEX + 1], b[LAMA_HASH_HEX + 1];
+	json_t *g;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(lama_chat_create(s, NULL, &bob.person, 1, &t, NULL), 0);
+	their_message(&t, &bob.person, &bob.person, "once", lama_archive_now() - 10, NULL);
+	snprintf(gname, sizeof(gname), "topic:%s", t.id);
+	lama_hash_hex(lama_session_person(s), me);
+	lama_hash_hex(&bob.person, b);
+	g = json_pack("{s:s, s:s, s:[s,s,s]}", "$type$", "Group", "name", gname, "person", me, b, b);
+	assert_int_equal(lama_archive_put(a, g, 0, NULL), 0);
+	json_decref(g);
+	assert_int_equal(lama_chat_find(s, t.id, &f), 0);
+	assert_int_equal(f.npeople, 2);
+	assert_int_equal(lama_chat_messages(s, &f, NULL, 100, count_msgs, &n, NULL), 0);
+	{
+		struct got g2;
+
+		page(&f, NULL, 100, &g2, NULL);
+		for (size_t i = 1; i < g2.n; i++)
+			assert_false(lama_hash_eq(&g2.id[i - 1], &g2.id[i]));
+	}
+	lama_topic_release(&f);
+	lama_topic_release(&t);
+}
+
+/* Marking read covers edits too, so nothing stays unread. */
+static void test_unread_after_edit(void **state)
+{
+	lama_archive *a = lama_session_archive(s);
+	struct lama_topic t, f;
+	lama_hash m, chan;
+	struct lama_put_info info;
+	char tgt[LAMA_HASH_HEX + 1], who[LAMA_HASH_HEX + 1];
+	double now;
+	json_t *e;
+
+	(void)state;
+	assert_int_equal(lama_chat_create(s, "edits", (lama_hash[]){ bob.person, helper.person }, 2, &t, NULL), 0);
+	their_message(&t, &bob.person, &bob.person, "typo", lama_archive_now() - 1000, &m);
+	assert_int_equal(lama_chat_mark_read(s, &t, NULL), 0);
+	/* Bob edits his message in his own log */
+	now = lama_archive_now();
+	lama_hash_hex(&m, tgt);
+	lama_hash_hex(&bob.person, who);
+	e = json_pack("{s:s, s:s, s:s, s:f, s:s}", "$type$", "LamaChatEdit", "target", tgt, "sender",
+		      who, "time", now, "text", "fixed");
+	assert_int_equal(lama_archive_put(a, e, 0, &info), 0);
+	json_decref(e);
+	assert_int_equal(lama_channel_idhash(a, t.id, &bob.person, &chan), 0);
+	assert_int_equal(lama_channel_append(a, &chan, &info.hash, &now, 1, NULL), 0);
+	assert_int_equal(lama_chat_find(s, t.id, &f), 0);
+	assert_int_equal(f.unread, 1);
+	lama_topic_release(&f);
+	assert_int_equal(lama_chat_mark_read(s, &t, NULL), 0);
+	assert_int_equal(lama_chat_find(s, t.id, &f), 0);
+	assert_int_equal(f.unread, 0);
+	lama_topic_release(&f);
+	{
+		struct got g;
+
+		page(&t, NULL, 1, &g, NULL);
+		assert_string_equal(g.text[0], "fixed");
+	}
+	lama_topic_release(&t);
+}
+
+/* A log that changes while it is read (sync inserting an older entry)
+ * neither hides nor repeats a message. */
+struct inserting {
+	struct lama_topic *t;
+	size_t n;
+	lama_hash seen[64];
+	double oldest;
+};
+
+static int insert_midway(void *ctx, const struct lama_message *m)
+{
+	struct inserting *x = ctx;
+
+	assert_true(x->n < 64);
+	for (size_t i = 0; i < x->n; i++)
+		assert_false(lama_hash_eq(&x->seen[i], &m->id));
+	x->seen[x->n++] = m->id;
+	if (x->n == 3)
+		their_message(x->t, &carol.person, &carol.person, "late arrival", x->oldest - 5, NULL);
+	return 0;
+}
+
+static void test_paging_while_changing(void **state)
+{
+	struct lama_topic t;
+	struct inserting x = { 0 };
+	double base = lama_archive_now() - 100000;
+
+	(void)state;
+	assert_int_equal(lama_chat_create(s, NULL, &carol.person, 1, &t, NULL), 0);
+	for (int i = 0; i < 40; i++)
+		their_message(&t, &carol.person, &carol.person, "c", base + 100 + i, NULL);
+	x.t = &t;
+	x.oldest = base + 100;
+	/* the topic already holds the 5 messages of test_read_positions */
+	assert_int_equal(lama_chat_messages(s, &t, NULL, 1000, insert_midway, &x, NULL), 0);
+	assert_int_equal(x.n, 40 + 5 + 1);
+	lama_topic_release(&t);
+}
+
+/* `more` means messages, not merely entries that show nothing. */
+static void test_more_means_messages(void **state)
+{
+	struct lama_topic t;
+	int more = -1;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(lama_chat_create(s, "more", (lama_hash[]){ bob.person, carol.person }, 2, &t, NULL), 0);
+	/* the oldest entry: Carol's log claiming Bob wrote it (never shown) */
+	their_message(&t, &carol.person, &bob.person, "spoof", lama_archive_now() - 5000, NULL);
+	send_text(&t, "one", NULL);
+	send_text(&t, "two", NULL);
+	assert_int_equal(lama_chat_messages(s, &t, NULL, 2, count_msgs, &n, &more), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(more, 0);
+	lama_topic_release(&t);
+}
+
+/* Message ids from another topic are not this topic's. */
+static void test_foreign_ids(void **state)
+{
+	struct lama_topic t1, t2;
+	lama_hash m1, id;
+	char hex[LAMA_HASH_HEX + 1];
+
+	(void)state;
+	assert_int_equal(lama_chat_create(s, "first", (lama_hash[]){ bob.person, carol.person }, 2, &t1, NULL), 0);
+	assert_int_equal(lama_chat_create(s, "second", (lama_hash[]){ bob.person, carol.person }, 2, &t2, NULL), 0);
+	send_text(&t1, "in the first", &m1);
+	lama_hash_hex(&m1, hex);
+	assert_int_equal(lama_chat_find_message(s, &t1, hex, 10, &id), 0);
+	assert_int_equal(lama_chat_find_message(s, &t2, hex, 10, &id), LAMA_ENOTFOUND);
+	assert_int_equal(lama_chat_mark_read(s, &t2, &m1), LAMA_ENOTFOUND);
+	{
+		struct lama_outgoing m = { .text = "re", .reply_to = &m1 };
+
+		assert_int_equal(lama_chat_send(s, &t2, &m, 1, NULL), LAMA_ENOTFOUND);
+		assert_int_equal(lama_chat_send(s, &t1, &m, 1, NULL), 0);
+	}
+	assert_int_equal(lama_chat_create(s, "\xff\xfe", (lama_hash[]){ bob.person, carol.person }, 2, NULL, NULL),
+			 LAMA_EINVAL);
+	lama_topic_release(&t1);
+	lama_topic_release(&t2);
+}
+
 static int count_topics(void *ctx, const struct lama_topic *t)
 {
 	(void)t;
@@ -542,6 +753,12 @@ int main(void)
 		cmocka_unit_test(test_registry_merge),
 		cmocka_unit_test(test_topics_list),
 		cmocka_unit_test(test_access),
+		cmocka_unit_test(test_broken_log),
+		cmocka_unit_test(test_duplicate_participant),
+		cmocka_unit_test(test_unread_after_edit),
+		cmocka_unit_test(test_paging_while_changing),
+		cmocka_unit_test(test_more_means_messages),
+		cmocka_unit_test(test_foreign_ids),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
