@@ -18,7 +18,9 @@
  * the current head from 0 (the oldest), so reading from any point in
  * either direction, seeking by time and counting never walk the chain.
  * It is brought up to date lazily when the head changed under it (a merge
- * or versions from sync). Design: docs/channels.md. */
+ * or versions from sync). Nothing here checks who wrote a version: sync
+ * must accept versions of (id, owner P) only from P's own instances.
+ * Design: docs/channels.md. */
 #ifndef LAMA_CHANNEL_H
 #define LAMA_CHANNEL_H
 
