@@ -195,8 +195,9 @@ int lama_trust_revoke(lama_archive *a, const struct lama_trust_signer *s, const 
 
 /* The seed's setup: the user's main identity grants itself
  * RightToDeclareTrustedKeysForEverybody (self-signed, no expiry), as
- * ONE.MODELS does. Idempotent and cheap once done (no write); call after
- * every login. */
+ * ONE.MODELS does, and the root is found and recorded (lama_trust_root;
+ * LAMA_ENOTFOUND without it). Idempotent and cheap once done (no write);
+ * call after every login. */
 int lama_trust_setup(lama_session *s);
 
 #endif
