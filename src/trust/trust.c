@@ -138,6 +138,7 @@ static void vset(struct lama_trust_result *r, enum lama_trust_reason why, const 
 	else
 		memset(&r->link, 0, sizeof(r->link));
 	memset(&r->issuer, 0, sizeof(r->issuer));
+	r->truncated = 0;
 	vsnprintf(r->message, sizeof(r->message), fmt, ap);
 }
 
@@ -183,7 +184,7 @@ __attribute__((format(printf, 2, 3))) static void wrap(struct lama_trust_result 
 struct hlist {
 	lama_hash *v;
 	size_t n, cap;
-	int oom;
+	int truncated; /* the archive held more than were read */
 };
 
 static int hl_add(void *ctx, const char *type, const lama_hash *src)
@@ -191,9 +192,6 @@ static int hl_add(void *ctx, const char *type, const lama_hash *src)
 	struct hlist *l = ctx;
 
 	(void)type;
-	/* a flood of referrers from a peer is cut, not followed */
-	if (l->n >= LAMA_TRUST_MAX_REFS)
-		return 0;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 8;
 		lama_hash *v = lama_realloc(l->v, cap * sizeof(*v));
@@ -219,15 +217,19 @@ static void hl_release(struct hlist *l)
 	l->n = l->cap = 0;
 }
 
-/* The referrers of target of one type, sorted (so that answers and the
- * failure reported do not depend on storage order), without repeats. */
-static int hl_refs(lama_archive *a, const lama_hash *target, const char *type, struct hlist *l)
+/* At most max referrers of target of one type (a flood of referrers from
+ * a peer is not read past max: l->truncated says so), sorted (so that
+ * answers and the failure reported do not depend on storage order),
+ * without repeats. */
+static int hl_read(lama_archive *a, const lama_hash *target, const char *type, size_t max,
+		   struct hlist *l)
 {
 	size_t w = 0;
 	int rc;
 
 	l->n = 0;
-	rc = lama_archive_referrers(a, target, type, hl_add, l);
+	l->truncated = 0;
+	rc = lama_archive_referrers_max(a, target, type, max, hl_add, l, &l->truncated);
 	if (rc)
 		return rc;
 	if (l->n > 1)
@@ -257,7 +259,16 @@ struct vctx {
 	 * seen from one path may be fine from another) */
 	struct memo *memo;
 	size_t nmemo, cmemo;
+	/* one budget for the call: signature checks, object loads, referrer
+	 * reads, certificates. Once spent it stays spent (exhausted), every
+	 * later step fails at once, and no answer of the call is "valid" */
 	unsigned work;
+	int exhausted;
+	lama_hash exhausted_at;
+	/* the first list of referrers that was cut (for the message) */
+	int truncated;
+	const char *trunc_type;
+	lama_hash trunc_of;
 	lama_hash lic[K_COUNT];
 	unsigned lic_done;
 };
@@ -297,12 +308,60 @@ static int lic_get(struct vctx *c, int k, lama_hash *h)
 	return 0;
 }
 
+/* Charges one step at `at`: 0, or 1 once the budget is spent (sticky). */
+static int spend(struct vctx *c, const lama_hash *at)
+{
+	if (c->exhausted)
+		return 1;
+	if (++c->work <= LAMA_TRUST_MAX_WORK)
+		return 0;
+	c->exhausted = 1;
+	c->exhausted_at = *at;
+	return 1;
+}
+
+static int too_much(struct vctx *c, const lama_hash *at, struct lama_trust_result *r)
+{
+	if (!c->exhausted) {
+		c->exhausted = 1;
+		c->exhausted_at = *at;
+	}
+	return fail(r, LAMA_TRUST_TOO_DEEP, at, "more than %d steps to follow at %s",
+		    LAMA_TRUST_MAX_WORK, hx(at).s);
+}
+
+/* The referrers of target of one type, at most LAMA_TRUST_MAX_REFS of
+ * them (a cut list is noted in c for the message). A read is a step: with
+ * the budget spent it reads nothing and returns an empty list, which every
+ * caller turns into a negative answer (and revoked() into TOO_DEEP). */
+static int hl_refs(struct vctx *c, const lama_hash *target, const char *type, struct hlist *l)
+{
+	int rc;
+
+	l->n = 0;
+	l->truncated = 0;
+	if (spend(c, target))
+		return 0;
+	rc = hl_read(c->a, target, type, LAMA_TRUST_MAX_REFS, l);
+	if (!rc && l->truncated && !c->truncated++) {
+		c->trunc_type = type;
+		c->trunc_of = *target;
+	}
+	return rc;
+}
+
 /* Loads an object: 0 and *out; 1 with r set when it is missing or of
- * another type (type NULL: any); < 0 when the archive failed. */
+ * another type (type NULL: any), or when the budget is spent (TOO_DEEP,
+ * c->exhausted set: nothing is read); < 0 when the archive failed. */
 static int load(struct vctx *c, const lama_hash *h, const char *type, const char *what,
 		json_t **out, struct lama_trust_result *r)
 {
-	int rc = lama_archive_get(c->a, h, out);
+	int rc;
+
+	*out = NULL;
+	if (spend(c, h))
+		return too_much(c, h, r);
+	rc = lama_archive_get(c->a, h, out);
 
 	if (rc == LAMA_ENOTFOUND) {
 		lama_error_clear();
@@ -321,12 +380,6 @@ static int load(struct vctx *c, const lama_hash *h, const char *type, const char
 		*out = NULL;
 	}
 	return rc;
-}
-
-static int too_much(struct vctx *c, const lama_hash *at, struct lama_trust_result *r)
-{
-	return fail(r, LAMA_TRUST_TOO_DEEP, at, "more than %d steps to follow at %s",
-		    LAMA_TRUST_MAX_WORK, hx(at).s);
 }
 
 static int verify_key(struct vctx *c, const uint8_t sig[64], const char msg[64],
@@ -372,7 +425,7 @@ static int profile_trusted(struct vctx *c, const lama_hash *profile, struct lama
 	struct lama_trust_result tmp;
 	int rc, failed = 0;
 
-	rc = hl_refs(c->a, profile, kinds[K_TRUSTKEYS].type, &certs);
+	rc = hl_refs(c, profile, kinds[K_TRUSTKEYS].type, &certs);
 	if (rc)
 		goto out;
 	rc = 1;
@@ -403,7 +456,7 @@ static int signed_by(struct vctx *c, const lama_hash *person, const char msg[64]
 	size_t known = 0;
 	int rc, failed = 0;
 
-	if (c->work > LAMA_TRUST_MAX_WORK)
+	if (c->exhausted || c->work >= LAMA_TRUST_MAX_WORK)
 		return too_much(c, sh, r);
 	if (is_root(c, person)) {
 		known = c->root->nkeys;
@@ -418,10 +471,10 @@ static int signed_by(struct vctx *c, const lama_hash *person, const char msg[64]
 	/* The keys a person has are in their Profiles' SignKey descriptions;
 	 * only those that made this signature need their certificates
 	 * followed. */
-	rc = hl_refs(c->a, person, "Profile", &profiles);
+	rc = hl_refs(c, person, "Profile", &profiles);
 	if (rc)
 		goto out;
-	for (size_t i = 0; i < profiles.n; i++) {
+	for (size_t i = 0; i < profiles.n && !c->exhausted; i++) {
 		const lama_hash *ph = &profiles.v[i];
 		json_t *p = NULL;
 		const json_t *desc;
@@ -438,8 +491,16 @@ static int signed_by(struct vctx *c, const lama_hash *person, const char msg[64]
 			continue;
 		}
 		desc = json_object_get(p, "personDescription");
+		if (json_array_size(desc) > LAMA_TRUST_MAX_DESC && !c->truncated++) {
+			c->trunc_type = "personDescription";
+			c->trunc_of = *ph;
+		}
 		rc = 0;
-		for (j = 0; !rc && j < json_array_size(desc); j++) {
+		/* every load below is a step, so keys that are missing or
+		 * unreadable cost budget too */
+		for (j = 0; !rc && j < json_array_size(desc) && j < LAMA_TRUST_MAX_DESC &&
+			    !c->exhausted;
+		     j++) {
 			const json_t *dv = json_array_get(desc, j);
 			const json_t *kv;
 			uint8_t pk[LAMA_SIGN_PK_BYTES];
@@ -463,7 +524,7 @@ static int signed_by(struct vctx *c, const lama_hash *person, const char msg[64]
 			if (lr)
 				continue; /* a key lama cannot read is no key */
 			known++;
-			if (c->work > LAMA_TRUST_MAX_WORK) {
+			if (c->work >= LAMA_TRUST_MAX_WORK) {
 				rc = too_much(c, ph, r);
 				break;
 			}
@@ -490,7 +551,9 @@ static int signed_by(struct vctx *c, const lama_hash *person, const char msg[64]
 		if (rc)
 			goto out;
 	}
-	if (failed)
+	if (c->exhausted)
+		rc = too_much(c, sh, r); /* what was not looked at might have counted */
+	else if (failed)
 		rc = 1;
 	else if (known)
 		rc = fail(r, LAMA_TRUST_FORGED, sh,
@@ -513,8 +576,17 @@ static int revoked(struct vctx *c, const lama_hash *cert, const lama_hash *issue
 	struct lama_trust_result tmp;
 	int rc;
 
-	rc = hl_refs(c->a, cert, "LamaRevocation", &revs);
-	for (size_t i = 0; !rc && i < revs.n; i++) {
+	/* A negative check fails closed: a revocation that is not read (a
+	 * list cut by a flood, a budget spent on fakes) might be the real one,
+	 * so either makes the answer TOO_DEEP, never "not revoked". */
+	rc = hl_refs(c, cert, "LamaRevocation", &revs);
+	if (!rc && revs.truncated) {
+		rc = fail(r, LAMA_TRUST_TOO_DEEP, cert,
+			  "more than %d revocations of certificate %s: cannot tell whether it "
+			  "is revoked", LAMA_TRUST_MAX_REFS, hx(cert).s);
+		goto out;
+	}
+	for (size_t i = 0; !rc && i < revs.n && !c->exhausted; i++) {
 		json_t *o = NULL;
 		lama_hash ch, by;
 		double t = 0;
@@ -534,9 +606,16 @@ static int revoked(struct vctx *c, const lama_hash *cert, const lama_hash *issue
 			continue;
 		}
 		json_decref(o);
-		rc = hl_refs(c->a, &revs.v[i], "Signature", &sigs);
+		rc = hl_refs(c, &revs.v[i], "Signature", &sigs);
+		if (!rc && sigs.truncated) {
+			rc = fail(r, LAMA_TRUST_TOO_DEEP, cert,
+				  "more than %d signatures on revocation %s of certificate %s: "
+				  "cannot tell whether it is revoked", LAMA_TRUST_MAX_REFS,
+				  hx(&revs.v[i]).s, hx(cert).s);
+			goto out;
+		}
 		lama_hash_hex(&revs.v[i], msg);
-		for (size_t j = 0; !rc && j < sigs.n; j++) {
+		for (size_t j = 0; !rc && j < sigs.n && !c->exhausted; j++) {
 			rc = load_sig(c, &sigs.v[j], &revs.v[i], &by, sig, &tmp);
 			if (rc > 0) {
 				rc = 0;
@@ -557,6 +636,11 @@ static int revoked(struct vctx *c, const lama_hash *cert, const lama_hash *issue
 				rc = 0;
 		}
 	}
+	if (!rc && c->exhausted)
+		rc = fail(r, LAMA_TRUST_TOO_DEEP, cert,
+			  "more than %d steps before every revocation of certificate %s was "
+			  "checked: cannot tell whether it is revoked", LAMA_TRUST_MAX_WORK,
+			  hx(cert).s);
 out:
 	hl_release(&revs);
 	hl_release(&sigs);
@@ -584,7 +668,7 @@ static int has_right(struct vctx *c, const lama_hash *cert, const lama_hash *iss
 	for (int k = K_EVERYBODY; k <= K_SELF; k++) {
 		if (k == K_SELF && !lama_hash_eq(issuer, subject))
 			break;
-		rc = hl_refs(c->a, issuer, kinds[k].type, &rights);
+		rc = hl_refs(c, issuer, kinds[k].type, &rights);
 		for (size_t i = 0; !rc && i < rights.n; i++) {
 			rc = verify_cert(c, &rights.v[i], k, issuer, &tmp);
 			if (rc == 0)
@@ -690,7 +774,7 @@ static int verify_cert(struct vctx *c, const lama_hash *cert, int want_kind,
 	size_t tried = 0;
 	int rc, kind, failed = 0;
 
-	if (c->work++ > LAMA_TRUST_MAX_WORK)
+	if (spend(c, cert))
 		return too_much(c, cert, r);
 	for (size_t i = 0; i < c->depth; i++)
 		if (lama_hash_eq(&c->stack[i], cert))
@@ -738,7 +822,7 @@ static int verify_cert(struct vctx *c, const lama_hash *cert, int want_kind,
 	}
 
 	c->stack[c->depth++] = *cert;
-	rc = hl_refs(c->a, cert, "Signature", &sigs);
+	rc = hl_refs(c, cert, "Signature", &sigs);
 	for (size_t i = 0; !rc && i < sigs.n; i++, tried++) {
 		rc = issuance(c, cert, kind, &person, &sigs.v[i], NULL, &tmp);
 		if (rc > 0 && !failed++)
@@ -749,9 +833,9 @@ static int verify_cert(struct vctx *c, const lama_hash *cert, int want_kind,
 			goto found;
 	}
 	if (!rc)
-		rc = hl_refs(c->a, cert, "LamaValidity", &vals);
+		rc = hl_refs(c, cert, "LamaValidity", &vals);
 	for (size_t v = 0; !rc && v < vals.n; v++) {
-		rc = hl_refs(c->a, &vals.v[v], "Signature", &sigs);
+		rc = hl_refs(c, &vals.v[v], "Signature", &sigs);
 		for (size_t i = 0; !rc && i < sigs.n && tried < LAMA_TRUST_MAX_REFS; i++, tried++) {
 			rc = issuance(c, cert, kind, &person, &sigs.v[i], &vals.v[v], &tmp);
 			if (rc > 0 && !failed++)
@@ -805,9 +889,28 @@ static int check_args(const struct lama_trust_root *root, double now)
 	return 0;
 }
 
-/* The public answer from an internal one: 0 with res, or the error. */
-static int answer(int rc, struct lama_trust_result *res)
+/* Appends text to res->message, cutting what does not fit. */
+__attribute__((format(printf, 2, 3))) static void append(struct lama_trust_result *res,
+							  const char *fmt, ...)
 {
+	size_t ml = strlen(res->message);
+	va_list ap;
+
+	if (ml + 1 >= sizeof(res->message))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(res->message + ml, sizeof(res->message) - ml, fmt, ap);
+	va_end(ap);
+}
+
+/* The public answer from an internal one: 0 with res, or the error. Fails
+ * closed: once the budget was spent anywhere in the call, the answer is
+ * TOO_DEEP whatever was found (a step left out might have been a
+ * revocation), with the first failure met kept in the message. */
+static int answer(const struct vctx *c, int rc, struct lama_trust_result *res)
+{
+	char first[LAMA_TRUST_MSG_MAX];
+
 	if (rc < 0)
 		return rc;
 	if (rc == 0) {
@@ -815,6 +918,22 @@ static int answer(int rc, struct lama_trust_result *res)
 		memset(&res->link, 0, sizeof(res->link));
 		snprintf(res->message, sizeof(res->message), "valid");
 	}
+	if (c->exhausted) {
+		if (rc == 0)
+			snprintf(first, sizeof(first), "a chain was found");
+		else
+			snprintf(first, sizeof(first), "%s", res->message);
+		fail(res, LAMA_TRUST_TOO_DEEP, &c->exhausted_at,
+		     "gave up after %d steps at %s, so no answer is certain (%s)",
+		     LAMA_TRUST_MAX_WORK, hx(&c->exhausted_at).s, first);
+	}
+	res->truncated = c->truncated != 0;
+	if (c->truncated && res->reason != LAMA_TRUST_VALID)
+		append(res, " [only the first %d %s of %s were read; what was left out may count]",
+		       c->trunc_type && !strcmp(c->trunc_type, "personDescription")
+			       ? LAMA_TRUST_MAX_DESC
+			       : LAMA_TRUST_MAX_REFS,
+		       c->trunc_type ? c->trunc_type : "referrers", hx(&c->trunc_of).s);
 	return 0;
 }
 
@@ -828,8 +947,9 @@ int lama_trust_verify(lama_archive *a, const struct lama_trust_root *root, doubl
 		return rc;
 	vctx_init(&c, a, root, now);
 	rc = verify_cert(&c, cert, -1, NULL, res);
+	rc = answer(&c, rc, res);
 	vctx_release(&c);
-	return answer(rc, res);
+	return rc;
 }
 
 int lama_trust_affirmed(lama_archive *a, const struct lama_trust_root *root, double now,
@@ -843,7 +963,7 @@ int lama_trust_affirmed(lama_archive *a, const struct lama_trust_root *root, dou
 	if (rc)
 		return rc;
 	vctx_init(&c, a, root, now);
-	rc = hl_refs(a, obj, kinds[K_AFFIRM].type, &certs);
+	rc = hl_refs(&c, obj, kinds[K_AFFIRM].type, &certs);
 	for (size_t i = 0; !rc && i < certs.n; i++) {
 		rc = verify_cert(&c, &certs.v[i], K_AFFIRM, obj, &tmp);
 		if (rc == 0) {
@@ -864,8 +984,9 @@ int lama_trust_affirmed(lama_archive *a, const struct lama_trust_root *root, dou
 		rc = fail(res, LAMA_TRUST_UNSIGNED, obj, "nobody affirmed object %s", hx(obj).s);
 out:
 	hl_release(&certs);
+	rc = answer(&c, rc, res);
 	vctx_release(&c);
-	return answer(rc, res);
+	return rc;
 }
 
 static void key_add(uint8_t (*keys)[LAMA_SIGN_PK_BYTES], size_t max, size_t *n,
@@ -894,8 +1015,8 @@ int lama_trust_keys(lama_archive *a, const struct lama_trust_root *root, double 
 	if (is_root(&c, person))
 		for (size_t i = 0; i < root->nkeys; i++)
 			key_add(keys, max, n, root->keys[i]);
-	rc = hl_refs(a, person, "Profile", &profiles);
-	for (size_t i = 0; !rc && i < profiles.n; i++) {
+	rc = hl_refs(&c, person, "Profile", &profiles);
+	for (size_t i = 0; !rc && i < profiles.n && !c.exhausted; i++) {
 		json_t *p = NULL;
 		const json_t *desc;
 		lama_hash pid;
@@ -913,7 +1034,11 @@ int lama_trust_keys(lama_archive *a, const struct lama_trust_root *root, double 
 		}
 		rc = profile_trusted(&c, &profiles.v[i], &tmp);
 		desc = json_object_get(p, "personDescription");
-		for (size_t j = 0; rc == 0 && j < json_array_size(desc); j++) {
+		/* a key is added only when its proof and every load for it fit
+		 * the budget: a spent budget leaves keys out, never adds one */
+		for (size_t j = 0; rc == 0 && j < json_array_size(desc) && j < LAMA_TRUST_MAX_DESC &&
+				   !c.exhausted;
+		     j++) {
 			const json_t *dv = json_array_get(desc, j), *kv;
 			uint8_t pk[LAMA_SIGN_PK_BYTES];
 			lama_hash dh;
@@ -932,7 +1057,7 @@ int lama_trust_keys(lama_archive *a, const struct lama_trust_root *root, double 
 			if (lr)
 				continue;
 			kv = json_object_get(d, "key");
-			if (json_is_string(kv) &&
+			if (!c.exhausted && json_is_string(kv) &&
 			    !lc_hex(json_string_value(kv), json_string_length(kv), pk, sizeof(pk)))
 				key_add(keys, max, n, pk);
 			json_decref(d);
@@ -967,39 +1092,105 @@ const char *lama_trust_reason_name(enum lama_trust_reason r)
 
 /* --- The root --- */
 
+/* The local record of the root's Keys objects: their hashes, 32 bytes
+ * each. It lives in the store's sealed key-value records, which only this
+ * device writes (peers send objects, never records). */
+#define ROOT_RECORD "trust/root"
+
+/* Whether Keys object h (if stored) is the user's and holds the key that
+ * made sig over challenge: then its key is added to out (once) and 1 is
+ * returned; 0 if not; < 0 when the archive failed. */
+static int root_try(lama_archive *a, const lama_hash *h, const uint8_t challenge[32],
+		    const uint8_t sig[LAMA_SIG_BYTES], struct lama_trust_root *out)
+{
+	json_t *o = NULL;
+	const json_t *kv;
+	lama_hash owner;
+	uint8_t pk[LAMA_SIGN_PK_BYTES];
+	int rc = lama_archive_get(a, h, &o), hit = 0;
+
+	if (rc == LAMA_ENOTFOUND || rc == LAMA_EINVAL) {
+		lama_error_clear();
+		return 0;
+	}
+	if (rc)
+		return rc;
+	kv = json_object_get(o, "publicSignKey");
+	if (!strcmp(type_of(o), "Keys") && !get_hash(o, "owner", &owner) &&
+	    lama_hash_eq(&owner, &out->person) && json_is_string(kv) &&
+	    !lc_hex(json_string_value(kv), json_string_length(kv), pk, sizeof(pk)) &&
+	    lama_verify(sig, challenge, 32, pk) == 0) {
+		hit = 1;
+		for (size_t i = 0; i < out->nkeys; i++)
+			if (!memcmp(out->keys[i], pk, sizeof(pk)))
+				hit = 2;
+		if (hit == 1 && out->nkeys < LAMA_TRUST_ROOT_KEYS)
+			memcpy(out->keys[out->nkeys++], pk, sizeof(pk));
+		hit = 1;
+	}
+	json_decref(o);
+	return hit;
+}
+
 int lama_trust_root(lama_session *s, struct lama_trust_root *out)
 {
 	lama_archive *a = lama_session_archive(s);
+	lama_store *st = lama_session_store(s);
+	struct lama_buf rec = LAMA_BUF_INIT(LAMA_TRUST_ROOT_KEYS * sizeof(lama_hash));
 	struct hlist keys = {0};
+	lama_hash found[LAMA_TRUST_ROOT_KEYS];
 	uint8_t challenge[32], sig[LAMA_SIG_BYTES];
+	size_t nfound = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	out->person = *lama_session_person(s);
 	lama_random(challenge, sizeof(challenge));
 	rc = lama_session_sign(s, 0, challenge, sizeof(challenge), sig);
-	if (!rc)
-		rc = hl_refs(a, &out->person, "Keys", &keys);
-	for (size_t i = 0; !rc && i < keys.n && out->nkeys < LAMA_TRUST_ROOT_KEYS; i++) {
-		json_t *o = NULL;
-		const json_t *kv;
-		lama_hash owner;
-		uint8_t pk[LAMA_SIGN_PK_BYTES];
+	if (rc)
+		return rc;
 
-		rc = lama_archive_get(a, &keys.v[i], &o);
-		if (rc)
-			break;
-		kv = json_object_get(o, "publicSignKey");
-		if (!strcmp(type_of(o), "Keys") && !get_hash(o, "owner", &owner) &&
-		    lama_hash_eq(&owner, &out->person) && json_is_string(kv) &&
-		    !lc_hex(json_string_value(kv), json_string_length(kv), pk, sizeof(pk)) &&
-		    lama_verify(sig, challenge, sizeof(challenge), pk) == 0)
-			memcpy(out->keys[out->nkeys++], pk, sizeof(pk));
-		json_decref(o);
+	/* By hash, from the record: no referrers read, so no flood matters. */
+	rc = lama_store_kv_get(st, ROOT_RECORD, &rec);
+	if (rc == LAMA_ENOTFOUND || rc == LAMA_ELIMIT) {
+		lama_error_clear();
+		rc = 0;
+		rec.len = 0;
 	}
-	hl_release(&keys);
+	for (size_t i = 0; !rc && i + sizeof(lama_hash) <= rec.len; i += sizeof(lama_hash)) {
+		lama_hash h;
+
+		memcpy(&h, (const uint8_t *)rec.data + i, sizeof(h));
+		rc = root_try(a, &h, challenge, sig, out);
+		rc = rc > 0 ? 0 : rc;
+	}
+	lama_buf_release(&rec);
+	if (rc || out->nkeys)
+		return rc;
+
+	/* No usable record (the first call, or the record's Keys are gone):
+	 * scan the person's Keys referrers, a bounded number, and record what
+	 * holds the key. At login, before any sync, only the account's own
+	 * Keys are there. */
+	rc = hl_read(a, &out->person, "Keys", LAMA_TRUST_ROOT_SCAN, &keys);
+	for (size_t i = 0; !rc && i < keys.n && nfound < LAMA_TRUST_ROOT_KEYS; i++) {
+		rc = root_try(a, &keys.v[i], challenge, sig, out);
+		if (rc > 0) {
+			found[nfound++] = keys.v[i];
+			rc = 0;
+		}
+	}
+	if (!rc && nfound)
+		rc = lama_store_kv_put(st, ROOT_RECORD, found, nfound * sizeof(found[0]));
 	if (!rc && !out->nkeys)
-		rc = lama_error(LAMA_ENOTFOUND, "no Keys object holds the user's signing key");
+		rc = keys.truncated
+			     ? lama_error(LAMA_ENOTFOUND,
+					  "no Keys object holds the user's signing key among the first "
+					  "%d of more Keys naming the user (a flood; the local record "
+					  "of the root is missing)", LAMA_TRUST_ROOT_SCAN)
+			     : lama_error(LAMA_ENOTFOUND,
+					  "no Keys object holds the user's signing key");
+	hl_release(&keys);
 	return rc;
 }
 
@@ -1260,6 +1451,13 @@ int lama_trust_setup(lama_session *s)
 	struct issue is;
 	int rc;
 
+	struct lama_trust_root root;
+
+	/* finds the root's Keys once, at login, and records them (see
+	 * lama_trust_root): later floods of Keys naming the user cost nothing */
+	rc = lama_trust_root(s, &root);
+	if (rc)
+		return rc;
 	lama_trust_session_signer(s, &me);
 	rc = issue_build(a, &me, K_EVERYBODY, &me.person, NULL, &is);
 	/* Ed25519 signatures are deterministic: once the Signature is stored,

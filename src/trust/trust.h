@@ -31,8 +31,10 @@
 #define LAMA_TRUST_SIG_HEX (2 * LAMA_SIG_BYTES) /* 128 */
 #define LAMA_TRUST_ROOT_KEYS 4     /* signing keys of the root we keep */
 #define LAMA_TRUST_MAX_DEPTH 8     /* certificates on one chain */
-#define LAMA_TRUST_MAX_REFS 256    /* referrers of one kind looked at per object */
-#define LAMA_TRUST_MAX_WORK 4096   /* signature checks and certificates per call */
+#define LAMA_TRUST_MAX_REFS 256    /* referrers of one kind read per object */
+#define LAMA_TRUST_MAX_DESC 256    /* personDescription entries read per Profile */
+#define LAMA_TRUST_MAX_WORK 4096   /* signature checks, object loads and referrer reads per call */
+#define LAMA_TRUST_ROOT_SCAN 4096  /* Keys referrers of the user read to find the root once */
 #define LAMA_TRUST_MSG_MAX 1024
 
 /* --- The root of trust --- */
@@ -44,10 +46,16 @@ struct lama_trust_root {
 };
 
 /* The session user's person and signing key: the Keys objects of the
- * person (referrers of its ID) whose publicSignKey verifies a fresh
- * signature made with the session's person key. (A Keys object naming the
- * user may arrive from anyone; only the key the user holds counts.)
- * LAMA_ENOTFOUND if none does. */
+ * person whose publicSignKey verifies a fresh signature made with the
+ * session's person key. (A Keys object naming the user may arrive from
+ * anyone; only the key the user holds counts.) The hashes of the Keys
+ * objects found are kept in the store's local, sealed record "trust/root"
+ * (peers cannot write it), and later calls load those by hash, so a flood
+ * of Keys objects naming the user cannot hide the real one. Without a
+ * usable record (the first call: lama_trust_setup makes it at login) the
+ * person's Keys referrers are scanned, at most LAMA_TRUST_ROOT_SCAN of
+ * them, and the record is written. LAMA_ENOTFOUND if no Keys object
+ * holds the key (the message says when the scan was cut by a flood). */
 int lama_trust_root(lama_session *s, struct lama_trust_root *out);
 
 /* --- Verification --- */
@@ -61,7 +69,8 @@ enum lama_trust_reason {
 	LAMA_TRUST_NO_RIGHT,       /* the issuer had no right to issue it (wrong signer) */
 	LAMA_TRUST_UNSIGNED,       /* no signature on a certificate, no certificate for keys or object */
 	LAMA_TRUST_LOOP,           /* the chain comes back to a certificate already on it */
-	LAMA_TRUST_TOO_DEEP,       /* more than LAMA_TRUST_MAX_DEPTH links, or LAMA_TRUST_MAX_WORK steps */
+	LAMA_TRUST_TOO_DEEP,       /* more than LAMA_TRUST_MAX_DEPTH links, LAMA_TRUST_MAX_WORK steps, or
+				    * too many revocations to read: fails closed */
 	LAMA_TRUST_MALFORMED,      /* an object of the wrong type or shape on the chain */
 	LAMA_TRUST_UNKNOWN_KEY,    /* no key at all is known for the issuer */
 	LAMA_TRUST_MISSING,        /* an object on the chain is not in the archive */
@@ -80,6 +89,13 @@ struct lama_trust_result {
 	lama_hash link;
 	/* VALID: the person whose signature carries it. */
 	lama_hash issuer;
+	/* Nonzero when some list of referrers (signatures, windows,
+	 * certificates of a profile, profiles of a person, rights,
+	 * affirmations) or a Profile's descriptions had more than the limit
+	 * and was cut: a negative answer may then be for want of what was left
+	 * out (the message says so). A revocation check is never cut: too
+	 * many revocations to read is TOO_DEEP. */
+	int truncated;
 	/* One line naming every link from the object asked about down to the
 	 * failing one ("affirmation 1a2b...: signature 3c4d... by person
 	 * 5e6f...: key in profile ...: trust-keys certificate ...: expired at
@@ -107,7 +123,9 @@ int lama_trust_affirmed(lama_archive *a, const struct lama_trust_root *root, dou
 /* The trusted signing keys of `person` at `now`: for the root its own keys,
  * and for everybody the SignKeys of their Profiles that a TrustKeys
  * certificate in force declares trusted. Writes up to max distinct keys
- * into keys (further ones are left out) and their number into *n. */
+ * into keys (further ones are left out) and their number into *n. One
+ * work budget covers the call: keys whose proof would exceed it are left
+ * out (never included unproven). */
 int lama_trust_keys(lama_archive *a, const struct lama_trust_root *root, double now,
 		    const lama_hash *person, uint8_t (*keys)[LAMA_SIGN_PK_BYTES], size_t max,
 		    size_t *n);
@@ -177,8 +195,9 @@ int lama_trust_revoke(lama_archive *a, const struct lama_trust_signer *s, const 
 
 /* The seed's setup: the user's main identity grants itself
  * RightToDeclareTrustedKeysForEverybody (self-signed, no expiry), as
- * ONE.MODELS does. Idempotent and cheap once done (no write); call after
- * every login. */
+ * ONE.MODELS does, and the root is found and recorded (lama_trust_root;
+ * LAMA_ENOTFOUND without it). Idempotent and cheap once done (no write);
+ * call after every login. */
 int lama_trust_setup(lama_session *s);
 
 #endif

@@ -944,6 +944,291 @@ static void test_setup_session(void **state)
 	tu_rmtree(home);
 }
 
+/* --- floods and budgets: trust fails closed --- */
+
+/* 128 random lower-case hex digits: a signature that verifies with no key. */
+static void junk_sig(char out[129])
+{
+	uint8_t b[64];
+
+	lama_random(b, sizeof(b));
+	lama_hex_encode(b, sizeof(b), out);
+}
+
+static void put_junk_sig(const lama_hash *issuer, const lama_hash *data)
+{
+	char sig[129];
+
+	junk_sig(sig);
+	put(json_pack("{s:s, s:s, s:s, s:s}", "$type$", "Signature", "issuer", hexs(issuer), "data",
+		      hexs(data), "signature", sig));
+}
+
+/* A LamaRevocation of cert (unsigned); distinct by reason. */
+static lama_hash put_revocation(const lama_hash *cert, int i)
+{
+	char reason[32];
+
+	snprintf(reason, sizeof(reason), "fake %d", i);
+	return put(json_pack("{s:s, s:s, s:f, s:s}", "$type$", "LamaRevocation", "certificate",
+			     hexs(cert), "time", NOW - 5, "reason", reason));
+}
+
+/* Finding 1: spending the work budget on fake revocations (each with 256
+ * junk signatures "by the root", sorting before the real one) must not
+ * let a revoked certificate, or what rests on it, come back as valid. */
+static void test_revocation_budget(void **state)
+{
+	struct ident x;
+	lama_hash c, rev, obj;
+	struct lama_trust_result r;
+	int made = 0;
+
+	(void)state;
+	mk_ident(&x, "x@example.org");
+	c = certify(&root, &x.profile, NULL);
+	assert_int_equal(lama_trust_revoke(ar, &root.s, &c, NOW - 10, NULL, &rev), 0);
+	assert_reason(verify(&c, NOW), LAMA_TRUST_REVOKED);
+	obj = thing("claim");
+	affirm(&x, &obj);
+	assert_int_not_equal(affirmed(&obj, NOW).reason, LAMA_TRUST_VALID);
+
+	assert_int_equal(lama_store_begin(st), 0);
+	for (int i = 0; made < 10; i++) {
+		char reason[32];
+		lama_hash fr;
+		json_t *o;
+
+		snprintf(reason, sizeof(reason), "fake %d", i);
+		o = json_pack("{s:s, s:s, s:f, s:s}", "$type$", "LamaRevocation", "certificate",
+			      hexs(&c), "time", NOW - 5, "reason", reason);
+		assert_int_equal(lama_object_hash(rec, o, &fr, NULL), 0);
+		if (memcmp(&fr, &rev, sizeof(fr)) >= 0) { /* only those checked first */
+			json_decref(o);
+			continue;
+		}
+		put(o);
+		made++;
+		for (int j = 0; j < 256; j++)
+			put_junk_sig(&root.person, &fr);
+	}
+	assert_int_equal(lama_store_commit(st), 0);
+
+	r = verify(&c, NOW);
+	assert_reason(r, LAMA_TRUST_TOO_DEEP);
+	r = affirmed(&obj, NOW);
+	assert_reason(r, LAMA_TRUST_TOO_DEEP);
+	/* the budget is per call: an unrelated chain is still fine */
+	{
+		struct ident y;
+		lama_hash o2;
+
+		mk_ident(&y, "y@example.org");
+		certify(&root, &y.profile, NULL);
+		o2 = thing("other");
+		affirm(&y, &o2);
+		assert_reason(affirmed(&o2, NOW), LAMA_TRUST_VALID);
+	}
+}
+
+/* Finding 2: more revocations than are read (a flood of unsigned ones)
+ * must not hide the real one: the answer is TOO_DEEP at the certificate,
+ * never valid. The same for a revocation with too many signatures. A cut
+ * list on a positive check is said in the answer. */
+static void test_revocation_flood(void **state)
+{
+	struct ident x, z;
+	lama_hash c, c2, rev, fr;
+	struct lama_trust_result r;
+	int n = 8 * LAMA_TRUST_MAX_REFS;
+
+	(void)state;
+	mk_ident(&x, "x@example.org");
+	c = certify(&root, &x.profile, NULL);
+	assert_int_equal(lama_trust_revoke(ar, &root.s, &c, NOW - 10, NULL, &rev), 0);
+	assert_int_equal(lama_store_begin(st), 0);
+	for (int i = 0; i < n; i++)
+		put_revocation(&c, i);
+	assert_int_equal(lama_store_commit(st), 0);
+	assert_int_equal(refs(ar, &c, "LamaRevocation").n, n + 1);
+	r = verify(&c, NOW);
+	assert_reason(r, LAMA_TRUST_TOO_DEEP);
+	assert_link(&r, &c);
+	{
+		char shortc[17];
+
+		snprintf(shortc, sizeof(shortc), "%s", hexs(&c));
+		assert_non_null(strstr(r.message, shortc)); /* names the certificate */
+	}
+
+	/* a single revocation carrying more signatures than are read */
+	mk_ident(&z, "z@example.org");
+	c2 = certify(&root, &z.profile, NULL);
+	assert_reason(verify(&c2, NOW), LAMA_TRUST_VALID);
+	assert_int_equal(lama_store_begin(st), 0);
+	fr = put_revocation(&c2, 0);
+	for (int j = 0; j < LAMA_TRUST_MAX_REFS + 8; j++)
+		put_junk_sig(&x.person, &fr);
+	assert_int_equal(lama_store_commit(st), 0);
+	r = verify(&c2, NOW);
+	assert_reason(r, LAMA_TRUST_TOO_DEEP);
+	assert_link(&r, &c2);
+
+	/* a negative answer from a cut list says so: a certificate with more
+	 * (junk) signatures than are read */
+	{
+		struct ident q;
+		lama_hash c3;
+
+		mk_ident(&q, "q@example.org");
+		c3 = certify(&x, &q.profile, NULL); /* x has no right: not in force */
+		assert_int_equal(lama_store_begin(st), 0);
+		for (int j = 0; j < LAMA_TRUST_MAX_REFS + 8; j++)
+			put_junk_sig(&x.person, &c3);
+		assert_int_equal(lama_store_commit(st), 0);
+		r = verify(&c3, NOW);
+		assert_int_not_equal(r.reason, LAMA_TRUST_VALID);
+		assert_non_null(strstr(r.message, "only the first"));
+	}
+}
+
+/* Finding 3: loads cost work. Person P has 20 Profiles, each naming 256
+ * SignKeys that are not in the archive, and signs an affirmation with a
+ * key none of them holds. Looking for P's key loads 5120 objects: more
+ * than the budget, so the answer is TOO_DEEP (before: UNKNOWN_KEY for
+ * free). With a few such profiles it is UNKNOWN_KEY, and a Profile with
+ * more descriptions than are read says so. */
+static void put_hollow_profile(const lama_hash *p, const char *profile_id, int ndesc)
+{
+	json_t *desc = json_array();
+
+	assert_non_null(desc);
+	for (int j = 0; j < ndesc; j++) {
+		lama_hash h;
+
+		lama_random(h.b, sizeof(h.b));
+		assert_int_equal(json_array_append_new(desc, json_string(hexs(&h))), 0);
+	}
+	put(json_pack("{s:s, s:s, s:s, s:s, s:[], s:o}", "$type$", "Profile", "profileId",
+		      profile_id, "personId", hexs(p), "owner", hexs(p), "communicationEndpoint",
+		      "personDescription", desc));
+}
+
+static void test_work_covers_loads(void **state)
+{
+	struct lama_put_info info;
+	uint8_t pk[32], sk[64];
+	struct lama_trust_signer ps;
+	lama_hash p, obj, small_obj, q;
+	struct lama_trust_result r;
+	json_t *o;
+
+	(void)state;
+	assert_int_equal(lama_sign_keypair(pk, sk), 0);
+	o = json_pack("{s:s, s:s}", "$type$", "Person", "email", "hollow@example.org");
+	assert_int_equal(lama_archive_put(ar, o, 0, &info), 0);
+	json_decref(o);
+	p = info.id_hash;
+	lama_trust_sk_signer(&p, sk, &ps);
+
+	/* a few hollow profiles: within budget, no key known */
+	put_hollow_profile(&p, "small", 300);
+	small_obj = thing("small");
+	assert_int_equal(lama_trust_affirm(ar, &ps, &small_obj, NULL, NULL), 0);
+	r = affirmed(&small_obj, NOW);
+	assert_reason(r, LAMA_TRUST_UNKNOWN_KEY);
+	assert_non_null(strstr(r.message, "only the first 256 personDescription"));
+
+	assert_int_equal(lama_store_begin(st), 0);
+	for (int i = 0; i < 20; i++) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "hollow %d", i);
+		put_hollow_profile(&p, id, 256);
+	}
+	assert_int_equal(lama_store_commit(st), 0);
+	obj = thing("hollow");
+	assert_int_equal(lama_trust_affirm(ar, &ps, &obj, NULL, NULL), 0);
+	r = affirmed(&obj, NOW);
+	assert_reason(r, LAMA_TRUST_TOO_DEEP);
+
+	/* the same on a certificate: P (with the right) certifies q's keys */
+	{
+		struct ident qi;
+		lama_hash c;
+
+		mk_ident(&qi, "q@example.org");
+		q = qi.profile;
+		grant(&root, &p, LAMA_TRUST_RIGHT_EVERYBODY);
+		assert_int_equal(lama_trust_certify_keys(ar, &ps, &q, NULL, &c), 0);
+		assert_reason(verify(&c, NOW), LAMA_TRUST_TOO_DEEP);
+	}
+}
+
+/* Finding 5: a flood of Keys objects naming the user (anyone can make
+ * them) must not hide the user's real Keys from lama_trust_root: the Keys
+ * found at login are recorded and read back by hash. Without the record
+ * the scan is bounded and a cut scan says so. */
+static void test_root_flood(void **state)
+{
+	struct lama_kdf_params kp = lama_kdf_min();
+	struct lama_trust_root sroot;
+	lama_session *s = NULL;
+	lama_archive *sa;
+	char home[4096];
+	uint8_t msg[32], sig[64];
+	int n = LAMA_TRUST_ROOT_SCAN + 64;
+
+	(void)state;
+	snprintf(home, sizeof(home), "%s", tu_tmpdir());
+	assert_int_equal(lama_account_register(home, "bob", "pw", 2, &kp, &s), 0);
+	assert_int_equal(lama_trust_setup(s), 0); /* finds and records the root */
+	sa = lama_session_archive(s);
+	assert_int_equal(lama_store_begin(lama_session_store(s)), 0);
+	for (int i = 0; i < n; i++) {
+		uint8_t pk[32], bk[32];
+		char hex[65], bhex[65];
+		json_t *k;
+
+		lama_random(pk, 32);
+		lama_random(bk, 32);
+		lama_hex_encode(pk, 32, hex);
+		lama_hex_encode(bk, 32, bhex);
+		k = json_pack("{s:s, s:s, s:s, s:s}", "$type$", "Keys", "owner",
+			      hexs(lama_session_person(s)), "publicKey", bhex, "publicSignKey", hex);
+		assert_int_equal(lama_archive_put(sa, k, 0, NULL), 0);
+		json_decref(k);
+	}
+	assert_int_equal(lama_store_commit(lama_session_store(s)), 0);
+	assert_int_equal(refs(sa, lama_session_person(s), "Keys").n, n + 1);
+
+	lama_random(msg, sizeof(msg));
+	assert_int_equal(lama_session_sign(s, 0, msg, sizeof(msg), sig), 0);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(lama_trust_root(s, &sroot), 0);
+		assert_int_equal(sroot.nkeys, 1);
+		assert_int_equal(lama_verify(sig, msg, sizeof(msg), sroot.keys[0]), 0);
+		assert_int_equal(lama_trust_setup(s), 0);
+	}
+
+	/* without the record, the scan reads at most LAMA_TRUST_ROOT_SCAN
+	 * Keys: it may still find the key (then records it again), or says
+	 * the scan was cut */
+	assert_int_equal(lama_store_kv_del(lama_session_store(s), "trust/root"), 0);
+	{
+		int rc = lama_trust_root(s, &sroot);
+
+		if (rc == 0) {
+			assert_int_equal(lama_verify(sig, msg, sizeof(msg), sroot.keys[0]), 0);
+		} else {
+			assert_int_equal(rc, LAMA_ENOTFOUND);
+			assert_non_null(strstr(lama_errmsg(), "flood"));
+		}
+	}
+	lama_session_logout(s);
+	tu_rmtree(home);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -960,6 +1245,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
 		cmocka_unit_test(test_setup_session),
+		cmocka_unit_test_setup_teardown(test_revocation_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revocation_flood, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_work_covers_loads, setup, teardown),
+		cmocka_unit_test(test_root_flood),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
