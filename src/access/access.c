@@ -847,6 +847,10 @@ int lama_access_roots(lama_archive *a, const lama_hash *person,
 #define KIND_MASK 0x0f
 #define EXPANDED 0x10 /* an ID whose version nodes were pushed */
 #define ID_ROOT 0x20  /* on the stack: an ID to expand with its versions */
+/* In the set, not reported: what a hash resolved to (its kind, 0 when not
+ * stored) when a reference named it as another kind. Later references
+ * compare kinds without reading it again; one of the right kind brings it. */
+#define WRONG_KIND 0x40
 
 struct pending {
 	lama_hash h;
@@ -855,7 +859,7 @@ struct pending {
 
 struct lama_access_walk {
 	lama_archive *a;
-	struct hset seen; /* val: kind | EXPANDED */
+	struct hset seen; /* val: kind | EXPANDED, or kind | WRONG_KIND */
 	size_t count;
 	int stopped;
 	struct lama_access_stats st;
@@ -1002,7 +1006,15 @@ int lama_access_walk_root(lama_access_walk *w, const struct lama_access_root *ro
 		struct hslot *s = hset_find(&w->seen, &p.h);
 		int kind;
 
-		if (s) {
+		if (s && (s->val & WRONG_KIND) && (s->val & KIND_MASK) != want) {
+			/* known not to be what this reference says: fail
+			 * closed without reading it again */
+			w->st.missing++;
+			continue;
+		}
+		if (s && !(s->val & WRONG_KIND)) {
+			if ((s->val & KIND_MASK) != want)
+				w->st.missing++; /* reported as what it is, not this */
 			/* known; an ID root still brings its versions once */
 			if ((p.want & ID_ROOT) && (s->val & KIND_MASK) == LAMA_ACCESS_ID &&
 			    !(s->val & EXPANDED)) {
@@ -1011,20 +1023,28 @@ int lama_access_walk_root(lama_access_walk *w, const struct lama_access_root *ro
 			}
 			continue;
 		}
+		/* new, or named wrongly before and rightly now: read it */
+		w->st.lookups++;
 		rc = resolve(w, &p.h, &kind);
 		if (rc)
 			break;
 		if (kind != want) {
 			/* not stored, or not what the reference says: fail
-			 * closed, and not remembered, since another reference
-			 * may name it rightly */
+			 * closed, and remember its kind, not as reported, since
+			 * another reference may name it rightly */
 			w->st.missing++;
 			buf_wipe(&w->buf);
+			rc = hset_add(&w->seen, &p.h, (uint8_t)(kind | WRONG_KIND), NULL, NULL);
+			if (rc)
+				break;
 			continue;
 		}
 		w->st.read++;
-		rc = hset_add(&w->seen, &p.h, (uint8_t)(kind | ((p.want & ID_ROOT) ? EXPANDED : 0)),
-			      NULL, NULL);
+		if (s) /* resolve does not touch the set: s is still its slot */
+			s->val = (uint8_t)(kind | ((p.want & ID_ROOT) ? EXPANDED : 0));
+		else
+			rc = hset_add(&w->seen, &p.h,
+				      (uint8_t)(kind | ((p.want & ID_ROOT) ? EXPANDED : 0)), NULL, NULL);
 		if (rc)
 			break;
 		w->count++;
@@ -1050,6 +1070,8 @@ int lama_access_walk_has(const lama_access_walk *w, const lama_hash *h,
 {
 	struct hslot *s = hset_find(&w->seen, h);
 
+	if (s && (s->val & WRONG_KIND))
+		s = NULL; /* resolved, never reported */
 	if (s && kind)
 		*kind = (enum lama_access_kind)(s->val & KIND_MASK);
 	return s != NULL;
@@ -1070,6 +1092,7 @@ static void stats_add(struct lama_access_stats *to, const struct lama_access_sta
 	to->read += from->read;
 	to->malformed += from->malformed;
 	to->missing += from->missing;
+	to->lookups += from->lookups;
 }
 
 int lama_access_root_closure(lama_archive *a, const struct lama_access_root *root,

@@ -137,6 +137,9 @@ struct lama_access_stats {
 	uint64_t malformed; /* grants or groups that failed validation */
 	uint64_t missing;   /* references to what is not stored, or not as the
 			       kind the reference says */
+	uint64_t lookups;   /* store lookups the closure walk made: at most one
+			       per distinct hash, plus one when a hash named
+			       wrongly first is later named rightly */
 };
 
 /* One root: an object of an Access, or an ID of an IdAccess. */
@@ -181,7 +184,10 @@ void lama_access_walk_free(lama_access_walk *w);
  * by this walk before, the root first (if stored; a root that is not
  * stored, or not of its kind, counts as missing). Cost: one read per new
  * object, ID object or CLOB, one lookup per new BLOB, one reverse-map
- * lookup per ID root; memory: the visited set. A non-zero return of fn
+ * lookup per ID root; memory: the visited set. A hash that a reference
+ * names as another kind than it is (or that is not stored) is remembered
+ * with the kind it has, unreported: later references to it cost no read,
+ * except the first that names it rightly, which brings it. A non-zero return of fn
  * stops the walk and is passed back; the walk can go on with another
  * root, but this root's closure may then be reported only in part. */
 int lama_access_walk_root(lama_access_walk *w, const struct lama_access_root *root,

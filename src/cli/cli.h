@@ -4,6 +4,8 @@
 #ifndef LAMA_CLI_H
 #define LAMA_CLI_H
 
+#include <stdio.h>
+
 #include "account/account.h"
 
 /* Global options, set by main() before the command runs. */
@@ -42,6 +44,13 @@ int cli_login_models(lama_session **s);
 /* Prints v as one line of compact JSON and drops the reference (NULL:
  * out of memory, as json_pack reports it). */
 int cli_print_json(json_t *v);
+/* Writes s[0..n) for a terminal, safe when it came from a peer: C0
+ * controls (newline and tab too: fields are one line), DEL, C1 controls
+ * (U+0080-U+009F), bidi overrides and isolates (U+202A-U+202E,
+ * U+2066-U+2069), marks (U+200E, U+200F, U+061C) and line separators
+ * (U+2028, U+2029) become U+FFFD; a byte that does not start valid UTF-8
+ * becomes '?'. */
+void cli_put_clean(FILE *f, const char *s, size_t n);
 /* 1 if argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

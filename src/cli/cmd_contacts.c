@@ -73,12 +73,24 @@ static int parse(int argc, char **argv, const char *allowed, struct opts *o)
 	return 0;
 }
 
-/* Text from the archive may come from a peer: no control characters on
- * the terminal. */
+/* Text from the archive may come from a peer: nothing that steers the
+ * terminal (cli_put_clean). */
 static void put_clean(const char *s)
 {
-	for (; *s; s++)
-		putchar(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s);
+	cli_put_clean(stdout, s, strlen(s));
+}
+
+/* cli_fail for messages that may quote peer text (the names of several
+ * matches): cleaned like the results. */
+static int fail_clean(int rc)
+{
+	const char *m = lama_errmsg();
+
+	(void)rc;
+	fputs("lama: ", stderr);
+	cli_put_clean(stderr, m, strlen(m));
+	fputc('\n', stderr);
+	return EXIT_FAIL;
 }
 
 static json_t *hash_json(const lama_hash *h)
@@ -210,6 +222,7 @@ int cmd_contacts(int argc, char **argv)
 	struct opts o;
 	lama_session *s;
 	const char *verb;
+	size_t skipped = 0;
 	int rc, npos;
 
 	if (cli_wants_help(argc, argv)) {
@@ -260,13 +273,16 @@ int cmd_contacts(int argc, char **argv)
 		if (o.json && !(l.arr = json_array()))
 			rc = lama_error(LAMA_ENOMEM, "out of memory");
 		if (!rc)
-			rc = lama_leute_contacts(s, list_one, &l);
+			rc = lama_leute_contacts_skip(s, list_one, &l, &skipped);
 		if (!rc && o.json)
 			rc = cli_print_json(json_incref(l.arr));
+		if (!rc && skipped)
+			fprintf(stderr, "lama: %zu contact%s could not be read (left out)\n", skipped,
+				skipped == 1 ? "" : "s");
 		json_decref(l.arr);
 	}
 	lama_session_logout(s);
-	return rc ? cli_fail(rc) : EXIT_OK;
+	return rc ? fail_clean(rc) : EXIT_OK;
 }
 
 int cmd_me(int argc, char **argv)
@@ -290,7 +306,7 @@ int cmd_me(int argc, char **argv)
 	if (!rc)
 		rc = show(&p, o.json);
 	lama_session_logout(s);
-	return rc ? cli_fail(rc) : EXIT_OK;
+	return rc ? fail_clean(rc) : EXIT_OK;
 }
 
 /* Streams a file into a BLOB (inside the caller's transaction). */
@@ -390,5 +406,5 @@ int cmd_profile(int argc, char **argv)
 	if (!rc)
 		rc = show(&p, o.json);
 	lama_session_logout(s);
-	return rc ? cli_fail(rc) : EXIT_OK;
+	return rc ? fail_clean(rc) : EXIT_OK;
 }

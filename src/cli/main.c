@@ -69,6 +69,69 @@ int cli_usage(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+/* Length of the UTF-8 sequence at p (at most n bytes) and its code
+ * point, or 0 if it is not valid (overlong, surrogate, beyond U+10FFFF,
+ * cut short). */
+static size_t utf8_at(const unsigned char *p, size_t n, unsigned long *cp)
+{
+	size_t len;
+	unsigned long c = p[0];
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, c &= 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, c &= 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, c &= 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+/* Code points that steer a terminal or reorder what it shows. */
+static int unsafe_cp(unsigned long c)
+{
+	return c < 0x20 || (c >= 0x7f && c <= 0x9f) || (c >= 0x202a && c <= 0x202e) ||
+	       (c >= 0x2066 && c <= 0x2069) || c == 0x200e || c == 0x200f || c == 0x061c ||
+	       c == 0x2028 || c == 0x2029;
+}
+
+void cli_put_clean(FILE *f, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (n > 0) {
+		unsigned long cp;
+		size_t len = utf8_at(p, n, &cp);
+
+		if (!len) {
+			fputc('?', f);
+			len = 1;
+		} else if (unsafe_cp(cp)) {
+			fputs("\xef\xbf\xbd", f); /* U+FFFD */
+		} else {
+			fwrite(p, 1, len, f);
+		}
+		p += len;
+		n -= len;
+	}
+}
+
 int cli_wants_help(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {

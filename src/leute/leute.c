@@ -259,7 +259,19 @@ static int key_field(const json_t *o, const char *type, const char *field, uint8
 	return 0;
 }
 
-/* The descriptions of a Profile into out (docs/people.md, "Reading"). */
+/* 1 if rc says an object from the archive failed validation (or is not
+ * there), so a list can skip what it belongs to and go on; out of memory,
+ * I/O and the like are not. */
+static int invalid(int rc)
+{
+	return rc == LAMA_EINVAL || rc == LAMA_ECORRUPT || rc == LAMA_ELIMIT ||
+	       rc == LAMA_EFORMAT || rc == LAMA_ENOTFOUND;
+}
+
+/* The descriptions of a Profile into out (docs/people.md, "Reading"). A
+ * description that fails validation (or is not an object at all) is
+ * skipped and counted in out->skipped: one bad object must not hide the
+ * rest of the profile. */
 static int read_descriptions(lama_session *s, const json_t *profile, struct lama_person *out)
 {
 	json_t *bag = json_object_get(profile, "personDescription"), *it, *o = NULL;
@@ -279,8 +291,10 @@ static int read_descriptions(lama_session *s, const json_t *profile, struct lama
 		lama_hash h;
 		int dup = 0;
 
-		if (!hex || lama_hash_parse(hex, strlen(hex), &h))
-			return lama_error(LAMA_ECORRUPT, "Profile.personDescription holds a non-reference");
+		if (!hex || lama_hash_parse(hex, strlen(hex), &h)) {
+			out->skipped++;
+			continue;
+		}
 		for (size_t j = 0; j < nseen && !dup; j++)
 			dup = lama_hash_eq(&seen[j], &h);
 		if (dup)
@@ -291,6 +305,13 @@ static int read_descriptions(lama_session *s, const json_t *profile, struct lama
 			/* not synced yet: the profile shows what has arrived */
 			lama_error_clear();
 			rc = 0;
+			continue;
+		}
+		if (rc == LAMA_EINVAL) {
+			/* a CLOB where an object belongs */
+			lama_error_clear();
+			rc = 0;
+			out->skipped++;
 			continue;
 		}
 		if (rc)
@@ -362,6 +383,11 @@ static int read_descriptions(lama_session *s, const json_t *profile, struct lama
 		/* other descriptions (OrganisationName, PersonImage) lama does not show */
 		json_decref(o);
 		o = NULL;
+		if (invalid(rc)) {
+			lama_error_clear();
+			rc = 0;
+			out->skipped++;
+		}
 		if (rc)
 			return rc;
 	}
@@ -509,15 +535,20 @@ static int cmp_person(const void *x, const void *y)
 }
 
 /* The contacts (and first the user, with_me), sorted by name after the
- * user. out->p is allocated (lama_free). */
-static int load_people(lama_session *s, int with_me, struct people *out)
+ * user. out->p is allocated (lama_free). A contact that fails validation
+ * (a bad or missing Someone, Profile or Person, a non-reference in the
+ * bag) is left out and counted in *skipped (may be NULL), so one bad
+ * object from a peer cannot hide the whole list. */
+static int load_people(lama_session *s, int with_me, struct people *out, size_t *skipped)
 {
 	json_t *leute = NULL, *other = NULL, **items = NULL;
-	size_t n = 0, k = 0;
+	size_t n = 0, k = 0, bad = 0;
 	int rc;
 
 	out->p = NULL;
 	out->n = 0;
+	if (skipped)
+		*skipped = 0;
 	if ((rc = leute_current(s, &leute)) || (rc = leute_other(leute, &other)))
 		goto out;
 	n = json_array_size(other);
@@ -527,13 +558,17 @@ static int load_people(lama_session *s, int with_me, struct people *out)
 		rc = oom();
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		items[i] = json_array_get(other, i);
-		if (!json_is_string(items[i]))
-			rc = lama_error(LAMA_ECORRUPT, "Leute.other holds a non-reference");
+	/* non-strings are skipped (counted), strings sorted */
+	for (size_t i = 0, all = n; i < all; i++) {
+		json_t *v = json_array_get(other, i);
+
+		if (json_is_string(v))
+			items[k++] = v;
+		else
+			bad++;
 	}
-	if (rc)
-		goto out;
+	n = k;
+	k = 0;
 	if (with_me && (rc = read_me(s, leute, &out->p[k++])))
 		goto out;
 	/* a bag written by a peer may name a Someone twice: once is enough */
@@ -545,10 +580,17 @@ static int load_people(lama_session *s, int with_me, struct people *out)
 		if (i > 0 && !strcmp(hex, json_string_value(items[i - 1])))
 			continue;
 		if (lama_hash_parse(hex, strlen(hex), &id)) {
-			rc = lama_error(LAMA_ECORRUPT, "Leute.other holds a non-reference");
-			break;
+			bad++;
+			continue;
 		}
 		rc = read_someone(s, &id, &out->p[k]);
+		if (invalid(rc)) {
+			/* this contact alone is left out */
+			lama_error_clear();
+			rc = 0;
+			bad++;
+			continue;
+		}
 		if (!rc && out->p[k].is_me == 0 && lama_hash_eq(&out->p[k].person, lama_session_person(s)))
 			continue; /* the user is not their own contact */
 		k++;
@@ -557,6 +599,8 @@ static int load_people(lama_session *s, int with_me, struct people *out)
 		goto out;
 	qsort(out->p + (with_me ? 1 : 0), k - (with_me ? 1 : 0), sizeof(struct lama_person), cmp_person);
 	out->n = k;
+	if (skipped)
+		*skipped = bad;
 out:
 	if (rc) {
 		lama_free(out->p);
@@ -630,13 +674,15 @@ static int bag_add(json_t *bag, const lama_hash *h)
 	return bag_sorted(bag);
 }
 
-/* The Keys object of an owner (person or instance): the smallest hash of
- * those that name it, should there be several. */
+/* The Keys object of the session's person (instance 0) or instance (1):
+ * of the Keys that name the owner (a peer may have written some), the one
+ * whose publicSignKey verifies a signature the session makes now. Two that
+ * do differ in their encryption key (equal ones are one object), which
+ * lama cannot check: fail closed rather than pick. */
+#define KEYS_MAX 64
 struct keys_find {
-	lama_session *s;
-	const lama_hash *owner;
-	lama_hash best;
-	int found, rc;
+	lama_hash h[KEYS_MAX];
+	size_t n;
 };
 
 static int keys_cb(void *ctx, const char *type, const lama_hash *src)
@@ -644,36 +690,77 @@ static int keys_cb(void *ctx, const char *type, const lama_hash *src)
 	struct keys_find *k = ctx;
 
 	(void)type;
-	if (!k->found || hash_cmp(src, &k->best) < 0) {
-		k->best = *src;
-		k->found = 1;
-	}
+	if (k->n < KEYS_MAX)
+		k->h[k->n++] = *src;
 	return 0;
 }
 
-static int find_keys(lama_session *s, const lama_hash *owner, lama_hash *keys, json_t **obj)
+/* 1 if sig over the 32-byte challenge verifies under pk (a failure is
+ * an answer here, not an error). */
+static int verifies(const uint8_t sig[LAMA_SIG_BYTES], const uint8_t challenge[32],
+		    const uint8_t pk[32])
 {
-	struct keys_find k = { .s = s, .owner = owner };
-	lama_hash o;
-	int rc;
+	if (lama_verify(sig, challenge, 32, pk) == 0)
+		return 1;
+	lama_error_clear();
+	return 0;
+}
 
-	rc = lama_archive_referrers(lama_session_archive(s), owner, "Keys", keys_cb, &k);
-	if (rc)
+static int find_keys(lama_session *s, int instance, lama_hash *keys, json_t **obj)
+{
+	const lama_hash *owner = instance ? lama_session_instance(s) : lama_session_person(s);
+	const char *who = instance ? "this instance" : "the user";
+	struct keys_find k = { .n = 0 };
+	uint8_t challenge[32], sig[LAMA_SIG_BYTES], pk[32], bk[32];
+	size_t nfound = 0;
+	lama_hash o;
+	int rc, truncated = 0;
+
+	*obj = NULL;
+	lama_random(challenge, sizeof(challenge));
+	if ((rc = lama_session_sign(s, instance, challenge, sizeof(challenge), sig)))
 		return rc;
-	if (!k.found)
-		return lama_error(LAMA_ENOTFOUND, "the user has no Keys object");
-	if ((rc = get_typed(s, &k.best, "Keys", obj)))
-		return rc;
-	rc = ref_field(*obj, "owner", "Keys", &o);
-	if (!rc && !lama_hash_eq(&o, owner))
-		rc = lama_error(LAMA_ECORRUPT, "a Keys object names another owner");
+	rc = lama_archive_referrers_max(lama_session_archive(s), owner, "Keys", KEYS_MAX, keys_cb,
+					&k, &truncated);
+	for (size_t i = 0; i < k.n && !rc; i++) {
+		json_t *c = NULL;
+
+		rc = get_typed(s, &k.h[i], "Keys", &c);
+		if (!rc)
+			rc = ref_field(c, "owner", "Keys", &o);
+		if (!rc)
+			rc = key_field(c, "Keys", "publicSignKey", pk);
+		if (!rc)
+			rc = key_field(c, "Keys", "publicKey", bk);
+		if (invalid(rc)) {
+			/* not a usable Keys object: not the user's */
+			lama_error_clear();
+			json_decref(c);
+			rc = 0;
+			continue;
+		}
+		if (!rc && lama_hash_eq(&o, owner) && verifies(sig, challenge, pk)) {
+			if (nfound++ == 0) {
+				*keys = k.h[i];
+				*obj = c;
+				continue;
+			}
+			rc = lama_error(LAMA_ECORRUPT,
+					"several Keys objects hold %s's signing key with other "
+					"encryption keys; refusing to pick one", who);
+		}
+		json_decref(c);
+	}
+	if (!rc && !nfound && truncated)
+		rc = lama_error(LAMA_ELIMIT, "more than %d Keys objects name %s, none of those read "
+				"is %s's", KEYS_MAX, who, who);
+	else if (!rc && !nfound)
+		rc = lama_error(LAMA_ENOTFOUND, "no Keys object holds %s's signing key", who);
 	if (rc) {
 		json_decref(*obj);
 		*obj = NULL;
-		return rc;
 	}
-	*keys = k.best;
-	return 0;
+	return rc;
 }
 
 /* A Profile with one name description (and, for the user, keys and an
@@ -732,9 +819,9 @@ static int create_me(lama_session *s)
 	memset(&who, 0, sizeof(who));
 	rc = read_person(s, me, &who);
 	if (!rc)
-		rc = find_keys(s, me, &pk, &pkeys);
+		rc = find_keys(s, 0, &pk, &pkeys);
 	if (!rc)
-		rc = find_keys(s, inst, &ik, &ikeys);
+		rc = find_keys(s, 1, &ik, &ikeys);
 	if (rc)
 		goto out;
 	desc = json_array();
@@ -839,7 +926,8 @@ static int bag_has(const json_t *bag, const char *hex)
 }
 
 /* Someones that name a person among their identities (object hashes,
- * from the reverse map); a person has few. */
+ * from the reverse map); a person has few. Peers can write many, so the
+ * read is bounded and a truncated answer fails closed. */
 #define SOMEONES_MAX 64
 struct someones {
 	lama_hash h[SOMEONES_MAX];
@@ -866,7 +954,7 @@ static int contact_of(lama_session *s, const json_t *other, const lama_hash *per
 	char hex[LAMA_HASH_HEX + 1];
 	struct someones so = { .n = 0 };
 	lama_hash sid;
-	int rc;
+	int rc, truncated = 0;
 
 	if ((rc = someone_id(s, person, &sid)))
 		return rc;
@@ -877,7 +965,8 @@ static int contact_of(lama_session *s, const json_t *other, const lama_hash *per
 		if (lama_hash_eq(&out->person, person))
 			return 1;
 	}
-	rc = lama_archive_referrers(lama_session_archive(s), person, "Someone", someone_cb, &so);
+	rc = lama_archive_referrers_max(lama_session_archive(s), person, "Someone", SOMEONES_MAX,
+					someone_cb, &so, &truncated);
 	for (size_t i = 0; i < so.n && !rc; i++) {
 		json_t *o;
 
@@ -894,6 +983,14 @@ static int contact_of(lama_session *s, const json_t *other, const lama_hash *per
 			break;
 		if (lama_hash_eq(&out->person, person))
 			return 1;
+	}
+	if (!rc && truncated) {
+		/* the contact may be among those not read: neither "no
+		 * contact" (add would make a second one) nor a guess */
+		lama_hash_hex(person, hex);
+		rc = lama_error(LAMA_ELIMIT,
+				"more than %d Someones name person %.*s; cannot tell whether it is a contact",
+				SOMEONES_MAX, SHORT_HEX, hex);
 	}
 	return rc;
 }
@@ -985,10 +1082,16 @@ out:
 int lama_leute_contacts(lama_session *s, int (*fn)(void *ctx, const struct lama_person *p),
 			void *ctx)
 {
+	return lama_leute_contacts_skip(s, fn, ctx, NULL);
+}
+
+int lama_leute_contacts_skip(lama_session *s, int (*fn)(void *ctx, const struct lama_person *p),
+			     void *ctx, size_t *skipped)
+{
 	struct people all;
 	int rc;
 
-	if ((rc = load_people(s, 0, &all)))
+	if ((rc = load_people(s, 0, &all, skipped)))
 		return rc;
 	for (size_t i = 0; i < all.n && !rc; i++)
 		rc = fn(ctx, &all.p[i]);
@@ -1038,14 +1141,14 @@ int lama_leute_find(lama_session *s, const char *query, struct lama_person *out)
 {
 	struct lama_buf msg = LAMA_BUF_INIT(4096);
 	struct people all;
-	size_t qn = query ? strlen(query) : 0, nmatch = 0, first = 0;
+	size_t qn = query ? strlen(query) : 0, nmatch = 0, first = 0, skipped = 0;
 	int hexq = is_hex_prefix(query ? query : "", qn), rc;
 
 	if (!qn)
 		return lama_error(LAMA_EINVAL, "whom? (an empty query)");
 	if (qn > QUERY_MAX)
 		return lama_error(LAMA_EINVAL, "the query is longer than %d bytes", QUERY_MAX);
-	if ((rc = load_people(s, 1, &all)))
+	if ((rc = load_people(s, 1, &all, &skipped)))
 		return rc;
 	for (size_t i = 0; i < all.n && !rc; i++) {
 		struct lama_person *p = &all.p[i];
@@ -1067,7 +1170,12 @@ int lama_leute_find(lama_session *s, const char *query, struct lama_person *out)
 	if (rc) {
 		/* only the message could not be built */
 	} else if (nmatch == 0) {
-		rc = lama_error(LAMA_ENOTFOUND, "nobody matches '%.80s'", query);
+		if (skipped)
+			rc = lama_error(LAMA_ENOTFOUND,
+					"nobody matches '%.80s' (%zu of the contacts could not be read)", query,
+					skipped);
+		else
+			rc = lama_error(LAMA_ENOTFOUND, "nobody matches '%.80s'", query);
 	} else if (nmatch == 1) {
 		*out = all.p[first];
 	} else {

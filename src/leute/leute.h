@@ -37,6 +37,8 @@ struct lama_person {
 				  * SignKey object hashes (the same on every device) */
 	int has_enc_key;
 	uint8_t enc_key[32]; /* an EncryptionKey (the smallest hash if several) */
+	size_t skipped;      /* descriptions left out: not objects, or failing
+			      * validation (an overlong name, a wrong field) */
 };
 
 /* Limits on what is read, wherever it came from. */
@@ -55,9 +57,18 @@ struct lama_person {
  * merged; lama then takes the PersonStatus with the largest timestamp, and
  * of the others the one with the smallest object hash (ties too), so every
  * device shows the same. The next edit of that field replaces them all.
- * A description that has not arrived yet is skipped; a Profile, Someone or
- * Person that has not is LAMA_ENOTFOUND; one of the wrong type or over a
- * limit is LAMA_ECORRUPT / LAMA_ELIMIT naming it. */
+ * A description that has not arrived yet is skipped, and so is one that
+ * fails validation (counted in lama_person.skipped); a Profile, Someone or
+ * Person that has not arrived is LAMA_ENOTFOUND; one of the wrong type or
+ * over a limit is LAMA_ECORRUPT / LAMA_ELIMIT naming it (lists leave that
+ * contact out instead).
+ *
+ * The user's own keys in the profile are those of the Keys object (owner:
+ * the user) whose publicSignKey verifies a signature the session makes
+ * now; the instance's likewise. If several such Keys exist (a peer's copy
+ * with the user's signing key and another encryption key) init fails with
+ * LAMA_ECORRUPT rather than guess; LAMA_ELIMIT when more than 64 Keys name
+ * the owner and none of those read is the session's. */
 int lama_leute_init(lama_session *s);
 
 /* The user (is_me set). LAMA_ENOTFOUND before lama_leute_init. */
@@ -76,13 +87,20 @@ int lama_leute_add_contact(lama_session *s, const char *name, const char *email,
 
 /* Calls fn for each contact (not the user), in the order of their names
  * (ASCII case-insensitive, then bytes, then Person ID); a non-zero return
- * stops and is passed back. p is valid during the call only. */
+ * stops and is passed back. p is valid during the call only. A contact
+ * whose Someone, Profile or Person is missing or fails validation is left
+ * out (one bad object from a peer must not hide the list). */
 int lama_leute_contacts(lama_session *s, int (*fn)(void *ctx, const struct lama_person *p),
 			void *ctx);
+/* The same; *skipped (may be NULL) is the number of contacts left out. */
+int lama_leute_contacts_skip(lama_session *s, int (*fn)(void *ctx, const struct lama_person *p),
+			     void *ctx, size_t *skipped);
 
 /* What is known of a Person ID: the user, a contact, or a person seen only
  * in a message (then only the Person object: name from it or the email).
- * LAMA_ENOTFOUND if the archive has no such Person. */
+ * LAMA_ENOTFOUND if the archive has no such Person. LAMA_ELIMIT when more
+ * than 64 Someones name the person and none of those read is a contact
+ * (fail closed: lama_leute_add_contact refuses such a person too). */
 int lama_leute_get(lama_session *s, const lama_hash *person, struct lama_person *out);
 
 /* Finds the user or a contact by email, by exact name (case-insensitive),

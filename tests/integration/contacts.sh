@@ -130,5 +130,32 @@ echo "$ERR" | grep -q "larger than" || fail "big avatar: $ERR"
 [ "$(lama me --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')" = "Alice L." ] ||
 	fail "a refused edit changed the name"
 
+# peer text never reaches the terminal raw (review finding 10): a name
+# with a bidi override (U+202E, accepted as input), and a status with a
+# C1 CSI (U+009B) that only a peer's objects can carry
+lama contacts add --name "$(printf 'Eve\342\200\256gnp.exe')" --email eve@example.org >/dev/null
+me_json=$(lama me --json)
+myhex=$(echo "$me_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["person"])')
+eve_json=$(lama contacts show eve@example.org --json)
+evehex=$(echo "$eve_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["person"])')
+st=$(printf '{"$type$": "PersonStatus", "value": "x\\u009b31mred\\u2066y\\u0007", "timestamp": 1.5, "location": ""}' |
+	lama object put PersonStatus) || fail "status object"
+nm=$(printf '{"$type$": "PersonName", "name": "Eve\\u009b2J\\u202e"}' | lama object put PersonName) ||
+	fail "name object"
+printf '{"$type$": "Profile", "profileId": "default", "personId": "%s", "owner": "%s", "communicationEndpoint": [], "personDescription": ["%s", "%s"]}' \
+	"$evehex" "$myhex" "$nm" "$st" | lama object put Profile >/dev/null || fail "profile version"
+lama contacts >"$T/list"
+lama contacts show eve@example.org >"$T/show"
+for f in "$T/list" "$T/show"; do
+	# U+009B, U+202E, U+2066 as UTF-8, and BEL
+	if LC_ALL=C grep -q "$(printf '\302\233')\|$(printf '\342\200\256')\|$(printf '\342\201\246')\|$(printf '\007')" "$f"; then
+		fail "raw control or bidi characters in $(basename "$f"): $(od -c "$f" | head -5)"
+	fi
+done
+grep -q "^status   x$(printf '\357\277\275')31mred$(printf '\357\277\275')y$(printf '\357\277\275')$" "$T/show" ||
+	fail "status shown with U+FFFD: $(od -c "$T/show" | head -5)"
+grep -q "^name     Eve$(printf '\357\277\275')2J$(printf '\357\277\275')$" "$T/show" ||
+	fail "name shown with U+FFFD: $(cat "$T/show")"
+
 lama check >/dev/null || fail "the archive checks clean"
 echo "ok"

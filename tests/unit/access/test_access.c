@@ -764,6 +764,98 @@ static void test_hostile(void **state)
 	fx_done(&f);
 }
 
+/* A peer's object that names one hash many times as the wrong kind (a
+ * CLOB, a BLOB and a hash nobody stored, each 2000 times as an object):
+ * the walk reads each once, reports none, and a later reference of the
+ * right kind still brings the CLOB (review finding 4). */
+static void test_wrong_kind_once(void **state)
+{
+	enum { COPIES = 2000 };
+	struct fx f;
+	lama_archive *a;
+	lama_hash r, c, b, ghost, n1, n2;
+	struct lama_access_stats st;
+	lama_access_walk *w;
+	json_t *refs, *want;
+	char *text;
+	enum lama_access_kind kind;
+
+	(void)state;
+	fx_open(&f);
+	a = f.a;
+	r = person(a, "r@x");
+	/* a large CLOB: every needless read decrypts and hashes it */
+	text = malloc(200000);
+	assert_non_null(text);
+	memset(text, 'z', 199999);
+	text[199999] = '\0';
+	c = clob(a, text);
+	free(text);
+	b = blob(a, "bytes");
+	lama_sha256("nothing", 7, &ghost);
+	refs = json_array();
+	for (int i = 0; i < COPIES; i++) {
+		json_array_append_new(refs, json_string(hx(&c)));
+		json_array_append_new(refs, json_string(hx(&b)));
+		json_array_append_new(refs, json_string(hx(&ghost)));
+	}
+	n1 = put(a, json_pack("{s:s, s:s, s:o}", "$type$", "AccessTestNote", "title", "flood",
+			      "ref", refs), NULL);
+	assert_int_equal(lama_access_grant(a, &n1, &r, 1, NULL, 0, NULL), 0);
+	want = json_object();
+	set_add(want, &n1, LAMA_ACCESS_OBJECT);
+	set_equal("closure of the flood", closure_of(a, &r, &st), want);
+	assert_int_equal(st.missing, 3 * COPIES);
+	/* the note, and each of the three once */
+	assert_int_equal(st.lookups, 4);
+
+	/* the CLOB named rightly after the flood: reported once, as a CLOB */
+	struct lama_access_root root1 = { .hash = n1, .is_id = 0 };
+	n2 = put(a, json_pack("{s:s, s:s, s:s}", "$type$", "AccessTestNote", "title", "right",
+			      "text", hx(&c)), NULL);
+	struct lama_access_root root2 = { .hash = n2, .is_id = 0 };
+	json_t *got = json_object();
+	assert_int_equal(lama_access_walk_new(a, &w), 0);
+	assert_int_equal(lama_access_walk_root(w, &root1, collect_hash, got), 0);
+	assert_int_equal(lama_access_walk_has(w, &c, NULL), 0);
+	assert_int_equal(lama_access_walk_has(w, &ghost, NULL), 0);
+	assert_int_equal(lama_access_walk_count(w), 1);
+	assert_int_equal(lama_access_walk_root(w, &root2, collect_hash, got), 0);
+	assert_int_equal(lama_access_walk_has(w, &c, &kind), 1);
+	assert_int_equal(kind, LAMA_ACCESS_CLOB);
+	lama_access_walk_stats(w, &st);
+	assert_int_equal(st.lookups, 4 + 2); /* n2, and the CLOB again, rightly */
+	/* the flood again: nothing new is read or reported */
+	assert_int_equal(lama_access_walk_root(w, &root1, collect_hash, got), 0);
+	lama_access_walk_stats(w, &st);
+	assert_int_equal(st.lookups, 6);
+	assert_int_equal(lama_access_walk_count(w), 3);
+	lama_access_walk_free(w);
+	want = json_object();
+	set_add(want, &n1, LAMA_ACCESS_OBJECT);
+	set_add(want, &n2, LAMA_ACCESS_OBJECT);
+	set_add(want, &c, LAMA_ACCESS_CLOB);
+	set_equal("walk over both", got, want);
+
+	/* one note naming the CLOB both ways: it comes once, as a CLOB, and
+	 * is read at most twice whatever order the walk takes */
+	refs = json_array();
+	for (int i = 0; i < COPIES; i++)
+		json_array_append_new(refs, json_string(hx(&c)));
+	lama_hash n3 = put(a, json_pack("{s:s, s:s, s:s, s:o}", "$type$", "AccessTestNote", "title",
+					"both", "text", hx(&c), "ref", refs), NULL);
+	struct lama_access_root root3 = { .hash = n3, .is_id = 0 };
+	want = json_object();
+	set_add(want, &n3, LAMA_ACCESS_OBJECT);
+	set_add(want, &c, LAMA_ACCESS_CLOB);
+	got = json_object();
+	assert_int_equal(lama_access_root_closure(a, &root3, collect_hash, got, &st), 0);
+	set_equal("closure of both", got, want);
+	assert_true(st.lookups <= 3);
+	assert_int_equal(st.missing, COPIES);
+	fx_done(&f);
+}
+
 /* Allocation failure at every step of a grant and of a closure: each
  * either succeeds or fails with LAMA_ENOMEM, and a failed grant changes
  * nothing (LSan catches leaks). */
@@ -821,6 +913,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_wrong_kind_once),
 		cmocka_unit_test(test_oom),
 	};
 

@@ -757,9 +757,17 @@ static void test_hostile(void **state)
 	v = json_deep_copy(base);
 	json_array_append_new(json_object_get(v, "other"), json_string(hex));
 	put(v);
-	assert_int_equal(lama_leute_contacts(S, collect, &l), LAMA_ECORRUPT);
-	assert_non_null(strstr(lama_errmsg(), "where a Someone belongs"));
-	assert_int_equal(lama_leute_find(S, "alice", &f), LAMA_ECORRUPT);
+	/* left out of the list (review finding 8), the rest still works */
+	{
+		size_t skipped = 99;
+
+		l.n = 0;
+		assert_int_equal(lama_leute_contacts_skip(S, collect, &l, &skipped), 0);
+		assert_int_equal(l.n, 0);
+		assert_int_equal(skipped, 1);
+	}
+	assert_int_equal(lama_leute_find(S, "alice", &f), 0);
+	assert_true(f.is_me);
 	put(json_incref(base)); /* the list as it was */
 	json_decref(base);
 	assert_int_equal(ncontacts(&l), 0);
@@ -773,14 +781,18 @@ static void test_hostile(void **state)
 		big[sizeof(big) - 1] = 0;
 		bad = desc("PersonName", "name", big);
 		put(with_desc(p, "PersonName", &bad));
-		assert_int_equal(lama_leute_me(S, &f), LAMA_ELIMIT);
-		assert_non_null(strstr(lama_errmsg(), "PersonName.name"));
+		/* skipped and counted: the name falls back to Person.name */
+		assert_int_equal(lama_leute_me(S, &f), 0);
+		assert_int_equal(f.skipped, 1);
+		assert_string_equal(f.name, "alice");
 		/* a status whose timestamp is not a number */
 		put(json_incref(p));
 		bad = put(json_pack("{s:s, s:s, s:{s:s}, s:s}", "$type$", "PersonStatus", "value", "v",
 				    "timestamp", "$number", "NaN", "location", ""));
 		put(with_desc(p, "PersonStatus", &bad));
-		assert_int_equal(lama_leute_me(S, &f), LAMA_ECORRUPT);
+		assert_int_equal(lama_leute_me(S, &f), 0);
+		assert_int_equal(f.skipped, 1);
+		assert_string_equal(f.status, "");
 		/* a description that has not arrived: skipped; one of a type lama
 		 * does not show: ignored */
 		memset(&bad, 0x42, sizeof(bad));
@@ -793,6 +805,210 @@ static void test_hostile(void **state)
 		assert_string_equal(f.status, "");
 		json_decref(p);
 	}
+}
+
+/* Review finding 8: one bad description (an overlong PersonName, a CLOB
+ * where an object belongs) in one contact's profile, or one bad entry in
+ * Leute.other, leaves the other contacts and descriptions listed. */
+static void test_list_survives(void **state)
+{
+	struct lama_person bob, carol, f;
+	struct list l;
+	char big[LAMA_LEUTE_NAME_MAX + 2], hex[65];
+	lama_hash bad, text, lid = leute_id();
+	size_t skipped = 99;
+	json_t *p, *v;
+
+	(void)state;
+	assert_int_equal(lama_leute_add_contact(S, "Bob", "bob@example.org", 0, NULL, &bob), 0);
+	assert_int_equal(lama_leute_add_contact(S, "Carol", "carol@example.org", 0, NULL, &carol), 0);
+	memset(big, 'n', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	bad = desc("PersonName", "name", big);
+	assert_int_equal(lama_archive_put_clob(AR(), "a clob", 6, &text), 0);
+	p = current(&bob.profile);
+	v = with_desc(p, "PersonName", &bad);
+	hex_of(&text, hex);
+	json_array_append_new(json_object_get(v, "personDescription"), json_string(hex));
+	put(v);
+	json_decref(p);
+	/* Bob is listed with what could be read, Carol as she was */
+	assert_int_equal(lama_leute_contacts_skip(S, collect, (l.n = 0, &l), &skipped), 0);
+	assert_int_equal(skipped, 0);
+	assert_int_equal(l.n, 2);
+	assert_string_equal(l.p[0].name, "Bob"); /* Person.name */
+	assert_int_equal(l.p[0].skipped, 2);
+	assert_string_equal(l.p[1].name, "Carol");
+	assert_int_equal(l.p[1].skipped, 0);
+	assert_int_equal(lama_leute_find(S, "carol@example.org", &f), 0);
+	assert_true(lama_hash_eq(&f.person, &carol.person));
+	assert_int_equal(lama_leute_find(S, "bob@example.org", &f), 0);
+	assert_int_equal(lama_leute_get(S, &bob.person, &f), 0);
+	assert_int_equal(f.skipped, 2);
+
+	/* Leute.other naming a Person, not a Someone */
+	{
+		json_t *base = current(&lid), *nl = json_deep_copy(base);
+
+		hex_of(&bob.person, hex);
+		json_array_append_new(json_object_get(nl, "other"), json_string(hex));
+		put(nl);
+		json_decref(base);
+	}
+	assert_int_equal(lama_leute_contacts_skip(S, collect, (l.n = 0, &l), &skipped), 0);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(skipped, 1);
+	assert_int_equal(ncontacts(&l), 2);
+	assert_int_equal(lama_leute_find(S, "Carol", &f), 0);
+	assert_int_equal(lama_leute_find(S, "nobody", &f), LAMA_ENOTFOUND);
+	assert_non_null(strstr(lama_errmsg(), "1 of the contacts could not be read"));
+}
+
+/* Review finding 8: a flood of Someones naming a person must not hide
+ * the contact that is them (add would then make a second one): the
+ * bounded reverse-map read fails closed when it was truncated. */
+static void test_someone_flood(void **state)
+{
+	enum { FLOOD = 1000 };
+	struct lama_person me, f;
+	lama_hash dan, prof, custom, lid = leute_id();
+	char dhex[65], phex[65], mhex[65], id[32];
+	struct list l;
+	int rc;
+
+	(void)state;
+	assert_int_equal(lama_leute_me(S, &me), 0);
+	dan = put(json_pack("{s:s, s:s}", "$type$", "Person", "email", "dan@example.org"));
+	hex_of(&dan, dhex);
+	hex_of(&me.person, mhex);
+	prof = put(json_pack("{s:s, s:s, s:s, s:s, s:[], s:[]}", "$type$", "Profile", "profileId",
+			     "theirs", "personId", dhex, "owner", mhex, "communicationEndpoint",
+			     "personDescription"));
+	hex_of(&prof, phex);
+	/* a contact whose Someone another app named: found only by the map */
+	custom = put(json_pack("{s:s, s:s, s:s, s:{s:[[s, {s:[s]}]]}}", "$type$", "Someone",
+			       "someoneId", "custom", "mainProfile", phex, "identities", "$map", dhex,
+			       "$set", phex));
+	{
+		json_t *base = current(&lid), *nl = json_deep_copy(base);
+		char chex[65];
+
+		hex_of(&custom, chex);
+		json_array_append_new(json_object_get(nl, "other"), json_string(chex));
+		put(nl);
+		json_decref(base);
+	}
+	assert_int_equal(lama_leute_get(S, &dan, &f), 0);
+	assert_true(lama_hash_eq(&f.someone, &custom));
+	/* a peer's flood of Someones that name dan and are no contacts */
+	assert_int_equal(lama_store_begin(lama_session_store(S)), 0);
+	for (int i = 0; i < FLOOD; i++) {
+		snprintf(id, sizeof(id), "flood-%d", i);
+		put(json_pack("{s:s, s:s, s:s, s:{s:[[s, {s:[s]}]]}}", "$type$", "Someone",
+			      "someoneId", id, "mainProfile", phex, "identities", "$map", dhex, "$set",
+			      phex));
+	}
+	assert_int_equal(lama_store_commit(lama_session_store(S)), 0);
+	/* either found or refused: never "no contact" */
+	rc = lama_leute_get(S, &dan, &f);
+	if (rc == 0)
+		assert_true(lama_hash_eq(&f.someone, &custom));
+	else
+		assert_int_equal(rc, LAMA_ELIMIT);
+	rc = lama_leute_add_contact(S, "Dan", "dan@example.org", 0, NULL, NULL);
+	if (rc != LAMA_EEXIST)
+		assert_int_equal(rc, LAMA_ELIMIT);
+	assert_int_equal(ncontacts(&l), 1);
+}
+
+/* Review finding 6: the user's keys in their profile are the session's,
+ * whatever Keys objects naming the user a peer put there first. */
+static lama_hash keys_obj(const lama_hash *owner, const uint8_t bpk[32], const uint8_t spk[32])
+{
+	char o[65], b[65], sp[65];
+
+	hex_of(owner, o);
+	lama_hex_encode(bpk, 32, b);
+	lama_hex_encode(spk, 32, sp);
+	return put(json_pack("{s:s, s:s, s:s, s:s}", "$type$", "Keys", "owner", o, "publicKey", b,
+			     "publicSignKey", sp));
+}
+
+static int first_ref(void *ctx, const char *type, const lama_hash *src)
+{
+	(void)type;
+	*(lama_hash *)ctx = *src;
+	return 0;
+}
+
+/* The session's only Keys object: its hash and keys. */
+static lama_hash real_keys(lama_session *s, uint8_t bpk[32], uint8_t spk[32])
+{
+	lama_hash h;
+	json_t *o;
+
+	assert_int_equal(lama_archive_referrers(lama_session_archive(s), lama_session_person(s),
+						"Keys", first_ref, &h), 0);
+	assert_int_equal(lama_archive_get(lama_session_archive(s), &h, &o), 0);
+	assert_int_equal(lama_hex_decode(json_string_value(json_object_get(o, "publicKey")), 64,
+					 bpk, 32), 0);
+	assert_int_equal(lama_hex_decode(json_string_value(json_object_get(o, "publicSignKey")),
+					 64, spk, 32), 0);
+	json_decref(o);
+	return h;
+}
+
+static void test_keys_checked(void **state)
+{
+	struct lama_kdf_params kp = lama_kdf_min();
+	uint8_t bpk[32], spk[32], abpk[32], aspk[32], ask[LAMA_SIGN_SK_BYTES], absk[32];
+	uint8_t sig[LAMA_SIG_BYTES];
+	lama_session *alice = S, *c;
+	struct lama_person me;
+	lama_hash real, forged;
+	int tries;
+
+	(void)state;
+	/* carol before her first init: a peer's Keys {owner: carol} with
+	 * its own keys, made to sort before hers */
+	assert_int_equal(lama_account_register(home, "carol", "pw", 2, &kp, &c), 0);
+	S = c;
+	real = real_keys(c, bpk, spk);
+	for (tries = 0;; tries++) {
+		assert_true(tries < 64);
+		assert_int_equal(lama_sign_keypair(aspk, ask), 0);
+		assert_int_equal(lama_box_keypair(abpk, absk), 0);
+		forged = keys_obj(lama_session_person(c), abpk, aspk);
+		if (memcmp(forged.b, real.b, LAMA_HASH_BYTES) < 0)
+			break;
+	}
+	assert_int_equal(lama_leute_init(c), 0);
+	assert_int_equal(lama_leute_me(c, &me), 0);
+	assert_int_equal(me.nkeys, 1);
+	assert_memory_equal(me.sign_key[0], spk, 32);
+	assert_true(me.has_enc_key);
+	assert_memory_equal(me.enc_key, bpk, 32);
+	assert_int_equal(lama_session_sign(c, 0, "hi", 2, sig), 0);
+	assert_int_equal(lama_verify(sig, "hi", 2, me.sign_key[0]), 0);
+	lama_session_logout(c);
+
+	/* dave: a peer's Keys with dave's (public) signing key and its own
+	 * encryption key: init refuses to pick */
+	assert_int_equal(lama_account_register(home, "dave", "pw", 2, &kp, &c), 0);
+	S = c;
+	real = real_keys(c, bpk, spk);
+	for (tries = 0;; tries++) {
+		assert_true(tries < 64);
+		assert_int_equal(lama_box_keypair(abpk, absk), 0);
+		forged = keys_obj(lama_session_person(c), abpk, spk);
+		if (memcmp(forged.b, real.b, LAMA_HASH_BYTES) < 0)
+			break;
+	}
+	assert_int_equal(lama_leute_init(c), LAMA_ECORRUPT);
+	assert_non_null(strstr(lama_errmsg(), "refusing to pick"));
+	assert_int_equal(lama_leute_me(c, &me), LAMA_ENOTFOUND); /* nothing written */
+	lama_session_logout(c);
+	S = alice;
 }
 
 /* --- allocation failure --- */
@@ -836,6 +1052,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_contacts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_contacts_random, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_survives, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_someone_flood, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keys_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_oom, setup, teardown),
 	};
 
