@@ -61,9 +61,10 @@ static int list_one(void *ctx, const struct lama_topic *t)
 	if (c->json)
 		return json_array_append_new(c->arr, topic_json(t)) ? lama_error(LAMA_ENOMEM, "out of memory") : 0;
 	when(t->last_time, w, sizeof(w));
-	printf("%s  %s%s  (%zu people, %llu entries, %llu unread, last %s)\n", t->handle, t->title,
-	       t->is_ai ? " [ai]" : "", t->npeople, (unsigned long long)t->entries,
-	       (unsigned long long)t->unread, w);
+	printf("%s  ", t->handle);
+	cli_put_clean(stdout, t->title, strlen(t->title)); /* a title may come from a peer */
+	printf("%s  (%zu people, %llu entries, %llu unread, last %s)\n", t->is_ai ? " [ai]" : "",
+	       t->npeople, (unsigned long long)t->entries, (unsigned long long)t->unread, w);
 	return 0;
 }
 
@@ -154,7 +155,11 @@ static int topic_new(int argc, char **argv)
 		} else {
 			printf("%s\n", t.id);
 			if (!is_new)
-				fprintf(stderr, "lama: that conversation exists already: \"%s\"\n", t.title);
+			{
+				fputs("lama: that conversation exists already: \"", stderr);
+				cli_put_clean(stderr, t.title, strlen(t.title));
+				fputs("\"\n", stderr);
+			}
 		}
 	}
 out:
@@ -479,6 +484,31 @@ static int collect(void *ctx, const struct lama_message *m)
 	return 0;
 }
 
+static void put_str(const json_t *v)
+{
+	const char *t = json_string_value(v);
+
+	cli_put_clean(stdout, t ? t : "", t ? json_string_length(v) : 0);
+}
+
+/* A message's text may span lines: each is cleaned (it came from a peer)
+ * and the ones after the first are indented under it. */
+static void put_lines(const json_t *v)
+{
+	const char *t = json_string_value(v), *nl;
+	size_t left = t ? json_string_length(v) : 0;
+
+	while (t && left) {
+		nl = memchr(t, '\n', left);
+		cli_put_clean(stdout, t, nl ? (size_t)(nl - t) : left);
+		if (!nl)
+			break;
+		fputs("\n    ", stdout);
+		left -= (size_t)(nl - t) + 1;
+		t = nl + 1;
+	}
+}
+
 static void print_text(const json_t *m)
 {
 	const json_t *a;
@@ -486,20 +516,24 @@ static void print_text(const json_t *m)
 	size_t i;
 
 	when(json_number_value(json_object_get(m, "time")), w, sizeof(w));
-	printf("[%s] %s: %s%s%s  (%.12s)\n", w, json_string_value(json_object_get(m, "sender_name")),
-	       json_is_true(json_object_get(m, "deleted")) ? "(deleted)" : "",
-	       json_string_value(json_object_get(m, "text")),
-	       json_is_true(json_object_get(m, "edited")) && !json_is_true(json_object_get(m, "deleted"))
-		       ? " (edited)" : "",
-	       json_string_value(json_object_get(m, "id")));
+	printf("[%s] ", w);
+	put_str(json_object_get(m, "sender_name"));
+	fputs(": ", stdout);
+	if (json_is_true(json_object_get(m, "deleted")))
+		fputs("(deleted)", stdout);
+	put_lines(json_object_get(m, "text"));
+	if (json_is_true(json_object_get(m, "edited")) && !json_is_true(json_object_get(m, "deleted")))
+		fputs(" (edited)", stdout);
+	printf("  (%.12s)\n", json_string_value(json_object_get(m, "id")));
 	if (json_object_get(m, "reply_to"))
 		printf("    in reply to %.12s\n", json_string_value(json_object_get(m, "reply_to")));
-	json_array_foreach(json_object_get(m, "attachments"), i, a)
-		printf("    attachment: %s (%lld bytes, %s) blob %s\n",
-		       json_string_value(json_object_get(a, "name")),
-		       (long long)json_integer_value(json_object_get(a, "size")),
-		       json_string_value(json_object_get(a, "type")),
-		       json_string_value(json_object_get(a, "blob")));
+	json_array_foreach(json_object_get(m, "attachments"), i, a) {
+		fputs("    attachment: ", stdout);
+		put_str(json_object_get(a, "name"));
+		printf(" (%lld bytes, ", (long long)json_integer_value(json_object_get(a, "size")));
+		put_str(json_object_get(a, "type"));
+		printf(") blob %s\n", json_string_value(json_object_get(a, "blob")));
+	}
 }
 
 int cmd_messages(int argc, char **argv)

@@ -73,6 +73,18 @@ lama topics | grep -q "Team  (3 people, 130 entries, 0 unread" || fail "topic li
 handle=$(json '[x for x in d if x["title"]=="Bob"][0]["handle"]' <"$T/topics")
 lama messages "$handle" --limit 1 | grep -q "replying" || fail "a topic by its handle"
 
+# text from a peer cannot drive the terminal; lines of a message are indented
+printf '{"text": "line one\\nline two \\u009b31m \\u202e evil \\u0007"}\n' | lama send "$t" --jsonl >/dev/null
+lama messages "$t" --limit 1 >"$T/shown"
+python3 - "$T/shown" <<'PY' || fail "control characters reached the terminal: $(cat "$T/shown")"
+import sys
+out = open(sys.argv[1], "rb").read().decode("utf-8")
+assert "line one" in out and "\n    line two" in out, out
+for bad in ("\u009b", "\u202e", "\u0007", "\x1b"):
+    assert bad not in out, repr(bad)
+assert "\ufffd" in out
+PY
+
 # errors: one line, non-zero
 expect_fail lama send nosuchtopic "x"
 expect_fail lama send "$t" "x" --attach "$T/missing"
