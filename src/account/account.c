@@ -513,6 +513,27 @@ int lama_session_sign(lama_session *s, int instance, const void *msg, size_t n,
 	return 0;
 }
 
+int lama_session_public_keys(lama_session *s, int instance, uint8_t sign_pk[LAMA_SIGN_PK_BYTES],
+			     uint8_t box_pk[LAMA_BOX_PK_BYTES])
+{
+	uint8_t *sk = lama_secure_alloc(LAMA_SIGN_SK_BYTES + LAMA_BOX_SK_BYTES);
+	int rc;
+
+	if (!sk)
+		return lama_error(LAMA_ENOMEM, "cannot allocate secure memory");
+	instance = !!instance;
+	rc = keychain_get(s, sign_names[instance], sk, LAMA_SIGN_SK_BYTES);
+	if (!rc)
+		rc = keychain_get(s, box_names[instance], sk + LAMA_SIGN_SK_BYTES, LAMA_BOX_SK_BYTES);
+	if (!rc) {
+		/* libsodium's Ed25519 secret key is seed || public key */
+		memcpy(sign_pk, sk + LAMA_SIGN_SK_BYTES - LAMA_SIGN_PK_BYTES, LAMA_SIGN_PK_BYTES);
+		rc = lama_box_public(box_pk, sk + LAMA_SIGN_SK_BYTES);
+	}
+	lama_secure_free(sk);
+	return rc;
+}
+
 /* Creates keys for the person (0) or instance (1) and their Keys object. */
 static int make_keys(lama_session *s, int which, const lama_hash *owner)
 {

@@ -56,6 +56,11 @@ const lama_hash *lama_session_person(lama_session *s);
 const lama_hash *lama_session_instance(lama_session *s);
 /* The folder holding this user's files. */
 const char *lama_session_dir(lama_session *s);
+/* The public signing and encryption keys of the person (or, if instance,
+ * this instance), from the keychain: what the user's own Keys objects
+ * must hold, so that code can tell them from copies a peer made. */
+int lama_session_public_keys(lama_session *s, int instance, uint8_t sign_pk[LAMA_SIGN_PK_BYTES],
+			     uint8_t box_pk[LAMA_BOX_PK_BYTES]);
 /* Signs with the person's (or, if instance, this instance's) key. */
 int lama_session_sign(lama_session *s, int instance, const void *msg, size_t n,
 		      uint8_t sig[LAMA_SIG_BYTES]);

@@ -152,6 +152,13 @@ int lama_box_keypair(uint8_t pk[LAMA_BOX_PK_BYTES], uint8_t sk[LAMA_BOX_SK_BYTES
 	return 0;
 }
 
+int lama_box_public(uint8_t pk[LAMA_BOX_PK_BYTES], const uint8_t sk[LAMA_BOX_SK_BYTES])
+{
+	if (crypto_scalarmult_base(pk, sk) != 0)
+		return lama_error(LAMA_ECRYPTO, "not a usable box secret key");
+	return 0;
+}
+
 int lama_seal(uint8_t *out, const void *msg, size_t n, const uint8_t pk[LAMA_BOX_PK_BYTES])
 {
 	/* libsodium aborts past its maximum; we refuse instead. */

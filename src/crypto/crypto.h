@@ -73,6 +73,8 @@ int lama_verify_batch(const struct lama_sig_item *items, size_t count, int *resu
 
 /* --- X25519: key exchange, sealed and boxed messages --- */
 int lama_box_keypair(uint8_t pk[LAMA_BOX_PK_BYTES], uint8_t sk[LAMA_BOX_SK_BYTES]);
+/* The public key of a box (X25519) secret key. */
+int lama_box_public(uint8_t pk[LAMA_BOX_PK_BYTES], const uint8_t sk[LAMA_BOX_SK_BYTES]);
 /* Anonymous sealed box to pk: out holds n + LAMA_SEAL_OVERHEAD bytes. */
 int lama_seal(uint8_t *out, const void *msg, size_t n, const uint8_t pk[LAMA_BOX_PK_BYTES]);
 /* out holds n - LAMA_SEAL_OVERHEAD bytes; LAMA_ECRYPTO on forgery or a too

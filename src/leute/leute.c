@@ -675,91 +675,35 @@ static int bag_add(json_t *bag, const lama_hash *h)
 }
 
 /* The Keys object of the session's person (instance 0) or instance (1):
- * of the Keys that name the owner (a peer may have written some), the one
- * whose publicSignKey verifies a signature the session makes now. Two that
- * do differ in their encryption key (equal ones are one object), which
- * lama cannot check: fail closed rather than pick. */
-#define KEYS_MAX 64
-struct keys_find {
-	lama_hash h[KEYS_MAX];
-	size_t n;
-};
-
-static int keys_cb(void *ctx, const char *type, const lama_hash *src)
-{
-	struct keys_find *k = ctx;
-
-	(void)type;
-	if (k->n < KEYS_MAX)
-		k->h[k->n++] = *src;
-	return 0;
-}
-
-/* 1 if sig over the 32-byte challenge verifies under pk (a failure is
- * an answer here, not an error). */
-static int verifies(const uint8_t sig[LAMA_SIG_BYTES], const uint8_t challenge[32],
-		    const uint8_t pk[32])
-{
-	if (lama_verify(sig, challenge, 32, pk) == 0)
-		return 1;
-	lama_error_clear();
-	return 0;
-}
-
+ * the one holding exactly the keys in the session's keychain. It is found
+ * by its hash, never by scanning who names the owner, so Keys objects a
+ * peer wrote for the user (their own keys, or the user's public signing
+ * key with another encryption key) are never picked. */
 static int find_keys(lama_session *s, int instance, lama_hash *keys, json_t **obj)
 {
 	const lama_hash *owner = instance ? lama_session_instance(s) : lama_session_person(s);
-	const char *who = instance ? "this instance" : "the user";
-	struct keys_find k = { .n = 0 };
-	uint8_t challenge[32], sig[LAMA_SIG_BYTES], pk[32], bk[32];
-	size_t nfound = 0;
-	lama_hash o;
-	int rc, truncated = 0;
+	uint8_t spk[LAMA_SIGN_PK_BYTES], bpk[LAMA_BOX_PK_BYTES];
+	char shex[LAMA_HASH_HEX + 1], bhex[LAMA_HASH_HEX + 1], ohex[LAMA_HASH_HEX + 1];
+	json_t *k;
+	int rc;
 
 	*obj = NULL;
-	lama_random(challenge, sizeof(challenge));
-	if ((rc = lama_session_sign(s, instance, challenge, sizeof(challenge), sig)))
+	if ((rc = lama_session_public_keys(s, instance, spk, bpk)))
 		return rc;
-	rc = lama_archive_referrers_max(lama_session_archive(s), owner, "Keys", KEYS_MAX, keys_cb,
-					&k, &truncated);
-	for (size_t i = 0; i < k.n && !rc; i++) {
-		json_t *c = NULL;
-
-		rc = get_typed(s, &k.h[i], "Keys", &c);
-		if (!rc)
-			rc = ref_field(c, "owner", "Keys", &o);
-		if (!rc)
-			rc = key_field(c, "Keys", "publicSignKey", pk);
-		if (!rc)
-			rc = key_field(c, "Keys", "publicKey", bk);
-		if (invalid(rc)) {
-			/* not a usable Keys object: not the user's */
-			lama_error_clear();
-			json_decref(c);
-			rc = 0;
-			continue;
-		}
-		if (!rc && lama_hash_eq(&o, owner) && verifies(sig, challenge, pk)) {
-			if (nfound++ == 0) {
-				*keys = k.h[i];
-				*obj = c;
-				continue;
-			}
-			rc = lama_error(LAMA_ECORRUPT,
-					"several Keys objects hold %s's signing key with other "
-					"encryption keys; refusing to pick one", who);
-		}
-		json_decref(c);
-	}
-	if (!rc && !nfound && truncated)
-		rc = lama_error(LAMA_ELIMIT, "more than %d Keys objects name %s, none of those read "
-				"is %s's", KEYS_MAX, who, who);
-	else if (!rc && !nfound)
-		rc = lama_error(LAMA_ENOTFOUND, "no Keys object holds %s's signing key", who);
-	if (rc) {
-		json_decref(*obj);
-		*obj = NULL;
-	}
+	lama_hex_encode(spk, sizeof(spk), shex);
+	lama_hex_encode(bpk, sizeof(bpk), bhex);
+	lama_hash_hex(owner, ohex);
+	k = json_pack("{s:s, s:s, s:s, s:s}", "$type$", "Keys", "owner", ohex, "publicKey", bhex,
+		      "publicSignKey", shex);
+	if (!k)
+		return oom();
+	rc = lama_object_hash(lama_session_recipes(s), k, keys, NULL);
+	json_decref(k);
+	if (!rc)
+		rc = get_typed(s, keys, "Keys", obj);
+	if (rc == LAMA_ENOTFOUND)
+		rc = lama_error(LAMA_ENOTFOUND, "no Keys object holds %s's keys",
+				instance ? "this instance" : "the user");
 	return rc;
 }
 

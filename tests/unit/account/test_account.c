@@ -148,8 +148,27 @@ static void test_sign_with_session_keys(void **state)
 
 	(void)state;
 	assert_int_equal(lama_account_register(home, "hank", "pw", 2, &p, &s), 0);
-	assert_int_equal(lama_session_sign(s, 0, "msg", 3, sig), 0);
-	assert_int_equal(lama_session_sign(s, 1, "msg", 3, sig), 0);
+	for (int who = 0; who < 2; who++) {
+		uint8_t spk[LAMA_SIGN_PK_BYTES], bpk[LAMA_BOX_PK_BYTES];
+		char shex[65], bhex[65], ohex[65];
+		lama_hash kh;
+		json_t *k, *got;
+
+		assert_int_equal(lama_session_sign(s, who, "msg", 3, sig), 0);
+		/* the public keys verify the session's signature, and they are
+		 * exactly what the Keys object written at register holds */
+		assert_int_equal(lama_session_public_keys(s, who, spk, bpk), 0);
+		assert_int_equal(lama_verify(sig, "msg", 3, spk), 0);
+		lama_hex_encode(spk, 32, shex);
+		lama_hex_encode(bpk, 32, bhex);
+		lama_hash_hex(who ? lama_session_instance(s) : lama_session_person(s), ohex);
+		k = json_pack("{s:s, s:s, s:s, s:s}", "$type$", "Keys", "owner", ohex, "publicKey", bhex,
+			      "publicSignKey", shex);
+		assert_int_equal(lama_object_hash(lama_session_recipes(s), k, &kh, NULL), 0);
+		assert_int_equal(lama_archive_get(lama_session_archive(s), &kh, &got), 0);
+		json_decref(got);
+		json_decref(k);
+	}
 	lama_session_logout(s);
 }
 
