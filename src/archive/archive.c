@@ -84,6 +84,27 @@ int lama_archive_set_rule(lama_archive *a, const char *type, const char *field,
 	return 0;
 }
 
+int lama_archive_set_unindexed(lama_archive *a, const char *type)
+{
+	if (!type || !*type)
+		return lama_error(LAMA_EINVAL, "an unindexed type needs a name");
+	for (size_t i = 0; i < a->nunindexed; i++)
+		if (!strcmp(a->unindexed[i], type))
+			return 0;
+	if (a->nunindexed == LAMA_ARCHIVE_RULES)
+		return lama_error(LAMA_ELIMIT, "too many unindexed types");
+	a->unindexed[a->nunindexed++] = type;
+	return 0;
+}
+
+static int unindexed(const lama_archive *a, const char *type)
+{
+	for (size_t i = 0; i < a->nunindexed; i++)
+		if (!strcmp(a->unindexed[i], type))
+			return 1;
+	return 0;
+}
+
 const struct archive_rule *archive__rule(const lama_archive *a, const char *type,
 					 const char *field)
 {
@@ -156,7 +177,7 @@ int archive__store(lama_archive *a, const json_t *obj, struct lama_put_info *inf
 		if (!rc)
 			rc = lama_store_put(a->st, LAMA_KIND_ID, md.data, md.len, &info->id_hash, NULL);
 	}
-	if (!rc && info->is_new) {
+	if (!rc && info->is_new && !unindexed(a, type)) {
 		rc_ctx.st = a->st;
 		rc_ctx.type = type;
 		rc_ctx.src = &info->hash;

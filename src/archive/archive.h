@@ -89,6 +89,15 @@ int lama_archive_set_merger(lama_archive *a, const char *type, lama_merge_fn fn,
 int lama_archive_set_rule(lama_archive *a, const char *type, const char *field,
 			  enum lama_crdt_rule rule);
 
+/* Records no reverse-map rows for the references objects of `type` hold
+ * (ONE's Instance lists the types it keeps reverse maps for; lama keeps
+ * them for all but these). For types whose references nobody asks about
+ * backwards and that would pay dearly for them: a Leute version names
+ * every contact, a channel's LinkedListEntry its neighbours. Version
+ * nodes stay referrers of their ID. type is borrowed and must outlive the
+ * archive; up to LAMA_ARCHIVE_RULES types. */
+int lama_archive_set_unindexed(lama_archive *a, const char *type);
+
 /* Who refers to `target` (an object, ID, CLOB or BLOB hash): fn is called
  * for each referrer of type `type` (NULL: any). The version nodes of an ID
  * are found as referrers of the ID hash. */

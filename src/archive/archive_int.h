@@ -15,6 +15,8 @@ struct lama_archive {
 	lama_store *st;
 	struct archive_rule rules[LAMA_ARCHIVE_RULES];
 	size_t nrules;
+	const char *unindexed[LAMA_ARCHIVE_RULES]; /* types without reverse maps */
+	size_t nunindexed;
 	const lama_recipes *recipes;
 	struct lama_buf scratch; /* reused by reads; wiped after each */
 };

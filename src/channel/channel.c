@@ -422,7 +422,14 @@ static int channel_merge(void *ctx, lama_archive *a, json_t *const *heads, size_
 
 int lama_channel_init(lama_archive *a)
 {
-	return lama_archive_set_merger(a, "ChannelInfo", channel_merge, NULL);
+	int rc;
+
+	if ((rc = lama_archive_set_merger(a, "ChannelInfo", channel_merge, NULL)))
+		return rc;
+	/* a list entry's neighbours are found forwards and through the
+	 * position index, never backwards: two reverse-map rows per entry
+	 * saved */
+	return lama_archive_set_unindexed(a, "LinkedListEntry");
 }
 
 /* ---- channels ---- */

@@ -827,6 +827,10 @@ int lama_leute_init(lama_session *s)
 	for (size_t i = 0; i < sizeof(bags) / sizeof(bags[0]); i++)
 		if ((rc = lama_archive_set_rule(a, bags[i][0], bags[i][1], LAMA_CRDT_SET)))
 			return rc;
+	/* every Leute version names every contact; nobody asks backwards
+	 * (contacts are found through Someone), so no reverse-map rows */
+	if ((rc = lama_archive_set_unindexed(a, "Leute")))
+		return rc;
 	if ((rc = leute_id(s, &id)))
 		return rc;
 	/* look and create under one write lock: two processes starting at

@@ -787,6 +787,49 @@ static void test_type_merger(void **state)
 	afx_done(&f);
 }
 
+/* A type registered as unindexed records no reverse-map rows for its
+ * references; its version nodes are still referrers of its ID, and other
+ * types are indexed as before. */
+static int count_ref(void *ctx, const char *type, const lama_hash *src)
+{
+	(void)type;
+	(void)src;
+	++*(int *)ctx;
+	return 0;
+}
+
+static void test_unindexed(void **state)
+{
+	struct afx f;
+	struct lama_put_info g, p;
+	lama_hash person;
+	json_t *o;
+	int n;
+
+	(void)state;
+	afx_open(&f);
+	assert_int_equal(lama_archive_set_unindexed(f.a[0], "Group"), 0);
+	assert_int_equal(lama_archive_set_unindexed(f.a[0], "Group"), 0); /* twice is once */
+	assert_int_equal(lama_archive_set_unindexed(f.a[0], ""), LAMA_EINVAL);
+	assert_int_equal(lama_hash_parse(P1, 64, &person), 0);
+	o = jload("{\"$type$\":\"Group\",\"name\":\"g\",\"person\":[\"" P1 "\"]}");
+	assert_int_equal(lama_archive_put(f.a[0], o, 10, &g), 0);
+	json_decref(o);
+	o = jload("{\"$type$\":\"Access\",\"object\":\"" P2 "\",\"person\":[\"" P1 "\"],\"group\":[]}");
+	assert_int_equal(lama_archive_put(f.a[0], o, 10, &p), 0);
+	json_decref(o);
+	n = 0;
+	assert_int_equal(lama_archive_referrers(f.a[0], &person, "Group", count_ref, &n), 0);
+	assert_int_equal(n, 0);
+	n = 0;
+	assert_int_equal(lama_archive_referrers(f.a[0], &person, "Access", count_ref, &n), 0);
+	assert_int_equal(n, 1);
+	n = 0;
+	assert_int_equal(lama_archive_referrers(f.a[0], &g.id_hash, NULL, count_ref, &n), 0);
+	assert_int_equal(n, 1); /* the Group's version node */
+	afx_done(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -799,6 +842,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_field_rules),
 		cmocka_unit_test(test_type_merger),
+		cmocka_unit_test(test_unindexed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
