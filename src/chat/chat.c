@@ -1474,3 +1474,50 @@ int lama_chat_mark_read(lama_session *s, const struct lama_topic *t, const lama_
 	json_decref(o);
 	return rc;
 }
+
+/* ---- JSON, as the CLI's --json and the IPC protocol show them ---- */
+
+json_t *lama_topic_json(const struct lama_topic *t)
+{
+	json_t *people = json_array();
+
+	for (size_t i = 0; people && i < t->npeople; i++)
+		if (json_array_append_new(people, hex_json(&t->people[i]))) {
+			json_decref(people);
+			return NULL;
+		}
+	if (!people)
+		return NULL;
+	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:I, s:I, s:f}", "id", t->id, "handle",
+			 t->handle, "title", t->title, "topic", hex_json(&t->topic), "group",
+			 hex_json(&t->group), "participants", people, "ai", t->is_ai, "entries",
+			 (json_int_t)t->entries, "unread", (json_int_t)t->unread, "last_time",
+			 t->last_time);
+}
+
+json_t *lama_message_json(const struct lama_message *m, const char *sender_name)
+{
+	json_t *att = json_array(), *o;
+
+	if (!att)
+		return NULL;
+	for (size_t i = 0; i < m->nattach; i++) {
+		json_t *a = json_pack("{s:s, s:s, s:I, s:o}", "name", m->attach[i].name, "type",
+				      m->attach[i].type, "size", (json_int_t)m->attach[i].size, "blob",
+				      hex_json(&m->attach[i].blob));
+
+		if (!a || json_array_append_new(att, a)) {
+			json_decref(att);
+			return NULL;
+		}
+	}
+	o = json_pack("{s:o, s:f, s:o, s:s, s:s%, s:b, s:b, s:o}", "id", hex_json(&m->id), "time",
+		      m->time, "sender", hex_json(&m->sender), "sender_name",
+		      sender_name ? sender_name : "", "text", m->text, m->text_len, "edited", m->edited,
+		      "deleted", m->deleted, "attachments", att);
+	if (o && m->has_reply_to && json_object_set_new(o, "reply_to", hex_json(&m->reply_to))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}

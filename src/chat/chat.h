@@ -142,4 +142,12 @@ int lama_chat_find_message(lama_session *s, const struct lama_topic *t, const ch
  * a message of another topic. */
 int lama_chat_mark_read(lama_session *s, const struct lama_topic *t, const lama_hash *msg);
 
+/* JSON views, the shapes `--json` and the IPC protocol use (new
+ * references; NULL when out of memory). A topic: {id, handle, title,
+ * topic, group, participants, ai, entries, unread, last_time}. A message:
+ * {id, time, sender, sender_name, text, edited, deleted, reply_to?,
+ * attachments: [{name, type, size, blob}]}. */
+json_t *lama_topic_json(const struct lama_topic *t);
+json_t *lama_message_json(const struct lama_message *m, const char *sender_name);
+
 #endif

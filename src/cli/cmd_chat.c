@@ -32,20 +32,6 @@ static void when(double ms, char *out, size_t n)
 		snprintf(out, n, "-");
 }
 
-static json_t *topic_json(const struct lama_topic *t)
-{
-	json_t *people = json_array(), *o;
-
-	for (size_t i = 0; people && i < t->npeople; i++)
-		json_array_append_new(people, hexj(&t->people[i]));
-	o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:I, s:I, s:f}", "id", t->id, "handle",
-		      t->handle, "title", t->title,
-		      "topic", hexj(&t->topic), "group", hexj(&t->group), "participants",
-		      people ? people : json_null(), "ai", t->is_ai, "entries", (json_int_t)t->entries,
-		      "unread", (json_int_t)t->unread, "last_time", t->last_time);
-	return o;
-}
-
 /* ---- lama topics ---- */
 
 struct list_ctx {
@@ -59,7 +45,7 @@ static int list_one(void *ctx, const struct lama_topic *t)
 	char w[32];
 
 	if (c->json)
-		return json_array_append_new(c->arr, topic_json(t)) ? lama_error(LAMA_ENOMEM, "out of memory") : 0;
+		return json_array_append_new(c->arr, lama_topic_json(t)) ? lama_error(LAMA_ENOMEM, "out of memory") : 0;
 	when(t->last_time, w, sizeof(w));
 	printf("%s  ", t->handle);
 	cli_put_clean(stdout, t->title, strlen(t->title)); /* a title may come from a peer */
@@ -147,7 +133,7 @@ static int topic_new(int argc, char **argv)
 		rc = lama_chat_create(s, title, people, n, &t, &is_new);
 	if (!rc) {
 		if (json) {
-			json_t *o = topic_json(&t);
+			json_t *o = lama_topic_json(&t);
 
 			if (o)
 				json_object_set_new(o, "new", json_boolean(is_new));
@@ -464,21 +450,8 @@ static const char *name_of(struct page *p, const lama_hash *person)
 static int collect(void *ctx, const struct lama_message *m)
 {
 	struct page *p = ctx;
-	json_t *att = json_array(), *o;
+	json_t *o = lama_message_json(m, name_of(p, &m->sender));
 
-	if (!att)
-		return lama_error(LAMA_ENOMEM, "out of memory");
-	for (size_t i = 0; i < m->nattach; i++)
-		json_array_append_new(att, json_pack("{s:s, s:s, s:I, s:o}", "name", m->attach[i].name,
-						     "type", m->attach[i].type, "size",
-						     (json_int_t)m->attach[i].size, "blob",
-						     hexj(&m->attach[i].blob)));
-	o = json_pack("{s:o, s:f, s:o, s:s, s:s%, s:b, s:b, s:o}", "id", hexj(&m->id), "time", m->time,
-		      "sender", hexj(&m->sender), "sender_name", name_of(p, &m->sender), "text",
-		      m->text, m->text_len, "edited", m->edited, "deleted", m->deleted,
-		      "attachments", att);
-	if (o && m->has_reply_to)
-		json_object_set_new(o, "reply_to", hexj(&m->reply_to));
 	if (!o || json_array_append_new(p->msgs, o))
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	return 0;

@@ -93,43 +93,6 @@ static int fail_clean(int rc)
 	return EXIT_FAIL;
 }
 
-static json_t *hash_json(const lama_hash *h)
-{
-	static const lama_hash zero;
-	char hex[LAMA_HASH_HEX + 1];
-
-	if (lama_hash_eq(h, &zero))
-		return json_null();
-	lama_hash_hex(h, hex);
-	return json_string(hex);
-}
-
-static json_t *key_json(const uint8_t k[32])
-{
-	char hex[65];
-
-	lama_hex_encode(k, 32, hex);
-	return json_string(hex);
-}
-
-/* A person as JSON (a new reference, NULL on ENOMEM). */
-static json_t *person_json(const struct lama_person *p)
-{
-	json_t *keys = json_array(), *o;
-
-	for (size_t i = 0; keys && i < p->nkeys && i < 4; i++)
-		json_array_append_new(keys, key_json(p->sign_key[i]));
-	o = json_pack("{s:o, s:o, s:o, s:s, s:s, s:s?, s:o, s:b, s:b, s:s?, s:o, s:o}", "person",
-		      hash_json(&p->person), "someone", hash_json(&p->someone), "profile",
-		      hash_json(&p->profile), "name", p->name, "email", p->email, "status",
-		      *p->status ? p->status : NULL, "avatar",
-		      p->has_avatar ? hash_json(&p->avatar) : json_null(), "me", p->is_me, "ai",
-		      p->is_ai, "model", *p->model ? p->model : NULL, "signKeys",
-		      keys ? keys : json_null(), "encryptionKey",
-		      p->has_enc_key ? key_json(p->enc_key) : json_null());
-	return o;
-}
-
 static void print_details(const struct lama_person *p)
 {
 	char hex[LAMA_HASH_HEX + 1];
@@ -178,7 +141,7 @@ static void print_details(const struct lama_person *p)
 static int show(const struct lama_person *p, int json)
 {
 	if (json)
-		return cli_print_json(person_json(p));
+		return cli_print_json(lama_person_json(p));
 	print_details(p);
 	return 0;
 }
@@ -194,7 +157,7 @@ static int list_one(void *ctx, const struct lama_person *p)
 	char hex[LAMA_HASH_HEX + 1];
 
 	if (l->json) {
-		json_t *o = person_json(p);
+		json_t *o = lama_person_json(p);
 
 		if (!o || json_array_append_new(l->arr, o))
 			return lama_error(LAMA_ENOMEM, "out of memory");

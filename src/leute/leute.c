@@ -1285,3 +1285,41 @@ out:
 	}
 	return lama_store_commit(st);
 }
+
+/* ---- JSON, as the CLI's --json and the IPC protocol show a person ---- */
+
+static json_t *json_hash_or_null(const lama_hash *h)
+{
+	static const lama_hash zero;
+	char hex[LAMA_HASH_HEX + 1];
+
+	if (lama_hash_eq(h, &zero))
+		return json_null();
+	lama_hash_hex(h, hex);
+	return json_string(hex);
+}
+
+static json_t *json_key(const uint8_t k[32])
+{
+	char hex[65];
+
+	lama_hex_encode(k, 32, hex);
+	return json_string(hex);
+}
+
+json_t *lama_person_json(const struct lama_person *p)
+{
+	json_t *keys = json_array(), *o;
+
+	for (size_t i = 0; keys && i < p->nkeys && i < 4; i++)
+		json_array_append_new(keys, json_key(p->sign_key[i]));
+	o = json_pack("{s:o, s:o, s:o, s:s, s:s, s:s?, s:o, s:b, s:b, s:s?, s:o, s:o}", "person",
+		      json_hash_or_null(&p->person), "someone", json_hash_or_null(&p->someone), "profile",
+		      json_hash_or_null(&p->profile), "name", p->name, "email", p->email, "status",
+		      *p->status ? p->status : NULL, "avatar",
+		      p->has_avatar ? json_hash_or_null(&p->avatar) : json_null(), "me", p->is_me, "ai",
+		      p->is_ai, "model", *p->model ? p->model : NULL, "signKeys",
+		      keys ? keys : json_null(), "encryptionKey",
+		      p->has_enc_key ? json_key(p->enc_key) : json_null());
+	return o;
+}

@@ -117,4 +117,10 @@ int lama_leute_find(lama_session *s, const char *query, struct lama_person *out)
 int lama_leute_set_profile(lama_session *s, const char *name, const char *status,
 			   const lama_hash *avatar);
 
+/* A person as JSON, the shape `lama contacts --json` and the IPC protocol
+ * use: {person, someone, profile, name, email, status?, avatar, me, ai,
+ * model?, signKeys, encryptionKey} (hashes and keys as hex, null when
+ * absent). A new reference; NULL when out of memory. */
+json_t *lama_person_json(const struct lama_person *p);
+
 #endif
