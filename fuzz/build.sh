@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the libFuzzer targets with clang directly, independent of the Meson
 # build (whose compiler may be gcc): src/util and src/object plus the target,
-# all instrumented. Usage:
+# all instrumented (fuzz_ipc: src/util and src/ipc). Usage:
 #   fuzz/build.sh [OUTDIR]            (default: build-fuzz)
 #   build-fuzz/fuzz_microdata -max_total_time=60 fuzz/corpus/microdata
 set -eu
@@ -19,3 +19,8 @@ for t in fuzz_microdata fuzz_object; do
 		"$root/fuzz/$t.c" -o "$out/$t" $libs -lm
 	echo "built $out/$t"
 done
+# the IPC protocol needs only src/util and jansson
+# shellcheck disable=SC2086
+$CC $flags -I"$root/src" "$root"/src/util/*.c "$root"/src/ipc/*.c "$root/fuzz/fuzz_ipc.c" \
+	-o "$out/fuzz_ipc" $libs -lm
+echo "built $out/fuzz_ipc"

@@ -18,7 +18,9 @@
 
 #include <jansson.h>
 
-/* Largest message either way, in bytes (without the newline). */
+/* Largest message either way, in bytes (without the newline). A request
+ * over it gets too_large unread (id null); a reply over it becomes a
+ * too_large error reply. Error messages in replies are cut to 256 bytes. */
 #define LAMA_IPC_MESSAGE_MAX ((size_t)1 << 20)
 #define LAMA_IPC_CHANNEL_MAX 64 /* bytes of a channel name */
 #define LAMA_IPC_ID_MAX 128     /* bytes of a string id */
@@ -37,7 +39,7 @@
 /* The dispatcher: channel name -> handler. Opaque. */
 typedef struct lama_ipc lama_ipc;
 
-/* One request being handled. */
+/* One request being handled. Everything is borrowed for the call. */
 struct lama_ipc_call {
 	const char *channel;
 	const json_t *payload; /* an object, already checked against the schema */
@@ -50,7 +52,8 @@ struct lama_ipc_call {
  * dispatcher turns into an error reply (LAMA_ENOTFOUND -> not_found,
  * LAMA_EEXIST/LAMA_EBUSY -> conflict, LAMA_EAUTH -> unauthorized,
  * LAMA_ELIMIT -> limit, LAMA_EINVAL/LAMA_EFORMAT -> invalid_payload,
- * anything else -> internal). */
+ * anything else -> internal). A handler that passes a code up without a
+ * message gets lama_strerror(code) as the message. */
 typedef int (*lama_ipc_handler)(void *ctx, const struct lama_ipc_call *call, json_t **result);
 
 int lama_ipc_new(lama_ipc **out);
@@ -63,21 +66,32 @@ void lama_ipc_free(lama_ipc *d);
  * "topic:s,text:s,attach:a?". A payload with another member, a missing
  * one or a wrong type gets invalid_payload naming the member; NULL means
  * an object with anything in it. channel and schema are borrowed and
- * must outlive the dispatcher. LAMA_EEXIST if the channel has a handler,
- * LAMA_EINVAL for a malformed schema. */
+ * must outlive the dispatcher. Member names are NAMEs as in channels (at
+ * most 64 bytes); "" means the payload must be {}; a member that is null
+ * has the wrong type (optional means it may be absent). channel must be
+ * action:NAME or query:NAME, NAME an ASCII letter then letters, digits or
+ * '_', at most LAMA_IPC_CHANNEL_MAX bytes in all. LAMA_EEXIST if the
+ * channel has a handler, LAMA_EINVAL for a malformed channel or schema,
+ * LAMA_ENOMEM. Not to be called while a request is being handled. */
 int lama_ipc_register(lama_ipc *d, const char *channel, const char *schema,
 		      lama_ipc_handler fn, void *ctx);
 
 /* Handles one request message (n bytes, not NUL-terminated) from client:
  * parses and checks it, calls the handler, and sets *reply to the reply
- * message (malloc'd JSON text without a newline; the caller frees it
- * with free()). Every request gets a reply, malformed ones an error reply
+ * message (JSON text without a newline, NUL-terminated, *reply_len bytes;
+ * reply_len may be NULL; allocated with lama_malloc, the caller frees it
+ * with lama_free(), which is free()). Every request gets a reply,
+ * malformed ones an error reply
  * (with id null when no id could be read). Returns 0, or LAMA_ENOMEM when
  * not even an error reply could be made. */
 int lama_ipc_handle(lama_ipc *d, const char *text, size_t n, void *client, char **reply,
 		    size_t *reply_len);
 
-/* Encodes a push (malloc'd text, free()); NULL when out of memory. */
+/* Encodes a push {"channel":CHANNEL,"payload":PAYLOAD} (payload an
+ * object, NULL for {}; text as for replies, free with lama_free(); *len
+ * its length, len may be NULL). NULL when out of memory, when channel is
+ * not update:NAME or payload not an object, or when the message would be
+ * over LAMA_IPC_MESSAGE_MAX. */
 char *lama_ipc_push(const char *channel, const json_t *payload, size_t *len);
 
 #endif
