@@ -145,6 +145,22 @@ struct conn {
 	size_t len;
 };
 
+/* Connections still open, closed by teardown when an assertion jumps out
+ * of a test: otherwise their buffers would leak into the next test's
+ * forked server and fail its leak check. */
+static struct conn *open_conns[256];
+
+static void conn_track(struct conn *c, int on)
+{
+	size_t i;
+
+	for (i = 0; i < 256; i++)
+		if (open_conns[i] == (on ? NULL : c)) {
+			open_conns[i] = on ? c : NULL;
+			return;
+		}
+}
+
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -174,10 +190,12 @@ static void conn_open(struct conn *c)
 	c->buf = malloc(4 << 20);
 	assert_non_null(c->buf);
 	c->len = 0;
+	conn_track(c, 1);
 }
 
 static void conn_close(struct conn *c)
 {
+	conn_track(c, 0);
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c->buf);
@@ -280,6 +298,11 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	size_t i;
+
+	for (i = 0; i < 256; i++)
+		if (open_conns[i])
+			conn_close(open_conns[i]);
 	if (child > 0) {
 		kill(child, SIGKILL);
 		waitpid(child, NULL, 0);
