@@ -22,6 +22,7 @@ static const struct command {
 	const char *summary;
 } commands[] = {
 	{ "register", cmd_register, "create a user: person, this device's instance, the archive" },
+	{ "serve", cmd_serve, "run the main process: the IPC socket (docs/ipc.md)" },
 	{ "login", cmd_login, "check the password and show who you are" },
 	{ "passwd", cmd_passwd, "change the password" },
 	{ "erase", cmd_erase, "remove a user and all their data" },
