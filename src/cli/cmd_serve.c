@@ -2,11 +2,14 @@
  * the protocol (src/ipc) and the controller (src/controller) over one
  * logged-in session, on one loop. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "controller/controller.h"
+#include "crypto/crypto.h"
 #include "ipc/ipc.h"
+#include "models/models.h"
 #include "serve/serve.h"
 #include "util/err.h"
 #include "util/mem.h"
@@ -84,32 +87,68 @@ static void push(void *ctx, const char *channel, const json_t *payload)
 	lama_free(text);
 }
 
+/* The first start on a data folder without users makes one: the name
+ * from --name, else $USER, the password from $LAMA_PASSWORD or asked
+ * twice. So `lama serve` alone works on a fresh machine. */
+static int first_user(const char *name, lama_session **s)
+{
+	struct lama_kdf_params kdf;
+	char *pw = NULL;
+	size_t len;
+	int rc;
+
+	if (!name || !*name)
+		name = getenv("USER");
+	if (!name || !*name)
+		name = "me";
+	if ((rc = cli_kdf(&kdf)))
+		return rc;
+	fprintf(stderr, "lama serve: no user in %s yet; creating \"%s\"\n", cli.home, name);
+	if ((rc = cli_new_password("LAMA_PASSWORD", &pw, &len)))
+		return rc;
+	rc = lama_account_register(cli.home, name, pw, len, &kdf, s);
+	lama_secure_free(pw);
+	return rc;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	struct served sv = { 0 };
 	struct lama_server_config cfg = { .on_connect = on_connect, .on_message = on_message,
 					  .on_oversize = on_oversize, .on_close = on_close };
 	struct lama_controller_push pushes = { push, &sv };
+	const char *name = NULL;
 	lama_controller *ctl = NULL;
 	lama_server *srv = NULL;
 	lama_session *s = NULL;
+	size_t users = 0;
 	int rc;
 
 	if (cli_wants_help(argc, argv)) {
-		puts("usage: lama serve\n\n"
+		puts("usage: lama serve [--name NAME]\n\n"
 		     "Runs lama's main process for the data folder: it owns the archive and\n"
 		     "answers the IPC protocol (docs/ipc.md) on the Unix socket DIR/lama.sock,\n"
 		     "one JSON message per line. One main process per data folder. The\n"
-		     "password comes from $LAMA_PASSWORD or a prompt. SIGINT or SIGTERM\n"
-		     "stop it cleanly. (The web UI and the WebSocket come next.)");
+		     "password comes from $LAMA_PASSWORD or a prompt. On a folder without\n"
+		     "users the first start creates one (--name, else $USER), asking for a\n"
+		     "new password twice. SIGINT or SIGTERM stop it cleanly. (The web UI and\n"
+		     "the WebSocket come next.)");
 		return EXIT_OK;
 	}
-	if (argc != 1)
-		return cli_usage("usage: lama serve");
-	/* the folder's lock first: a second server fails before any password */
-	if ((rc = lama_server_open(&srv, cli.home, &cfg, &sv)))
+	if (argc == 3 && !strcmp(argv[1], "--name"))
+		name = argv[2];
+	else if (argc != 1)
+		return cli_usage("usage: lama serve [--name NAME]");
+	if ((rc = lama_account_count(cli.home, &users)))
 		return cli_fail(rc);
-	if ((rc = cli_login_models(&s)) || (rc = lama_ipc_new(&sv.d)) ||
+	if (users == 0 && (rc = first_user(name, &s)))
+		return cli_fail(rc);
+	/* the folder's lock before any password: a second server fails fast */
+	if ((rc = lama_server_open(&srv, cli.home, &cfg, &sv)))
+		goto out;
+	if (!s && (rc = cli_login(&s)))
+		goto out;
+	if ((rc = lama_models_init(s)) || (rc = lama_ipc_new(&sv.d)) ||
 	    (rc = lama_controller_new(&ctl, sv.d, s, &pushes)))
 		goto out;
 	printf("lama serve: serving %s\n  socket: %s/%s\n", cli.home, cli.home, LAMA_SERVE_SOCKET);

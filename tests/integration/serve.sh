@@ -95,4 +95,26 @@ wait "$pid" || fail "lama serve did not exit 0 on SIGTERM: $(cat "$T/serve.err")
 [ ! -e "$sock" ] || fail "the socket is left behind"
 lama messages Bob --limit 1 | grep -q "m29" || fail "what was sent over IPC is not in the archive"
 lama check >/dev/null
+
+# a fresh machine: the first `lama serve` creates the user, then serves
+fresh="$T/fresh"
+LAMA_HOME="$fresh" "$LAMA_BIN" serve --name zoe >"$T/fresh.out" 2>"$T/fresh.err" &
+pid=$!
+for _ in $(seq 1 100); do
+	[ -S "$fresh/lama.sock" ] && grep -q socket "$T/fresh.out" && break
+	sleep 0.05
+done
+grep -q 'creating "zoe"' "$T/fresh.err" || fail "no notice of the new user: $(cat "$T/fresh.err")"
+python3 - "$fresh/lama.sock" <<'PY' || fail "the fresh server does not answer"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+s.sendall(b'{"id":"x","channel":"query:getState"}\n')
+buf = b""
+while not buf.endswith(b"\n"):
+    buf += s.recv(65536)
+r = json.loads(buf)
+assert r["id"] == "x" and r["result"]["user"]["name"] == "zoe", r
+PY
+kill -INT "$pid"
+wait "$pid" || fail "lama serve did not exit 0 on SIGINT"
 echo "serve: ok"
