@@ -82,6 +82,9 @@ static void test_journey(void **state)
 	char topic[300], msg[65];
 
 	(void)state;
+	r = call("{\"id\":0,\"channel\":\"query:ping\"}");
+	assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "pong")));
+	json_decref(r);
 	r = call("{\"id\":1,\"channel\":\"query:getState\"}");
 	res = json_object_get(r, "result");
 	assert_true(json_is_true(json_object_get(json_object_get(res, "user"), "me")));
