@@ -83,6 +83,16 @@ static int count_contact(void *ctx, const struct lama_person *p)
 	return 0;
 }
 
+static int fill_contacts(lama_session *s, struct counts *k)
+{
+	return lama_leute_contacts(s, count_contact, k);
+}
+
+static int fill_topics(lama_session *s, struct counts *k)
+{
+	return lama_chat_topics(s, count_topic, k);
+}
+
 static int get_state(void *ctx, const struct lama_ipc_call *call, json_t **result)
 {
 	lama_controller *c = ctx;
@@ -92,8 +102,8 @@ static int get_state(void *ctx, const struct lama_ipc_call *call, json_t **resul
 	int rc;
 
 	(void)call;
-	if ((rc = lama_leute_me(c->s, &me)) || (rc = lama_chat_topics(c->s, count_topic, &topics)) ||
-	    (rc = lama_leute_contacts(c->s, count_contact, &contacts)))
+	if ((rc = lama_leute_me(c->s, &me)) || (rc = fill_topics(c->s, &topics)) ||
+	    (rc = fill_contacts(c->s, &contacts)))
 		return rc;
 	user = lama_person_json(&me);
 	*result = user ? json_pack("{s:o, s:I, s:I, s:I}", "user", user, "conversations",
@@ -103,40 +113,33 @@ static int get_state(void *ctx, const struct lama_ipc_call *call, json_t **resul
 	return *result ? 0 : oom();
 }
 
-static int get_contacts(void *ctx, const struct lama_ipc_call *call, json_t **result)
+/* {key: [...]} of everything fill lists. */
+static int listing(lama_controller *c, const char *key,
+		   int (*fill)(lama_session *s, struct counts *k), json_t **result)
 {
-	lama_controller *c = ctx;
 	struct counts k = { .arr = json_array() };
 	int rc;
 
-	(void)call;
 	if (!k.arr)
 		return oom();
-	rc = lama_leute_contacts(c->s, count_contact, &k);
-	if (rc) {
+	if ((rc = fill(c->s, &k))) {
 		json_decref(k.arr);
 		return rc;
 	}
-	*result = json_pack("{s:o}", "contacts", k.arr);
+	*result = json_pack("{s:o}", key, k.arr);
 	return *result ? 0 : oom();
+}
+
+static int get_contacts(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	(void)call;
+	return listing(ctx, "contacts", fill_contacts, result);
 }
 
 static int get_conversations(void *ctx, const struct lama_ipc_call *call, json_t **result)
 {
-	lama_controller *c = ctx;
-	struct counts k = { .arr = json_array() };
-	int rc;
-
 	(void)call;
-	if (!k.arr)
-		return oom();
-	rc = lama_chat_topics(c->s, count_topic, &k);
-	if (rc) {
-		json_decref(k.arr);
-		return rc;
-	}
-	*result = json_pack("{s:o}", "conversations", k.arr);
-	return *result ? 0 : oom();
+	return listing(ctx, "conversations", fill_topics, result);
 }
 
 static int get_conversation(void *ctx, const struct lama_ipc_call *call, json_t **result)
