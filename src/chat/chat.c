@@ -396,7 +396,9 @@ static int load_stats(lama_session *s, struct lama_topic *t)
 }
 
 /* Fills *t from a Topic object hash. */
-static int topic_load(lama_session *s, const lama_hash *topic, struct lama_topic *t)
+/* Fills what the Topic object itself says: id, handle, title. Cheap: one
+ * read, for finding a topic among many. */
+static int topic_head(lama_session *s, const lama_hash *topic, struct lama_topic *t)
 {
 	lama_archive *a = lama_session_archive(s);
 	json_t *o = NULL;
@@ -427,6 +429,14 @@ static int topic_load(lama_session *s, const lama_hash *topic, struct lama_topic
 	snprintf(t->title, sizeof(t->title), "%s", name ? name : "");
 	json_decref(o);
 	t->topic = *topic;
+	return 0;
+}
+
+/* The rest: participants, whether one is an assistant, the counts. */
+static int topic_fill(lama_session *s, struct lama_topic *t)
+{
+	int rc;
+
 	rc = group_idhash(s, t->id, &t->group);
 	if (!rc)
 		rc = load_people(s, t);
@@ -441,6 +451,14 @@ static int topic_load(lama_session *s, const lama_hash *topic, struct lama_topic
 	if (rc)
 		lama_topic_release(t);
 	return rc;
+}
+
+/* Fills *t from a Topic object hash. */
+static int topic_load(lama_session *s, const lama_hash *topic, struct lama_topic *t)
+{
+	int rc = topic_head(s, topic, t);
+
+	return rc ? rc : topic_fill(s, t);
 }
 
 /* Who receives what of a new topic (docs/access.md): the participants'
@@ -612,8 +630,10 @@ static int by_activity(const void *x, const void *y)
 	return strcmp(a->id, b->id);
 }
 
-/* Every topic of the registry, loaded (*out to free with list_free). */
-static int list_load(lama_session *s, struct topic_list *l)
+/* Every topic of the registry (*l to free with list_free): fully loaded
+ * and sorted by activity, or with `heads_only` just what the Topic
+ * objects say, in registry order. */
+static int list_load(lama_session *s, struct topic_list *l, int heads_only)
 {
 	json_t *reg = NULL, *m, *e;
 	size_t i;
@@ -636,9 +656,8 @@ static int list_load(lama_session *s, struct topic_list *l)
 			rc = lama_error(LAMA_ECORRUPT, "the topic registry is malformed");
 			break;
 		}
-		rc = topic_load(s, &h, &l->t[l->n]);
-		if (rc == LAMA_ENOTFOUND || rc == LAMA_ECORRUPT || rc == LAMA_EINVAL ||
-		    rc == LAMA_EFORMAT) {
+		rc = heads_only ? topic_head(s, &h, &l->t[l->n]) : topic_load(s, &h, &l->t[l->n]);
+		if (unavailable(rc)) {
 			/* a topic whose objects have not arrived yet, or that a peer
 			 * sent broken, is left out rather than hiding every other one */
 			rc = 0;
@@ -649,7 +668,7 @@ static int list_load(lama_session *s, struct topic_list *l)
 		l->n++;
 	}
 	json_decref(reg);
-	if (!rc)
+	if (!rc && !heads_only)
 		qsort(l->t, l->n, sizeof(*l->t), by_activity);
 	return rc;
 }
@@ -667,7 +686,7 @@ int lama_chat_topics(lama_session *s, int (*fn)(void *ctx, const struct lama_top
 	struct topic_list l;
 	int rc;
 
-	rc = list_load(s, &l);
+	rc = list_load(s, &l, 0);
 	for (size_t i = 0; i < l.n && !rc; i++)
 		rc = fn(ctx, &l.t[i]);
 	list_free(&l);
@@ -684,7 +703,8 @@ int lama_chat_find(lama_session *s, const char *query, struct lama_topic *out)
 	memset(out, 0, sizeof(*out));
 	if (!qlen)
 		return lama_error(LAMA_EINVAL, "name a topic by its id, an id prefix or its title");
-	if ((rc = list_load(s, &l))) {
+	/* match on what the Topic objects say; load the rest of the one found */
+	if ((rc = list_load(s, &l, 1))) {
 		list_free(&l);
 		return rc;
 	}
@@ -711,11 +731,10 @@ found:
 		rc = lama_error(LAMA_ENOTFOUND, "no topic matches \"%.80s\"", query);
 	else if (hits > 1)
 		rc = lama_error(LAMA_EINVAL, "\"%.80s\" matches several topics: %s", query, names);
-	else {
-		*out = l.t[pick];
-		l.t[pick].people = NULL; /* moved to *out */
-		l.t[pick].npeople = 0;
-	}
+	else if (!(rc = topic_fill(s, &l.t[pick])))
+		*out = l.t[pick]; /* its people move to *out; list_free skips them */
+	if (!rc)
+		l.t[pick] = (struct lama_topic){ 0 };
 	list_free(&l);
 	return rc;
 }
