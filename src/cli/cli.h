@@ -36,9 +36,12 @@ int cli_kdf(struct lama_kdf_params *p);
 
 /* Parses a hash argument (64 lower-case hex) with a clear message. */
 int cli_hash_arg(const char *s, lama_hash *h);
-/* Stores a file (- for stdin) as a BLOB, streaming; *size (may be NULL)
- * gets its length. */
-int cli_store_file(lama_session *s, const char *path, lama_hash *h, uint64_t *size);
+/* Stores a file (- for stdin; otherwise a regular file) as a BLOB,
+ * streaming; *size (may be NULL) gets its length. A file over max bytes
+ * (0: no limit) is LAMA_ELIMIT, naming it `what`. Inside the caller's
+ * store transaction the BLOB commits with it. */
+int cli_store_file(lama_session *s, const char *path, uint64_t max, const char *what,
+		   lama_hash *h, uint64_t *size);
 /* Logs in and readies the models (people, channels, chats). */
 int cli_login_models(lama_session **s);
 /* Prints v as one line of compact JSON and drops the reference (NULL:

@@ -5,30 +5,42 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "util/err.h"
 
 #define IO_CHUNK (256 << 10)
 
-int cli_store_file(lama_session *s, const char *path, lama_hash *h, uint64_t *size)
+int cli_store_file(lama_session *s, const char *path, uint64_t max, const char *what,
+		   lama_hash *h, uint64_t *size)
 {
 	static unsigned char buf[IO_CHUNK];
 	lama_blob_writer *w;
 	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
+	struct stat st;
 	uint64_t total = 0;
 	ssize_t n;
 	int rc;
 
 	if (fd < 0)
-		return lama_error(LAMA_EIO, "cannot open %s: %s", path, strerror(errno));
+		return lama_error(LAMA_EIO, "cannot open %.200s: %s", path, strerror(errno));
+	if (fd > 0 && (fstat(fd, &st) || !S_ISREG(st.st_mode))) {
+		close(fd);
+		return lama_error(LAMA_EINVAL, "%.200s is not a file", path);
+	}
+	if (fd > 0 && max && (uint64_t)st.st_size > max) {
+		close(fd);
+		return lama_error(LAMA_ELIMIT, "the %s is larger than %llu bytes", what,
+				  (unsigned long long)max);
+	}
 	rc = lama_blob_write_begin(lama_session_store(s), &w);
 	while (!rc) {
 		n = read(fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			rc = lama_error(LAMA_EIO, "cannot read %s: %s", path, strerror(errno));
+			rc = lama_error(LAMA_EIO, "cannot read %.200s: %s", path, strerror(errno));
 			lama_blob_write_abort(w);
 			break;
 		}
@@ -37,7 +49,11 @@ int cli_store_file(lama_session *s, const char *path, lama_hash *h, uint64_t *si
 			break;
 		}
 		total += (uint64_t)n;
-		rc = lama_blob_write(w, buf, (size_t)n);
+		if (max && total > max) /* stdin, or a file that grew while read */
+			rc = lama_error(LAMA_ELIMIT, "the %s is larger than %llu bytes", what,
+					(unsigned long long)max);
+		else
+			rc = lama_blob_write(w, buf, (size_t)n);
 		if (rc)
 			lama_blob_write_abort(w);
 	}
@@ -54,7 +70,7 @@ static int blob_put(lama_session *s, const char *path)
 	lama_hash h;
 	int rc;
 
-	rc = cli_store_file(s, path, &h, NULL);
+	rc = cli_store_file(s, path, 0, "file", &h, NULL);
 	if (!rc) {
 		lama_hash_hex(&h, hex);
 		printf("%s\n", hex);

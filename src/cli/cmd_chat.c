@@ -229,7 +229,7 @@ static int attach_files(lama_session *s, const char **files, size_t n,
 			return lama_error(LAMA_EIO, "cannot attach %s: %s", files[i], strerror(errno));
 		if (!S_ISREG(st.st_mode))
 			return lama_error(LAMA_EINVAL, "cannot attach %s: not a regular file", files[i]);
-		if ((rc = cli_store_file(s, files[i], &att[i].blob, &att[i].size)))
+		if ((rc = cli_store_file(s, files[i], 0, "attachment", &att[i].blob, &att[i].size)))
 			return rc;
 		att[i].name = base ? base + 1 : files[i];
 		att[i].type = mime_of(att[i].name);

@@ -1,19 +1,17 @@
 /* cmd_contacts.c: lama contacts [add|show|me], lama me, lama profile
  * [set]: people (src/leute, docs/people.md). */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "leute/leute.h"
 #include "util/err.h"
 
-#define AVATAR_MAX ((off_t)8 << 20) /* bytes of a profile picture */
+#define AVATAR_MAX ((uint64_t)8 << 20) /* bytes of a profile picture */
 
 static const char contacts_help[] =
 	"usage: lama contacts [--json]                 list your contacts\n"
@@ -273,56 +271,6 @@ int cmd_me(int argc, char **argv)
 }
 
 /* Streams a file into a BLOB (inside the caller's transaction). */
-static int store_avatar(lama_session *s, const char *path, lama_hash *h)
-{
-	static unsigned char buf[64 << 10];
-	lama_blob_writer *w;
-	struct stat st;
-	off_t total = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
-	ssize_t n;
-
-	if (fd < 0)
-		return lama_error(LAMA_EIO, "cannot open %.200s: %s", path, strerror(errno));
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return lama_error(LAMA_EINVAL, "%.200s is not a file", path);
-	}
-	if (st.st_size > AVATAR_MAX) {
-		close(fd);
-		return lama_error(LAMA_ELIMIT, "the avatar is larger than %lld bytes", (long long)AVATAR_MAX);
-	}
-	if ((rc = lama_blob_write_begin(lama_session_store(s), &w))) {
-		close(fd);
-		return rc;
-	}
-	for (;;) {
-		n = read(fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = lama_error(LAMA_EIO, "cannot read %.200s: %s", path, strerror(errno));
-			break;
-		}
-		if (n == 0)
-			break;
-		total += n;
-		if (total > AVATAR_MAX) { /* it grew while read */
-			rc = lama_error(LAMA_ELIMIT, "the avatar is larger than %lld bytes",
-					(long long)AVATAR_MAX);
-			break;
-		}
-		if ((rc = lama_blob_write(w, buf, (size_t)n)))
-			break;
-	}
-	close(fd);
-	if (rc) {
-		lama_blob_write_abort(w);
-		return rc;
-	}
-	return lama_blob_write_end(w, h, NULL);
-}
-
 int cmd_profile(int argc, char **argv)
 {
 	struct lama_person p;
@@ -355,7 +303,7 @@ int cmd_profile(int argc, char **argv)
 		rc = lama_store_begin(st);
 		if (!rc) {
 			if (o.avatar)
-				rc = store_avatar(s, o.avatar, &avatar);
+				rc = cli_store_file(s, o.avatar, AVATAR_MAX, "avatar", &avatar, NULL);
 			if (!rc)
 				rc = lama_leute_set_profile(s, o.name, o.status, o.avatar ? &avatar : NULL);
 			if (rc)
