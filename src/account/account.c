@@ -103,6 +103,11 @@ static int mkdirs(const char *path)
 	return 0;
 }
 
+int lama_home_create(const char *home)
+{
+	return mkdirs(home);
+}
+
 /* Writes a file atomically: temp file, fsync, rename, fsync the folder. */
 static int write_atomic(const char *dir, const char *name, const char *data, size_t n)
 {

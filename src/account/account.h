@@ -23,6 +23,8 @@
 /* The data folder: `opt` if given, else $LAMA_HOME, else
  * ~/.local/share/lama. Writes a NUL-terminated path into out. */
 int lama_home_resolve(const char *opt, char *out, size_t n);
+/* Creates the data folder (and its parents) with mode 0700 if missing. */
+int lama_home_create(const char *home);
 
 /* A logged-in user. Opaque; lama_session_logout wipes its keys. */
 typedef struct lama_session lama_session;

@@ -1,9 +1,13 @@
-/* cmd_serve.c: lama serve, the main process: the transport (src/serve),
- * the protocol (src/ipc) and the controller (src/controller) over one
- * logged-in session, on one loop. */
+/* cmd_serve.c: lama serve, the main process: the transports (src/serve),
+ * the protocol (src/ipc), the state manager (src/state) and the
+ * controller (src/controller) over the folder's session, on one loop.
+ * Startup in the seed's order: the folder's lock, the session (or locked,
+ * waiting for action:login), the saved state, then requests. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "controller/controller.h"
@@ -11,56 +15,70 @@
 #include "ipc/ipc.h"
 #include "models/models.h"
 #include "serve/serve.h"
+#include "state/state.h"
 #include "util/err.h"
 #include "util/mem.h"
 
+/* A client of any transport: what the protocol and the state manager see. */
+struct peer {
+	lama_client *unix_client;
+};
+
 struct served {
 	lama_ipc *d;
-	lama_client **clients; /* connected, for pushes */
-	size_t n, cap;
+	lama_state *st;
 };
+
+static int peer_send(void *client, const char *text, size_t n)
+{
+	struct peer *p = client;
+
+	return lama_server_send(p->unix_client, text, n); /* a failure disconnects */
+}
 
 static void on_connect(void *ctx, lama_client *c)
 {
-	struct served *sv = ctx;
+	struct peer *p = lama_calloc(1, sizeof(*p));
 
-	if (sv->n == sv->cap) {
-		size_t cap = sv->cap ? 2 * sv->cap : 64;
-		lama_client **nc = lama_realloc(sv->clients, cap * sizeof(*nc));
-
-		if (!nc) {
-			lama_server_disconnect(c);
-			return;
-		}
-		sv->clients = nc;
-		sv->cap = cap;
+	(void)ctx;
+	if (!p) {
+		lama_server_disconnect(c);
+		return;
 	}
-	sv->clients[sv->n++] = c;
+	p->unix_client = c;
+	lama_server_client_set_data(c, p);
 }
 
 static void on_close(void *ctx, lama_client *c)
 {
 	struct served *sv = ctx;
+	struct peer *p = lama_server_client_data(c);
 
-	for (size_t i = 0; i < sv->n; i++)
-		if (sv->clients[i] == c) {
-			sv->clients[i] = sv->clients[--sv->n];
-			break;
-		}
+	if (p)
+		lama_state_unsubscribe(sv->st, p);
+	lama_free(p);
+}
+
+/* One request in, its reply out (after any updates the handler sent). */
+static void handle(struct served *sv, struct peer *p, const char *msg, size_t n)
+{
+	char *reply = NULL;
+	size_t len = 0;
+
+	if (lama_ipc_handle(sv->d, msg, n, p, &reply, &len) != 0) {
+		lama_server_disconnect(p->unix_client); /* not even an error reply */
+		return;
+	}
+	peer_send(p, reply, len);
+	lama_free(reply);
 }
 
 static void on_message(void *ctx, lama_client *c, const char *msg, size_t n)
 {
-	struct served *sv = ctx;
-	char *reply = NULL;
-	size_t len = 0;
+	struct peer *p = lama_server_client_data(c);
 
-	if (lama_ipc_handle(sv->d, msg, n, c, &reply, &len) != 0) {
-		lama_server_disconnect(c); /* not even an error reply could be made */
-		return;
-	}
-	lama_server_send(c, reply, len); /* a failure disconnects c */
-	lama_free(reply);
+	if (p)
+		handle(ctx, p, msg, n);
 }
 
 static void on_oversize(void *ctx, lama_client *c)
@@ -73,18 +91,29 @@ static void on_oversize(void *ctx, lama_client *c)
 	lama_server_send(c, too_large, sizeof(too_large) - 1);
 }
 
-/* An update for every client, after the change is durable. */
-static void push(void *ctx, const char *channel, const json_t *payload)
+/* Subscribers hear that the server goes away (and may reconnect later). */
+static void on_stop(void *ctx)
 {
 	struct served *sv = ctx;
-	size_t len = 0;
-	char *text = lama_ipc_push(channel, payload, &len);
+	json_t *p = json_pack("{s:s}", "what", "stopping");
 
-	if (!text)
-		return;
-	for (size_t i = sv->n; i-- > 0;)
-		lama_server_send(sv->clients[i], text, len);
-	lama_free(text);
+	if (sv->st && (!p || lama_state_publish(sv->st, "update:stateChanged", p)))
+		lama_error_clear();
+	json_decref(p);
+}
+
+/* A password without asking anyone: from the environment or a terminal. */
+static int can_ask_password(void)
+{
+	int fd;
+
+	if (getenv("LAMA_PASSWORD"))
+		return 1;
+	fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
 }
 
 /* The first start on a data folder without users makes one: the name
@@ -111,54 +140,72 @@ static int first_user(const char *name, lama_session **s)
 	return rc;
 }
 
+static const char usage[] = "usage: lama serve [--name NAME] [--locked]";
+
 int cmd_serve(int argc, char **argv)
 {
 	struct served sv = { 0 };
 	struct lama_server_config cfg = { .on_connect = on_connect, .on_message = on_message,
-					  .on_oversize = on_oversize, .on_close = on_close };
-	struct lama_controller_push pushes = { push, &sv };
+					  .on_oversize = on_oversize, .on_close = on_close,
+					  .on_stop = on_stop };
+	struct lama_controller_config ccfg = { .home = cli.home };
 	const char *name = NULL;
 	lama_controller *ctl = NULL;
 	lama_server *srv = NULL;
 	lama_session *s = NULL;
 	size_t users = 0;
-	int rc;
+	int rc, locked = 0;
 
 	if (cli_wants_help(argc, argv)) {
-		puts("usage: lama serve [--name NAME]\n\n"
-		     "Runs lama's main process for the data folder: it owns the archive and\n"
-		     "answers the IPC protocol (docs/ipc.md) on the Unix socket DIR/lama.sock,\n"
-		     "one JSON message per line. One main process per data folder. The\n"
-		     "password comes from $LAMA_PASSWORD or a prompt. On a folder without\n"
-		     "users the first start creates one (--name, else $USER), asking for a\n"
-		     "new password twice. SIGINT or SIGTERM stop it cleanly. (The web UI and\n"
-		     "the WebSocket come next.)");
+		printf("%s\n\n"
+		       "Runs lama's main process for the data folder: it owns the archive and\n"
+		       "answers the IPC protocol (docs/ipc.md) on the Unix socket DIR/lama.sock,\n"
+		       "one JSON message per line. One main process per data folder.\n\n"
+		       "The password comes from $LAMA_PASSWORD or a prompt. Without either (or\n"
+		       "with --locked) it starts locked and waits for action:login or\n"
+		       "action:register from a client. On a folder without users, a first\n"
+		       "start that can ask for a password creates one (--name, else $USER),\n"
+		       "asking for the new password twice. SIGINT or SIGTERM stop it cleanly.\n",
+		       usage);
 		return EXIT_OK;
 	}
-	if (argc == 3 && !strcmp(argv[1], "--name"))
-		name = argv[2];
-	else if (argc != 1)
-		return cli_usage("usage: lama serve [--name NAME]");
-	if ((rc = lama_account_count(cli.home, &users)))
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--name") && i + 1 < argc)
+			name = argv[++i];
+		else if (!strcmp(argv[i], "--locked"))
+			locked = 1;
+		else
+			return cli_usage("%s", usage);
+	}
+	if ((rc = cli_kdf(&ccfg.kdf)) || (rc = lama_account_count(cli.home, &users)))
 		return cli_fail(rc);
-	if (users == 0 && (rc = first_user(name, &s)))
+	if (!locked && !can_ask_password())
+		locked = 1;
+	if (users == 0 && !locked && (rc = first_user(name, &s)))
 		return cli_fail(rc);
 	/* the folder's lock before any password: a second server fails fast */
-	if ((rc = lama_server_open(&srv, cli.home, &cfg, &sv)))
+	if ((rc = lama_home_create(cli.home)) || (rc = lama_server_open(&srv, cli.home, &cfg, &sv)))
 		goto out;
-	if (!s && (rc = cli_login(&s)))
+	if (!s && !locked && (rc = cli_login(&s)))
 		goto out;
-	if ((rc = lama_models_init(s)) || (rc = lama_ipc_new(&sv.d)) ||
-	    (rc = lama_controller_new(&ctl, sv.d, s, &pushes)))
+	if ((s && (rc = lama_models_init(s))) || (rc = lama_ipc_new(&sv.d)) ||
+	    (rc = lama_state_new(&sv.st, peer_send, 0, 0)))
+		goto out;
+	ccfg.state = sv.st;
+	rc = lama_controller_new(&ctl, sv.d, &ccfg, s);
+	s = NULL; /* the controller's now, even on failure */
+	if (rc)
 		goto out;
 	printf("lama serve: serving %s\n  socket: %s/%s\n", cli.home, cli.home, LAMA_SERVE_SOCKET);
+	if (!lama_controller_session(ctl))
+		printf("  locked: waiting for action:%s\n", users ? "login" : "register");
 	fflush(stdout);
 	rc = lama_server_run(srv);
 out:
 	lama_server_close(srv); /* closes the clients first */
 	lama_ipc_free(sv.d);
-	lama_controller_free(ctl);
+	lama_controller_free(ctl); /* logs out */
+	lama_state_free(sv.st);
 	lama_session_logout(s);
-	lama_free(sv.clients);
 	return rc ? cli_fail(rc) : EXIT_OK;
 }

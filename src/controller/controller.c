@@ -7,6 +7,8 @@
 
 #include "chat/chat.h"
 #include "leute/leute.h"
+#include "models/models.h"
+#include "util/buf.h"
 #include "util/err.h"
 #include "util/mem.h"
 
@@ -14,9 +16,20 @@
 #define PAGE_MAX 1000
 #define WITH_MAX 255 /* participants named in createConversation */
 
+struct lama_controller;
+
+/* One registered channel: the dispatcher calls guard with its slot. */
+struct slot {
+	struct lama_controller *c;
+	const struct channel *ch;
+};
+
 struct lama_controller {
-	lama_session *s;
-	struct lama_controller_push push;
+	lama_session *s; /* NULL: locked */
+	char home[LAMA_PATH_MAX];
+	struct lama_kdf_params kdf;
+	lama_state *st;
+	struct slot *slots;
 };
 
 static int oom(void)
@@ -24,11 +37,13 @@ static int oom(void)
 	return lama_error(LAMA_ENOMEM, "out of memory");
 }
 
-/* Sends an update, if anyone listens; takes payload. */
+/* Publishes an update (the change is durable); takes payload. An update
+ * that cannot be made is lost to live clients only: the state is in the
+ * archive, and a client that resubscribes is told to reset. */
 static void push(lama_controller *c, const char *channel, json_t *payload)
 {
-	if (payload && c->push.fn)
-		c->push.fn(c->push.ctx, channel, payload);
+	if (payload && lama_state_publish(c->st, channel, payload) != 0)
+		lama_error_clear();
 	json_decref(payload);
 }
 
@@ -93,23 +108,127 @@ static int fill_topics(lama_session *s, struct counts *k)
 	return lama_chat_topics(s, count_topic, k);
 }
 
+/* ---- settings: a sealed record in the user's archive ---- */
+
+#define SETTINGS_RECORD "settings"
+
+/* Every setting: its name, its type, what it may be, its default. */
+static const struct setting {
+	const char *name;
+	json_type type;
+	const char *const *values; /* strings: the allowed ones */
+	json_int_t min, max;       /* integers */
+	const char *dflt;          /* JSON text */
+} settings[] = {
+	{ "theme", JSON_STRING, (const char *const[]){ "system", "light", "dark", NULL }, 0, 0, "\"system\"" },
+	{ "notifications", JSON_TRUE, NULL, 0, 0, "true" },
+	{ "sendOnEnter", JSON_TRUE, NULL, 0, 0, "true" },
+	{ "pageSize", JSON_INTEGER, NULL, 10, 1000, "50" },
+	{ "workers", JSON_INTEGER, NULL, 0, 64, "0" }, /* worker pool size, 0: one per core */
+};
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static const struct setting *setting_find(const char *name)
+{
+	for (size_t i = 0; i < NSETTINGS; i++)
+		if (!strcmp(settings[i].name, name))
+			return &settings[i];
+	return NULL;
+}
+
+static int setting_check(const struct setting *k, const json_t *v)
+{
+	if (k->type == JSON_TRUE) {
+		if (!json_is_boolean(v))
+			return lama_error(LAMA_EINVAL, "setting %s must be true or false", k->name);
+	} else if (k->type == JSON_INTEGER) {
+		if (!json_is_integer(v) || json_integer_value(v) < k->min ||
+		    json_integer_value(v) > k->max)
+			return lama_error(LAMA_EINVAL, "setting %s must be an integer from %lld to %lld",
+					  k->name, (long long)k->min, (long long)k->max);
+	} else {
+		const char *x = json_string_value(v);
+		size_t i = 0;
+
+		for (; x && k->values[i]; i++)
+			if (!strcmp(x, k->values[i]))
+				break;
+		if (!x || !k->values[i])
+			return lama_error(LAMA_EINVAL, "setting %s has no such value", k->name);
+	}
+	return 0;
+}
+
+/* The user's settings, defaults filled in. What the record holds is
+ * checked like a request: a bad or unknown value falls back to the
+ * default, so an old or damaged record never breaks getState. */
+static int settings_load(lama_controller *c, json_t **out)
+{
+	struct lama_buf b = LAMA_BUF_INIT(64 << 10);
+	json_t *saved = NULL, *o = json_object();
+	int rc = 0;
+
+	*out = NULL;
+	if (!o)
+		return oom();
+	rc = lama_store_kv_get(lama_session_store(c->s), SETTINGS_RECORD, &b);
+	if (rc == 0)
+		saved = json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, NULL);
+	else if (rc == LAMA_ENOTFOUND)
+		lama_error_clear(), rc = 0;
+	lama_buf_release(&b);
+	for (size_t i = 0; !rc && i < NSETTINGS; i++) {
+		json_t *v = json_object_get(saved, settings[i].name);
+
+		if (!v || setting_check(&settings[i], v) != 0) {
+			lama_error_clear();
+			v = json_loads(settings[i].dflt, JSON_DECODE_ANY, NULL);
+		} else {
+			json_incref(v);
+		}
+		if (!v || json_object_set_new(o, settings[i].name, v))
+			rc = oom();
+	}
+	json_decref(saved);
+	if (rc)
+		json_decref(o);
+	else
+		*out = o;
+	return rc;
+}
+
+/* ---- queries ---- */
+
 static int get_state(void *ctx, const struct lama_ipc_call *call, json_t **result)
 {
 	lama_controller *c = ctx;
 	struct counts topics = { 0 }, contacts = { 0 };
 	struct lama_person me;
-	json_t *user;
+	json_t *user, *set;
+	size_t users = 0;
 	int rc;
 
 	(void)call;
+	if (!c->s) {
+		if ((rc = lama_account_count(c->home, &users)))
+			return rc;
+		*result = json_pack("{s:b, s:I, s:s, s:I}", "locked", 1, "users", (json_int_t)users,
+				    "epoch", lama_state_epoch(c->st), "seq",
+				    (json_int_t)lama_state_seq(c->st));
+		return *result ? 0 : oom();
+	}
 	if ((rc = lama_leute_me(c->s, &me)) || (rc = fill_topics(c->s, &topics)) ||
-	    (rc = fill_contacts(c->s, &contacts)))
+	    (rc = fill_contacts(c->s, &contacts)) || (rc = settings_load(c, &set)))
 		return rc;
 	user = lama_person_json(&me);
-	*result = user ? json_pack("{s:o, s:I, s:I, s:I}", "user", user, "conversations",
-				   (json_int_t)topics.n, "contacts", (json_int_t)contacts.n, "unread",
-				   (json_int_t)topics.unread)
+	*result = user ? json_pack("{s:b, s:o, s:I, s:I, s:I, s:o, s:s, s:I}", "locked", 0, "user",
+				   user, "conversations", (json_int_t)topics.n, "contacts",
+				   (json_int_t)contacts.n, "unread", (json_int_t)topics.unread,
+				   "settings", set, "epoch", lama_state_epoch(c->st), "seq",
+				   (json_int_t)lama_state_seq(c->st))
 		       : NULL;
+	if (!user)
+		json_decref(set);
 	return *result ? 0 : oom();
 }
 
@@ -342,45 +461,234 @@ static int add_contact(void *ctx, const struct lama_ipc_call *call, json_t **res
 	return 0;
 }
 
+/* ---- the session ---- */
+
+static int need_locked(lama_controller *c)
+{
+	if (c->s)
+		return lama_error(LAMA_EEXIST, "a user is logged in: log out first");
+	return 0;
+}
+
+/* The session is in; every client hears it. */
+static int logged_in(lama_controller *c, lama_session *s, json_t **result)
+{
+	struct lama_person me;
+	json_t *user;
+	int rc;
+
+	if ((rc = lama_models_init(s)) || (rc = lama_leute_me(s, &me))) {
+		lama_session_logout(s);
+		return rc;
+	}
+	if (!(user = lama_person_json(&me))) {
+		lama_session_logout(s);
+		return oom();
+	}
+	c->s = s;
+	*result = json_pack("{s:O}", "user", user);
+	push(c, "update:stateChanged", json_pack("{s:s, s:b, s:o}", "what", "session", "locked", 0,
+						 "user", user));
+	return *result ? 0 : oom();
+}
+
+static int password_of(const struct lama_ipc_call *call, const char **pw, size_t *len)
+{
+	const json_t *p = json_object_get(call->payload, "password");
+
+	*pw = json_string_value(p);
+	*len = json_string_length(p);
+	if (*len == 0)
+		return lama_error(LAMA_EINVAL, "the password is empty");
+	return 0;
+}
+
+static int do_register(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	const char *pw;
+	size_t len;
+	lama_session *s;
+	int rc;
+
+	if ((rc = need_locked(c)) || (rc = password_of(call, &pw, &len)) ||
+	    (rc = lama_account_register(c->home, str(call->payload, "name"), pw, len, &c->kdf, &s)))
+		return rc;
+	return logged_in(c, s, result);
+}
+
+static int login(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	const char *pw;
+	size_t len;
+	lama_session *s;
+	int rc;
+
+	if ((rc = need_locked(c)) || (rc = password_of(call, &pw, &len)) ||
+	    (rc = lama_account_login(c->home, str(call->payload, "name"), pw, len, &s)))
+		return rc;
+	return logged_in(c, s, result);
+}
+
+static int logout(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+
+	(void)call;
+	lama_session_logout(c->s); /* wipes the keys */
+	c->s = NULL;
+	*result = json_pack("{s:b}", "locked", 1);
+	push(c, "update:stateChanged", json_pack("{s:s, s:b}", "what", "session", "locked", 1));
+	return *result ? 0 : oom();
+}
+
+static int update_settings(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	const char *key;
+	json_t *cur, *v;
+	char *text;
+	int rc;
+
+	if (json_object_size(call->payload) == 0)
+		return lama_error(LAMA_EINVAL, "name at least one setting");
+	json_object_foreach((json_t *)call->payload, key, v) {
+		const struct setting *k = setting_find(key);
+
+		if (!k)
+			return lama_error(LAMA_EINVAL, "there is no setting %s", key);
+		if ((rc = setting_check(k, v)))
+			return rc;
+	}
+	if ((rc = settings_load(c, &cur)))
+		return rc;
+	if (json_object_update(cur, (json_t *)call->payload) ||
+	    !(text = json_dumps(cur, JSON_COMPACT | JSON_SORT_KEYS))) {
+		json_decref(cur);
+		return oom();
+	}
+	rc = lama_store_kv_put(lama_session_store(c->s), SETTINGS_RECORD, text, strlen(text));
+	free(text); /* jansson's allocator */
+	if (rc) {
+		json_decref(cur);
+		return rc;
+	}
+	*result = json_pack("{s:O}", "settings", cur);
+	push(c, "update:stateChanged", json_pack("{s:s, s:o}", "what", "settings", "settings", cur));
+	return *result ? 0 : oom();
+}
+
+/* ---- updates: subscribing, and catching up ---- */
+
+static int subscribe(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	const char *epoch = str(call->payload, "epoch");
+	const json_t *since = json_object_get(call->payload, "since");
+	int rc, reset = 0;
+
+	if (!epoch != !since)
+		return lama_error(LAMA_EINVAL, "epoch and since come together");
+	if (since && json_integer_value(since) < 0)
+		return lama_error(LAMA_EINVAL, "since must not be negative");
+	/* the missed updates go out now, before this reply */
+	rc = lama_state_subscribe(c->st, call->client, epoch,
+				  since ? (uint64_t)json_integer_value(since) : 0, &reset);
+	if (rc)
+		return rc;
+	*result = json_pack("{s:s, s:I, s:b}", "epoch", lama_state_epoch(c->st), "seq",
+			    (json_int_t)lama_state_seq(c->st), "reset", reset);
+	return *result ? 0 : oom();
+}
+
+static int unsubscribe(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+
+	lama_state_unsubscribe(c->st, call->client);
+	*result = json_object();
+	return *result ? 0 : oom();
+}
+
 /* ---- the table ---- */
 
 static const struct channel {
 	const char *name, *schema;
 	lama_ipc_handler fn;
+	int locked_ok; /* answers without a session */
 } channels[] = {
-	{ "query:ping", "", ping },
-	{ "query:getState", "", get_state },
-	{ "query:getContacts", "", get_contacts },
-	{ "query:getConversations", "", get_conversations },
-	{ "query:getConversation", "topic:s", get_conversation },
-	{ "query:getMessages", "topic:s,limit:i?,before:h?", get_messages },
-	{ "action:sendMessage", "topic:s,text:s,reply_to:h?", send_message },
-	{ "action:createConversation", "with:a,title:s?", create_conversation },
-	{ "action:addContact", "name:s,email:s?,ai:b?,model:s?", add_contact },
+	{ "query:ping", "", ping, 1 },
+	{ "query:getState", "", get_state, 1 },
+	{ "query:getContacts", "", get_contacts, 0 },
+	{ "query:getConversations", "", get_conversations, 0 },
+	{ "query:getConversation", "topic:s", get_conversation, 0 },
+	{ "query:getMessages", "topic:s,limit:i?,before:h?", get_messages, 0 },
+	{ "action:register", "name:s,password:s", do_register, 1 },
+	{ "action:login", "name:s?,password:s", login, 1 },
+	{ "action:logout", "", logout, 0 },
+	{ "action:updateSettings", NULL, update_settings, 0 },
+	{ "action:subscribe", "epoch:s?,since:i?", subscribe, 1 },
+	{ "action:unsubscribe", "", unsubscribe, 1 },
+	{ "action:sendMessage", "topic:s,text:s,reply_to:h?", send_message, 0 },
+	{ "action:createConversation", "with:a,title:s?", create_conversation, 0 },
+	{ "action:addContact", "name:s,email:s?,ai:b?,model:s?", add_contact, 0 },
 };
+#define NCHANNELS (sizeof(channels) / sizeof(channels[0]))
 
-int lama_controller_new(lama_controller **out, lama_ipc *d, lama_session *s,
-			const struct lama_controller_push *pushes)
+/* Every request passes here: the locked check is in one place. */
+static int guard(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	struct slot *k = ctx;
+
+	if (!k->c->s && !k->ch->locked_ok)
+		return lama_error(LAMA_EAUTH, "locked: log in first (action:login)");
+	return k->ch->fn(k->c, call, result);
+}
+
+int lama_controller_new(lama_controller **out, lama_ipc *d, const struct lama_controller_config *cfg,
+			lama_session *s)
 {
 	lama_controller *c = lama_calloc(1, sizeof(*c));
 	int rc;
 
 	*out = NULL;
-	if (!c)
+	if (!c || !(c->slots = lama_calloc(NCHANNELS, sizeof(*c->slots)))) {
+		lama_free(c);
+		lama_session_logout(s);
 		return oom();
+	}
+	if (!cfg->state || !cfg->home || strlen(cfg->home) >= sizeof(c->home)) {
+		lama_controller_free(c);
+		lama_session_logout(s);
+		return lama_error(LAMA_EINVAL, "the controller needs a data folder and a state manager");
+	}
 	c->s = s;
-	if (pushes)
-		c->push = *pushes;
-	for (size_t i = 0; i < sizeof(channels) / sizeof(channels[0]); i++)
-		if ((rc = lama_ipc_register(d, channels[i].name, channels[i].schema, channels[i].fn, c))) {
-			lama_free(c);
+	strcpy(c->home, cfg->home);
+	c->kdf = cfg->kdf;
+	c->st = cfg->state;
+	for (size_t i = 0; i < NCHANNELS; i++) {
+		c->slots[i] = (struct slot){ c, &channels[i] };
+		if ((rc = lama_ipc_register(d, channels[i].name, channels[i].schema, guard,
+					    &c->slots[i]))) {
+			lama_controller_free(c);
 			return rc;
 		}
+	}
 	*out = c;
 	return 0;
 }
 
 void lama_controller_free(lama_controller *c)
 {
+	if (!c)
+		return;
+	lama_session_logout(c->s);
+	lama_free(c->slots);
 	lama_free(c);
+}
+
+lama_session *lama_controller_session(const lama_controller *c)
+{
+	return c->s;
 }

@@ -1,30 +1,41 @@
 /* controller.h: the IPC controller (the seed's IPC handlers): the
- * protocol's channels (docs/ipc.md) mapped onto the models of one
- * logged-in session. Queries read; actions change state through the
- * models first and then push an update to every subscribed client. The
- * transport (src/serve) and the protocol (src/ipc) know nothing of the
- * models; this is the only place that knows both. */
+ * protocol's channels (docs/ipc.md) mapped onto the models of the data
+ * folder's session. Queries read; actions change state through the
+ * models first and then publish an update through the state manager. The
+ * transports (src/serve, src/web) and the protocol (src/ipc) know nothing
+ * of the models; this is the only place that knows both.
+ *
+ * The controller holds the session: it starts locked (no session) or with
+ * one, and action:register, action:login and action:logout change it.
+ * While locked only the channels that need no user answer; the others
+ * get `unauthorized`. */
 #ifndef LAMA_CONTROLLER_H
 #define LAMA_CONTROLLER_H
 
 #include "account/account.h"
+#include "crypto/crypto.h"
 #include "ipc/ipc.h"
+#include "state/state.h"
 
 typedef struct lama_controller lama_controller;
 
-/* Where updates go: fn(ctx, channel, payload) for every change, after it
- * is durable (payload borrowed for the call). */
-struct lama_controller_push {
-	void (*fn)(void *ctx, const char *channel, const json_t *payload);
-	void *ctx;
+struct lama_controller_config {
+	const char *home;            /* the data folder (borrowed) */
+	struct lama_kdf_params kdf;  /* for users made by action:register */
+	lama_state *state;           /* where updates go (borrowed) */
 };
 
-/* Registers every channel on the dispatcher, serving session s (both
- * borrowed; they outlive the controller). push may be NULL. *out to free
- * with lama_controller_free, after the dispatcher. On failure some
- * channels may be registered already: free the dispatcher too. */
-int lama_controller_new(lama_controller **out, lama_ipc *d, lama_session *s,
-			const struct lama_controller_push *push);
+/* Registers every channel on the dispatcher d (borrowed, outlives the
+ * controller). Takes s, a session with its models initialised, or NULL
+ * to start locked. *out to free with lama_controller_free, after the
+ * dispatcher. On failure s is logged out, and some channels may be
+ * registered already: free the dispatcher too. */
+int lama_controller_new(lama_controller **out, lama_ipc *d, const struct lama_controller_config *cfg,
+			lama_session *s);
+/* Logs the session out (if any) and frees c. NULL is a no-op. */
 void lama_controller_free(lama_controller *c);
+
+/* The current session, NULL while locked (borrowed). */
+lama_session *lama_controller_session(const lama_controller *c);
 
 #endif

@@ -610,8 +610,10 @@ out:
 	return rc;
 }
 
-char *lama_ipc_push(const char *channel, const json_t *payload, size_t *len)
+char *lama_ipc_push(const char *channel, uint64_t seq, const json_t *payload, size_t *len)
 {
+	char num[32];
+
 	struct lama_buf b = LAMA_BUF_INIT(LAMA_IPC_MESSAGE_MAX);
 	size_t dummy;
 	char *out;
@@ -621,8 +623,9 @@ char *lama_ipc_push(const char *channel, const json_t *payload, size_t *len)
 	if (!channel || channel_kind(channel, strlen(channel)) != CH_UPDATE ||
 	    (payload && !json_is_object(payload)))
 		return NULL;
+	snprintf(num, sizeof(num), ",\"seq\":%llu", (unsigned long long)seq);
 	if (lama_buf_addstr(&b, "{\"channel\":") || add_string(&b, channel, strlen(channel)) ||
-	    lama_buf_addstr(&b, ",\"payload\":") ||
+	    (seq && lama_buf_addstr(&b, num)) || lama_buf_addstr(&b, ",\"payload\":") ||
 	    (payload ? add_json(&b, payload) : lama_buf_addstr(&b, "{}")) ||
 	    lama_buf_addch(&b, '}')) {
 		lama_buf_release(&b);

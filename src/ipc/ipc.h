@@ -15,6 +15,7 @@
 #define LAMA_IPC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -87,11 +88,12 @@ int lama_ipc_register(lama_ipc *d, const char *channel, const char *schema,
 int lama_ipc_handle(lama_ipc *d, const char *text, size_t n, void *client, char **reply,
 		    size_t *reply_len);
 
-/* Encodes a push {"channel":CHANNEL,"payload":PAYLOAD} (payload an
+/* Encodes a push {"channel":CHANNEL,"seq":SEQ,"payload":PAYLOAD} (seq
+ * 0: no "seq" member; the state manager numbers updates; payload an
  * object, NULL for {}; text as for replies, free with lama_free(); *len
  * its length, len may be NULL). NULL when out of memory, when channel is
  * not update:NAME or payload not an object, or when the message would be
  * over LAMA_IPC_MESSAGE_MAX. */
-char *lama_ipc_push(const char *channel, const json_t *payload, size_t *len);
+char *lama_ipc_push(const char *channel, uint64_t seq, const json_t *payload, size_t *len);
 
 #endif

@@ -567,6 +567,8 @@ void lama_server_stop(lama_server *srv)
 		srv->listening = 0;
 		uv_close((uv_handle_t *)&srv->listener, NULL);
 	}
+	if (srv->cfg->on_stop) /* its last words are flushed like the rest */
+		srv->cfg->on_stop(srv->ctx);
 	uv_timer_start(&srv->flush, on_flush_timeout, srv->flush_ms, 0);
 	for (c = srv->clients; c; c = next) {
 		next = c->next;

@@ -50,6 +50,9 @@ struct lama_server_config {
 	 * server shutdown). Called exactly once for every client on_connect
 	 * saw; the lama_client is freed when it returns. */
 	void (*on_close)(void *ctx, lama_client *c);
+	/* Optional: shutdown begins (no more input will be read); what it
+	 * sends is flushed with the rest of the queued output. */
+	void (*on_stop)(void *ctx);
 
 	size_t line_max;      /* longest line in bytes, without the newline */
 	size_t out_max;       /* queued bytes that disconnect a client */

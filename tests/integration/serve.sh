@@ -58,6 +58,8 @@ class Client:
         return r
 
 a, b = Client(), Client()
+sub = b.call("action:subscribe")["result"]
+assert sub["reset"] is False and len(sub["epoch"]) == 32, sub
 st = a.call("query:getState")["result"]
 assert st["user"]["me"] is True and st["contacts"] == 1, st
 conv = a.call("action:createConversation", {"with": ["Bob"]})["result"]

@@ -17,37 +17,62 @@ static char home[4096];
 static lama_session *s;
 static lama_ipc *d;
 static lama_controller *ctl;
-static json_t *pushes;
+static lama_state *st;
+static json_t *pushes;   /* what the listener got: {channel, seq, payload} */
+static int listener, me; /* two clients: their addresses name them */
+static void *caller = &me;
 
-static void on_push(void *ctx, const char *channel, const json_t *payload)
+/* The state manager's transport: the listener's pushes are kept. */
+static int on_send(void *client, const char *text, size_t n)
 {
-	(void)ctx;
-	json_array_append_new(pushes, json_pack("{s:s, s:O}", "channel", channel, "payload", payload));
+	json_t *m = json_loadb(text, n, 0, NULL);
+
+	assert_non_null(m);
+	if (client == &listener)
+		json_array_append(pushes, m);
+	json_decref(m);
+	return 0;
+}
+
+static void open_controller(lama_session *with)
+{
+	struct lama_controller_config cfg = { .home = home, .kdf = lama_kdf_min() };
+
+	if (lama_ipc_new(&d) || lama_state_new(&st, on_send, 0, 0))
+		fail_msg("setup: %s", lama_errmsg());
+	cfg.state = st;
+	if (lama_controller_new(&ctl, d, &cfg, with))
+		fail_msg("setup: %s", lama_errmsg());
+	pushes = json_array();
+	assert_int_equal(lama_state_subscribe(st, &listener, NULL, 0, &(int){ 0 }), 0);
+}
+
+static void close_controller(void)
+{
+	lama_ipc_free(d);
+	lama_controller_free(ctl); /* logs out */
+	lama_state_free(st);
+	json_decref(pushes);
 }
 
 static int setup(void **state)
 {
 	struct lama_kdf_params p = lama_kdf_min();
-	struct lama_controller_push push = { on_push, NULL };
 
 	(void)state;
 	if (lama_crypto_init())
 		fail_msg("crypto");
 	snprintf(home, sizeof(home), "%s", tu_tmpdir());
-	if (lama_account_register(home, "alice", "pw", 2, &p, &s) || lama_models_init(s) ||
-	    lama_ipc_new(&d) || lama_controller_new(&ctl, d, s, &push))
+	if (lama_account_register(home, "alice", "pw", 2, &p, &s) || lama_models_init(s))
 		fail_msg("setup: %s", lama_errmsg());
-	pushes = json_array();
+	open_controller(s);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	lama_ipc_free(d);
-	lama_controller_free(ctl);
-	lama_session_logout(s);
-	json_decref(pushes);
+	close_controller();
 	tu_rmtree(home);
 	return 0;
 }
@@ -63,7 +88,7 @@ static json_t *call(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(req, sizeof(req), fmt, ap);
 	va_end(ap);
-	assert_int_equal(lama_ipc_handle(d, req, strlen(req), NULL, &reply, &n), 0);
+	assert_int_equal(lama_ipc_handle(d, req, strlen(req), caller, &reply, &n), 0);
 	assert_null(memchr(reply, '\n', n));
 	r = json_loadb(reply, n, 0, NULL);
 	lama_free(reply);
@@ -114,6 +139,7 @@ static void test_journey(void **state)
 		json_t *p = json_array_get(pushes, 2);
 
 		assert_string_equal(json_string_value(json_object_get(p, "channel")), "update:messageReceived");
+		assert_int_equal(json_integer_value(json_object_get(p, "seq")), 3);
 		assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(p, "payload"), "message"), "id")), msg);
 	}
 	for (int i = 0; i < 12; i++)
@@ -174,11 +200,187 @@ static void test_errors(void **state)
 	json_decref(r);
 }
 
+static const char *res_str(const json_t *r, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(r, "result"), key));
+}
+
+static json_int_t res_int(const json_t *r, const char *key)
+{
+	return json_integer_value(json_object_get(json_object_get(r, "result"), key));
+}
+
+static void test_settings(void **state)
+{
+	json_t *r, *set;
+
+	(void)state;
+	r = call("{\"id\":1,\"channel\":\"query:getState\"}");
+	set = json_object_get(json_object_get(r, "result"), "settings");
+	assert_string_equal(json_string_value(json_object_get(set, "theme")), "system");
+	assert_int_equal(json_integer_value(json_object_get(set, "pageSize")), 50);
+	json_decref(r);
+	r = call("{\"id\":2,\"channel\":\"action:updateSettings\",\"payload\":{\"theme\":\"dark\",\"pageSize\":100}}");
+	set = json_object_get(json_object_get(r, "result"), "settings");
+	assert_string_equal(json_string_value(json_object_get(set, "theme")), "dark");
+	assert_true(json_is_true(json_object_get(set, "notifications")));
+	json_decref(r);
+	{
+		json_t *p = json_array_get(pushes, json_array_size(pushes) - 1);
+
+		assert_string_equal(json_string_value(json_object_get(json_object_get(p, "payload"), "what")), "settings");
+	}
+	/* each bad request is refused whole: nothing of it is saved */
+	r = call("{\"id\":3,\"channel\":\"action:updateSettings\",\"payload\":{\"theme\":\"light\",\"pageSize\":5}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	r = call("{\"id\":4,\"channel\":\"action:updateSettings\",\"payload\":{\"theme\":\"pink\"}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	r = call("{\"id\":5,\"channel\":\"action:updateSettings\",\"payload\":{\"colour\":\"red\"}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	r = call("{\"id\":6,\"channel\":\"action:updateSettings\",\"payload\":{\"notifications\":1}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	r = call("{\"id\":7,\"channel\":\"action:updateSettings\",\"payload\":{}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	/* kept in the archive: a new login sees them */
+	r = call("{\"id\":8,\"channel\":\"action:logout\"}");
+	assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "locked")));
+	json_decref(r);
+	r = call("{\"id\":9,\"channel\":\"action:login\",\"payload\":{\"password\":\"pw\"}}");
+	assert_null(json_object_get(r, "error"));
+	json_decref(r);
+	r = call("{\"id\":10,\"channel\":\"query:getState\"}");
+	set = json_object_get(json_object_get(r, "result"), "settings");
+	assert_string_equal(json_string_value(json_object_get(set, "theme")), "dark");
+	assert_int_equal(json_integer_value(json_object_get(set, "pageSize")), 100);
+	json_decref(r);
+}
+
+/* A reconnecting client gets what it missed, once, in order. */
+static void test_catchup(void **state)
+{
+	json_t *r;
+	char epoch[64];
+	json_int_t seq;
+	size_t before;
+
+	(void)state;
+	r = call("{\"id\":1,\"channel\":\"query:getState\"}");
+	snprintf(epoch, sizeof(epoch), "%s", res_str(r, "epoch"));
+	seq = res_int(r, "seq");
+	assert_int_equal(strlen(epoch), LAMA_STATE_EPOCH_HEX);
+	json_decref(r);
+	for (int i = 0; i < 3; i++)
+		json_decref(call("{\"id\":2,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"Bob\",\"text\":\"c%d\"}}", i));
+	/* the listener reconnects: gone, then back from seq */
+	lama_state_unsubscribe(st, &listener);
+	json_array_clear(pushes);
+	caller = &listener;
+	r = call("{\"id\":3,\"channel\":\"action:subscribe\",\"payload\":{\"epoch\":\"%s\",\"since\":%lld}}",
+		 epoch, (long long)seq);
+	caller = &me;
+	assert_false(json_is_true(json_object_get(json_object_get(r, "result"), "reset")));
+	assert_int_equal(res_int(r, "seq"), seq + 3);
+	json_decref(r);
+	assert_int_equal(json_array_size(pushes), 3);
+	for (int i = 0; i < 3; i++) {
+		json_t *p = json_array_get(pushes, i);
+		char want[8];
+
+		snprintf(want, sizeof(want), "c%d", i);
+		assert_int_equal(json_integer_value(json_object_get(p, "seq")), seq + 1 + i);
+		assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(p, "payload"), "message"), "text")), want);
+	}
+	/* and then the live ones, nothing twice */
+	json_decref(call("{\"id\":4,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"Bob\",\"text\":\"live\"}}"));
+	assert_int_equal(json_array_size(pushes), 4);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(pushes, 3), "seq")), seq + 4);
+	/* another run's epoch, or a seq from the future: reset, nothing sent */
+	before = json_array_size(pushes);
+	caller = &listener;
+	r = call("{\"id\":5,\"channel\":\"action:subscribe\",\"payload\":{\"epoch\":\"%032d\",\"since\":1}}", 0);
+	assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "reset")));
+	json_decref(r);
+	r = call("{\"id\":6,\"channel\":\"action:subscribe\",\"payload\":{\"epoch\":\"%s\",\"since\":%lld}}",
+		 epoch, (long long)seq + 99);
+	assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "reset")));
+	json_decref(r);
+	r = call("{\"id\":7,\"channel\":\"action:subscribe\",\"payload\":{\"epoch\":\"%s\"}}", epoch);
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	caller = &me;
+	assert_int_equal(json_array_size(pushes), before);
+}
+
+/* A folder with no user: only what needs none answers, until register;
+ * logout locks again; a wrong password changes nothing. */
+static void test_locked(void **state)
+{
+	char saved[sizeof(home)];
+	json_t *r;
+
+	(void)state;
+	close_controller();
+	memcpy(saved, home, sizeof(home));
+	snprintf(home, sizeof(home), "%s", tu_tmpdir());
+	open_controller(NULL);
+	r = call("{\"id\":1,\"channel\":\"query:getState\"}");
+	assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "locked")));
+	assert_int_equal(res_int(r, "users"), 0);
+	json_decref(r);
+	r = call("{\"id\":2,\"channel\":\"query:getContacts\"}");
+	assert_string_equal(err_code(r), "unauthorized");
+	json_decref(r);
+	r = call("{\"id\":3,\"channel\":\"action:logout\"}");
+	assert_string_equal(err_code(r), "unauthorized");
+	json_decref(r);
+	r = call("{\"id\":4,\"channel\":\"action:login\",\"payload\":{\"password\":\"pw\"}}");
+	assert_string_equal(err_code(r), "not_found");
+	json_decref(r);
+	r = call("{\"id\":5,\"channel\":\"action:register\",\"payload\":{\"name\":\"carol\",\"password\":\"\"}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	r = call("{\"id\":6,\"channel\":\"action:register\",\"payload\":{\"name\":\"carol\",\"password\":\"secret\"}}");
+	assert_null(json_object_get(r, "error"));
+	assert_non_null(lama_controller_session(ctl));
+	json_decref(r);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(pushes, 0), "payload"), "what")), "session");
+	r = call("{\"id\":7,\"channel\":\"action:register\",\"payload\":{\"name\":\"dave\",\"password\":\"secret\"}}");
+	assert_string_equal(err_code(r), "conflict");
+	json_decref(r);
+	r = call("{\"id\":8,\"channel\":\"query:getContacts\"}");
+	assert_null(json_object_get(r, "error"));
+	json_decref(r);
+	json_decref(call("{\"id\":9,\"channel\":\"action:logout\"}"));
+	assert_null(lama_controller_session(ctl));
+	r = call("{\"id\":10,\"channel\":\"action:login\",\"payload\":{\"password\":\"wrong\"}}");
+	assert_string_equal(err_code(r), "unauthorized");
+	assert_null(lama_controller_session(ctl));
+	json_decref(r);
+	r = call("{\"id\":11,\"channel\":\"action:login\",\"payload\":{\"name\":\"carol\",\"password\":\"secret\"}}");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(r, "result"), "user"), "name")), "carol");
+	json_decref(r);
+	r = call("{\"id\":12,\"channel\":\"query:getState\"}");
+	assert_false(json_is_true(json_object_get(json_object_get(r, "result"), "locked")));
+	json_decref(r);
+	close_controller();
+	tu_rmtree(home);
+	memcpy(home, saved, sizeof(home));
+	open_controller(NULL); /* teardown's */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_journey),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_settings),
+		cmocka_unit_test(test_catchup),
+		cmocka_unit_test(test_locked),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

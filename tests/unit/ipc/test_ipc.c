@@ -606,24 +606,27 @@ static void test_push(void **state)
 	size_t len = 0;
 	char *s;
 
-	s = lama_ipc_push("update:messageReceived", p, &len);
+	s = lama_ipc_push("update:messageReceived", 7, p, &len);
 	assert_non_null(s);
-	assert_string_equal(s, "{\"channel\":\"update:messageReceived\",\"payload\":"
+	assert_string_equal(s, "{\"channel\":\"update:messageReceived\",\"seq\":7,\"payload\":"
 			       "{\"text\":\"hi\\n\xc3\xa4\",\"n\":3}}");
 	assert_int_equal(len, strlen(s));
 	lama_free(s);
-	s = lama_ipc_push("update:stateChanged", NULL, NULL);
+	s = lama_ipc_push("update:stateChanged", 0, NULL, NULL);
 	assert_string_equal(s, "{\"channel\":\"update:stateChanged\",\"payload\":{}}");
 	lama_free(s);
+	s = lama_ipc_push("update:stateChanged", 18446744073709551615ULL, NULL, NULL);
+	assert_string_equal(s, "{\"channel\":\"update:stateChanged\",\"seq\":18446744073709551615,\"payload\":{}}");
+	lama_free(s);
 	/* only update: channels, only object payloads */
-	assert_null(lama_ipc_push("action:login", p, &len));
-	assert_null(lama_ipc_push("update:", p, &len));
-	assert_null(lama_ipc_push("update:a b", p, &len));
-	assert_null(lama_ipc_push(NULL, p, &len));
+	assert_null(lama_ipc_push("action:login", 7, p, &len));
+	assert_null(lama_ipc_push("update:", 7, p, &len));
+	assert_null(lama_ipc_push("update:a b", 7, p, &len));
+	assert_null(lama_ipc_push(NULL, 7, p, &len));
 	{
 		json_t *a = json_array();
 
-		assert_null(lama_ipc_push("update:x", a, &len));
+		assert_null(lama_ipc_push("update:x", 7, a, &len));
 		json_decref(a);
 	}
 	/* over the limit */
@@ -634,7 +637,7 @@ static void test_push(void **state)
 
 		memset(big, 'b', n);
 		b = json_pack("{s:s%}", "s", big, n);
-		assert_null(lama_ipc_push("update:x", b, &len));
+		assert_null(lama_ipc_push("update:x", 7, b, &len));
 		json_decref(b);
 		free(big);
 	}
@@ -700,7 +703,7 @@ static int oom_run(char **out, char **push)
 	{
 		json_t *p = json_pack("{s:[i,s]}", "k", 1, "v");
 
-		*push = p ? lama_ipc_push("update:x", p, NULL) : NULL;
+		*push = p ? lama_ipc_push("update:x", 7, p, NULL) : NULL;
 		json_decref(p);
 	}
 	lama_ipc_free(d);
