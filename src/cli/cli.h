@@ -54,6 +54,28 @@ int cli_print_json(json_t *v);
  * (U+2028, U+2029) become U+FFFD; a byte that does not start valid UTF-8
  * becomes '?'. */
 void cli_put_clean(FILE *f, const char *s, size_t n);
+/* Formats ms since the epoch as local "YYYY-MM-DD HH:MM" ("-" for 0). */
+void cli_when(double ms, char *out, size_t n);
+
+/* Prints a MESSAGE (docs/ipc.md) for people: time, sender, text (cleaned),
+ * id, reply and attachments. */
+void cli_print_message(const json_t *m);
+
+/* The CLI as a client of a running lama serve (client.c). */
+typedef struct cli_conn cli_conn;
+/* Connects to the lama serve of cli.home: *out NULL (and 0) when none
+ * runs there (or $LAMA_NO_SERVER is set). *out owned by the caller
+ * (cli_disconnect). */
+int cli_connect(cli_conn **out);
+/* One request (payload taken; NULL: {}); *result gets the reply's result
+ * (new reference). An error reply becomes this process's error, with the
+ * LAMA_E* code of the direct call and the server's message. */
+int cli_call(cli_conn *k, const char *channel, json_t *payload, json_t **result);
+/* Waits for the next push (new reference in *push). LAMA_EIO once the
+ * server closes the connection. */
+int cli_next_push(cli_conn *k, json_t **push);
+void cli_disconnect(cli_conn *k);
+
 /* 1 if argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);
 
@@ -74,5 +96,6 @@ int cmd_send(int argc, char **argv);
 int cmd_messages(int argc, char **argv);
 int cmd_edit(int argc, char **argv);
 int cmd_delete(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 
 #endif

@@ -23,14 +23,6 @@ static json_t *hexj(const lama_hash *h)
 	return json_string(hex);
 }
 
-static void when(double ms, char *out, size_t n)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (ms <= 0 || !localtime_r(&t, &tm) || !strftime(out, n, "%Y-%m-%d %H:%M", &tm))
-		snprintf(out, n, "-");
-}
 
 /* ---- lama topics ---- */
 
@@ -39,19 +31,63 @@ struct list_ctx {
 	json_t *arr;
 };
 
+/* One TOPIC view (docs/ipc.md), from the archive or from a server. */
+static void print_topic(const json_t *t)
+{
+	const char *title = json_string_value(json_object_get(t, "title"));
+	char w[32];
+
+	cli_when(json_number_value(json_object_get(t, "last_time")), w, sizeof(w));
+	printf("%s  ", json_string_value(json_object_get(t, "handle")));
+	cli_put_clean(stdout, title ? title : "", title ? strlen(title) : 0); /* may come from a peer */
+	printf("%s  (%zu people, %lld entries, %lld unread, last %s)\n",
+	       json_is_true(json_object_get(t, "ai")) ? " [ai]" : "",
+	       json_array_size(json_object_get(t, "participants")),
+	       (long long)json_integer_value(json_object_get(t, "entries")),
+	       (long long)json_integer_value(json_object_get(t, "unread")), w);
+}
+
 static int list_one(void *ctx, const struct lama_topic *t)
 {
 	struct list_ctx *c = ctx;
-	char w[32];
+	json_t *o = lama_topic_json(t);
 
-	if (c->json)
-		return json_array_append_new(c->arr, lama_topic_json(t)) ? lama_error(LAMA_ENOMEM, "out of memory") : 0;
-	when(t->last_time, w, sizeof(w));
-	printf("%s  ", t->handle);
-	cli_put_clean(stdout, t->title, strlen(t->title)); /* a title may come from a peer */
-	printf("%s  (%zu people, %llu entries, %llu unread, last %s)\n", t->is_ai ? " [ai]" : "",
-	       t->npeople, (unsigned long long)t->entries, (unsigned long long)t->unread, w);
-	return 0;
+	if (!o)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	if (!c->json) {
+		print_topic(o);
+		json_decref(o);
+		return 0;
+	}
+	return json_array_append_new(c->arr, o) ? lama_error(LAMA_ENOMEM, "out of memory") : 0;
+}
+
+/* Through a running server, if one owns the folder: *done = 1 then. */
+static int topics_remote(int json, int *done)
+{
+	cli_conn *k;
+	json_t *r = NULL;
+	int rc;
+
+	*done = 0;
+	if ((rc = cli_connect(&k)) || !k)
+		return rc;
+	*done = 1;
+	rc = cli_call(k, "query:getConversations", NULL, &r);
+	cli_disconnect(k);
+	if (rc)
+		return rc;
+	if (json) {
+		rc = cli_print_json(json_incref(json_object_get(r, "conversations")));
+	} else {
+		const json_t *t;
+		size_t i;
+
+		json_array_foreach(json_object_get(r, "conversations"), i, t)
+			print_topic(t);
+	}
+	json_decref(r);
+	return rc;
 }
 
 int cmd_topics(int argc, char **argv)
@@ -70,6 +106,12 @@ int cmd_topics(int argc, char **argv)
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--json")))
 		return cli_usage("usage: lama topics [--json]");
 	c.json = argc == 2;
+	{
+		int done;
+
+		if ((rc = topics_remote(c.json, &done)) || done)
+			return rc ? cli_fail(rc) : EXIT_OK;
+	}
 	if ((rc = cli_login_models(&s)))
 		return cli_fail(rc);
 	c.arr = json_array();
@@ -114,6 +156,36 @@ static int topic_new(int argc, char **argv)
 	if (n == 0) {
 		lama_free(with);
 		return cli_usage("name the other participants with --with PERSON (a name, an email or an id)");
+	}
+	{
+		cli_conn *k;
+
+		if ((rc = cli_connect(&k)))
+			goto out;
+		if (k) {
+			json_t *w = json_array(), *r = NULL;
+
+			for (size_t i = 0; w && i < n; i++)
+				json_array_append_new(w, json_string(with[i]));
+			rc = cli_call(k, "action:createConversation",
+				      title ? json_pack("{s:o, s:s}", "with", w, "title", title)
+					    : json_pack("{s:o}", "with", w), &r);
+			cli_disconnect(k);
+			if (!rc && json) {
+				rc = cli_print_json(r);
+			} else if (!rc) {
+				const char *tt = json_string_value(json_object_get(r, "title"));
+
+				printf("%s\n", json_string_value(json_object_get(r, "id")));
+				if (!json_is_true(json_object_get(r, "new"))) {
+					fputs("lama: that conversation exists already: \"", stderr);
+					cli_put_clean(stderr, tt ? tt : "", tt ? strlen(tt) : 0);
+					fputs("\"\n", stderr);
+				}
+				json_decref(r);
+			}
+			goto out;
+		}
 	}
 	if ((rc = cli_login_models(&s)))
 		goto out;
@@ -165,6 +237,21 @@ static int topic_read(int argc, char **argv)
 
 	if (argc != 3 && argc != 4)
 		return cli_usage("usage: lama topic read TOPIC [MESSAGE]");
+	{
+		cli_conn *k;
+		json_t *r = NULL;
+
+		if ((rc = cli_connect(&k)))
+			return cli_fail(rc);
+		if (k) {
+			rc = cli_call(k, "action:markRead",
+				      argc == 4 ? json_pack("{s:s, s:s}", "topic", argv[2], "message", argv[3])
+						: json_pack("{s:s}", "topic", argv[2]), &r);
+			json_decref(r);
+			cli_disconnect(k);
+			return rc ? cli_fail(rc) : EXIT_OK;
+		}
+	}
 	if ((rc = cli_login_models(&s)))
 		return cli_fail(rc);
 	rc = lama_chat_find(s, argv[2], &t);
@@ -337,6 +424,61 @@ static int send_lines(lama_session *s, const struct lama_topic *t, int jsonl, in
 	return rc;
 }
 
+/* One message through the server; prints its id like print_sent. */
+static int send_remote_one(cli_conn *k, const char *topic, const char *text, const char *reply,
+			   int json)
+{
+	json_t *p = json_pack("{s:s, s:s}", "topic", topic, "text", text), *r = NULL;
+	int rc;
+
+	if (p && reply)
+		json_object_set_new(p, "reply_to", json_string(reply));
+	if ((rc = cli_call(k, "action:sendMessage", p, &r)))
+		return rc;
+	if (json)
+		return cli_print_json(r);
+	printf("%s\n", json_string_value(json_object_get(r, "id")));
+	json_decref(r);
+	return 0;
+}
+
+/* lama send through a running server: a text (and a reply), or --lines.
+ * Attachments and --jsonl still go to the archive directly (the server
+ * takes no files yet); the archive is safe to share, only the server's
+ * clients learn of those messages at their next query. */
+static int send_remote(cli_conn *k, const char *topic, const char *text, const char *reply,
+		       int lines, int json)
+{
+	char *line;
+	int rc = 0;
+
+	if (!lines)
+		return send_remote_one(k, topic, text, reply, json);
+	if (!(line = lama_malloc(LINE_MAX_BYTES + 1)))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	for (size_t no = 1; fgets(line, LINE_MAX_BYTES + 1, stdin); no++) {
+		size_t len = strlen(line);
+
+		if (len && line[len - 1] == '\n') {
+			line[--len] = '\0';
+		} else if (!feof(stdin)) {
+			rc = lama_error(LAMA_ELIMIT, "line %zu is longer than %u bytes", no,
+					LAMA_CHAT_TEXT_MAX);
+			break;
+		}
+		if (len == 0)
+			continue;
+		if ((rc = send_remote_one(k, topic, line, NULL, json)))
+			break;
+		if (fflush(stdout) == EOF) {
+			rc = lama_error(LAMA_EIO, "cannot write the output: %s", strerror(errno));
+			break;
+		}
+	}
+	lama_free(line);
+	return rc;
+}
+
 int cmd_send(int argc, char **argv)
 {
 	const char *topic = NULL, *text = NULL, *reply = NULL, **files = NULL;
@@ -389,6 +531,17 @@ int cmd_send(int argc, char **argv)
 	if (nfiles > LAMA_CHAT_ATTACH_MAX) {
 		lama_free(files);
 		return cli_usage("at most %d attachments per message", LAMA_CHAT_ATTACH_MAX);
+	}
+	if (nfiles == 0 && lines != 2) {
+		cli_conn *k;
+
+		if ((rc = cli_connect(&k)))
+			goto out;
+		if (k) {
+			rc = send_remote(k, topic, text, reply, lines, json);
+			cli_disconnect(k);
+			goto out;
+		}
 	}
 	if ((rc = cli_login_models(&s)))
 		goto out;
@@ -482,13 +635,13 @@ static void put_lines(const json_t *v)
 	}
 }
 
-static void print_text(const json_t *m)
+void cli_print_message(const json_t *m)
 {
 	const json_t *a;
 	char w[32];
 	size_t i;
 
-	when(json_number_value(json_object_get(m, "time")), w, sizeof(w));
+	cli_when(json_number_value(json_object_get(m, "time")), w, sizeof(w));
 	printf("[%s] ", w);
 	put_str(json_object_get(m, "sender_name"));
 	fputs(": ", stdout);
@@ -507,6 +660,64 @@ static void print_text(const json_t *m)
 		put_str(json_object_get(a, "type"));
 		printf(") blob %s\n", json_string_value(json_object_get(a, "blob")));
 	}
+}
+
+/* lama messages through a running server: pages of at most 1000 until
+ * limit messages, then the same output as from the archive. */
+static int messages_remote(cli_conn *k, const char *topic, const char *before, long limit,
+			   int mark, int json)
+{
+	json_t *all = json_array(), *r = NULL, *cursor = before ? json_string(before) : NULL;
+	json_t *tid = NULL; /* the topic's id, as the server names it */
+	int rc = 0, more = 0;
+
+	if (!all)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	while (!rc && (long)json_array_size(all) < limit) {
+		long want = limit - (long)json_array_size(all);
+		json_t *p = json_pack("{s:s, s:I}", "topic", topic, "limit",
+				      (json_int_t)(want > 1000 ? 1000 : want)), *page;
+
+		if (p && cursor)
+			json_object_set(p, "before", cursor);
+		if ((rc = cli_call(k, "query:getMessages", p, &r)))
+			break;
+		page = json_object_get(r, "messages");
+		/* older pages go in front */
+		for (size_t i = json_array_size(page); i-- > 0;)
+			json_array_insert(all, 0, json_array_get(page, i));
+		more = json_is_true(json_object_get(r, "more"));
+		json_decref(cursor);
+		cursor = json_incref(json_object_get(r, "before"));
+		json_decref(tid);
+		tid = json_incref(json_object_get(r, "topic"));
+		json_decref(r);
+		r = NULL;
+		if (!more)
+			break;
+	}
+	if (!rc && mark)
+		rc = cli_call(k, "action:markRead", json_pack("{s:s}", "topic", topic), &r);
+	json_decref(r);
+	if (!rc && json) {
+		rc = cli_print_json(json_pack("{s:O, s:O, s:b, s:O}", "topic", tid ? tid : json_null(), "messages", all,
+					      "more", more, "before",
+					      more && cursor ? cursor : json_null()));
+	} else if (!rc) {
+		const json_t *m;
+		size_t i;
+
+		json_array_foreach(all, i, m)
+			cli_print_message(m);
+		if (json_array_size(all) == 0)
+			printf("(no messages yet)\n");
+		if (more && json_string_value(cursor))
+			printf("(older: lama messages %s --before %s)\n", topic, json_string_value(cursor));
+	}
+	json_decref(cursor);
+	json_decref(tid);
+	json_decref(all);
+	return rc;
 }
 
 int cmd_messages(int argc, char **argv)
@@ -549,6 +760,17 @@ int cmd_messages(int argc, char **argv)
 	}
 	if (!topic)
 		return cli_usage("usage: lama messages TOPIC [--limit N] [--before MESSAGE] [--json]");
+	{
+		cli_conn *k;
+
+		if ((rc = cli_connect(&k)))
+			goto out;
+		if (k) {
+			rc = messages_remote(k, topic, before, limit, mark, json);
+			cli_disconnect(k);
+			goto out;
+		}
+	}
 	if ((rc = cli_login_models(&s)))
 		goto out;
 	p.s = s;
@@ -582,7 +804,7 @@ int cmd_messages(int argc, char **argv)
 			const json_t *m;
 
 			json_array_foreach(chrono, i, m)
-				print_text(m);
+				cli_print_message(m);
 			if (n == 0)
 				printf("(no messages yet)\n");
 			if (more && oldest)
@@ -619,6 +841,22 @@ static int change(int argc, char **argv, int del)
 	}
 	if (argc != (del ? 3 : 4))
 		return cli_usage(del ? "usage: lama delete TOPIC MESSAGE" : "usage: lama edit TOPIC MESSAGE TEXT");
+	{
+		cli_conn *k;
+		json_t *r = NULL;
+
+		if ((rc = cli_connect(&k)))
+			return cli_fail(rc);
+		if (k) {
+			rc = cli_call(k, del ? "action:deleteMessage" : "action:editMessage",
+				      del ? json_pack("{s:s, s:s}", "topic", argv[1], "message", argv[2])
+					  : json_pack("{s:s, s:s, s:s}", "topic", argv[1], "message", argv[2],
+						      "text", argv[3]), &r);
+			json_decref(r);
+			cli_disconnect(k);
+			return rc ? cli_fail(rc) : EXIT_OK;
+		}
+	}
 	if ((rc = cli_login_models(&s)))
 		return cli_fail(rc);
 	rc = lama_chat_find(s, argv[1], &t);

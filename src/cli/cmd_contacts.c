@@ -91,57 +91,76 @@ static int fail_clean(int rc)
 	return EXIT_FAIL;
 }
 
-static void print_details(const struct lama_person *p)
+static const char *jstr(const json_t *o, const char *key)
 {
-	char hex[LAMA_HASH_HEX + 1];
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v ? v : "";
+}
+
+/* One person for people, from the PERSON view (docs/ipc.md), which is
+ * what both the archive and a running server give. */
+static void print_details(const json_t *p)
+{
+	const json_t *k;
+	size_t i;
 
 	fputs("name     ", stdout);
-	put_clean(p->name);
+	put_clean(jstr(p, "name"));
 	printf("\nemail    ");
-	put_clean(p->email);
-	lama_hash_hex(&p->person, hex);
-	printf("\nperson   %s\n", hex);
-	if (p->is_me)
+	put_clean(jstr(p, "email"));
+	printf("\nperson   %s\n", jstr(p, "person"));
+	if (json_is_true(json_object_get(p, "me")))
 		puts("me       yes");
-	if (p->is_ai) {
+	if (json_is_true(json_object_get(p, "ai"))) {
 		fputs("ai       yes", stdout);
-		if (*p->model) {
+		if (*jstr(p, "model")) {
 			fputs(", model ", stdout);
-			put_clean(p->model);
+			put_clean(jstr(p, "model"));
 		}
 		putchar('\n');
 	}
-	if (*p->status) {
+	if (*jstr(p, "status")) {
 		fputs("status   ", stdout);
-		put_clean(p->status);
+		put_clean(jstr(p, "status"));
 		putchar('\n');
 	}
-	if (p->has_avatar) {
-		lama_hash_hex(&p->avatar, hex);
-		printf("avatar   %s\n", hex);
+	if (*jstr(p, "avatar"))
+		printf("avatar   %s\n", jstr(p, "avatar"));
+	json_array_foreach(json_object_get(p, "signKeys"), i, k)
+		printf("signkey  %s\n", json_string_value(k) ? json_string_value(k) : "");
+	if (*jstr(p, "encryptionKey"))
+		printf("enckey   %s\n", jstr(p, "encryptionKey"));
+	if (*jstr(p, "someone")) {
+		printf("someone  %s\n", jstr(p, "someone"));
+		printf("profile  %s\n", jstr(p, "profile"));
 	}
-	for (size_t i = 0; i < p->nkeys && i < 4; i++) {
-		lama_hex_encode(p->sign_key[i], 32, hex);
-		printf("signkey  %s\n", hex);
-	}
-	if (p->has_enc_key) {
-		lama_hex_encode(p->enc_key, 32, hex);
-		printf("enckey   %s\n", hex);
-	}
-	if (!lama_hash_eq(&p->someone, &(lama_hash){ { 0 } })) {
-		lama_hash_hex(&p->someone, hex);
-		printf("someone  %s\n", hex);
-		lama_hash_hex(&p->profile, hex);
-		printf("profile  %s\n", hex);
-	}
+}
+
+/* Prints a PERSON (taken) as details or JSON. */
+static int show_json(json_t *p, int json)
+{
+	if (!p)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	if (json)
+		return cli_print_json(p);
+	print_details(p);
+	json_decref(p);
+	return 0;
 }
 
 static int show(const struct lama_person *p, int json)
 {
-	if (json)
-		return cli_print_json(lama_person_json(p));
-	print_details(p);
-	return 0;
+	return show_json(lama_person_json(p), json);
+}
+
+static void print_row(const json_t *p)
+{
+	printf("%.12s  ", jstr(p, "person"));
+	put_clean(jstr(p, "name"));
+	fputs("  ", stdout);
+	put_clean(jstr(p, "email"));
+	puts(json_is_true(json_object_get(p, "ai")) ? "  ai" : "");
 }
 
 struct list_ctx {
@@ -152,22 +171,68 @@ struct list_ctx {
 static int list_one(void *ctx, const struct lama_person *p)
 {
 	struct list_ctx *l = ctx;
-	char hex[LAMA_HASH_HEX + 1];
+	json_t *o = lama_person_json(p);
 
-	if (l->json) {
-		json_t *o = lama_person_json(p);
-
-		if (!o || json_array_append_new(l->arr, o))
-			return lama_error(LAMA_ENOMEM, "out of memory");
+	if (!o)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	if (!l->json) {
+		print_row(o);
+		json_decref(o);
 		return 0;
 	}
-	lama_hash_hex(&p->person, hex);
-	printf("%.12s  ", hex);
-	put_clean(p->name);
-	fputs("  ", stdout);
-	put_clean(p->email);
-	puts(p->is_ai ? "  ai" : "");
+	if (json_array_append_new(l->arr, o))
+		return lama_error(LAMA_ENOMEM, "out of memory");
 	return 0;
+}
+
+/* Through a running lama serve: the same output from its answers. */
+static int contacts_remote(cli_conn *k, const char *verb, const char *query, const struct opts *o)
+{
+	json_t *r = NULL;
+	int rc;
+
+	if (!strcmp(verb, "add")) {
+		json_t *p = json_pack("{s:s}", "name", o->name);
+
+		if (p && o->email)
+			json_object_set_new(p, "email", json_string(o->email));
+		if (p && o->ai)
+			json_object_set_new(p, "ai", json_true());
+		if (p && o->model)
+			json_object_set_new(p, "model", json_string(o->model));
+		if ((rc = cli_call(k, "action:addContact", p, &r)))
+			return rc;
+		if (o->json)
+			return cli_print_json(r);
+		printf("%s\n", jstr(r, "person"));
+		json_decref(r);
+		return 0;
+	}
+	if (!strcmp(verb, "show")) {
+		if ((rc = cli_call(k, "query:getContact", json_pack("{s:s}", "query", query), &r)))
+			return rc;
+		return show_json(r, o->json);
+	}
+	if (!strcmp(verb, "me")) {
+		if ((rc = cli_call(k, "query:getState", NULL, &r)))
+			return rc;
+		rc = show_json(json_incref(json_object_get(r, "user")), o->json);
+		json_decref(r);
+		return rc;
+	}
+	if ((rc = cli_call(k, "query:getContacts", NULL, &r)))
+		return rc;
+	if (o->json) {
+		rc = cli_print_json(json_incref(json_object_get(r, "contacts")));
+	} else {
+		const json_t *p;
+		size_t i;
+
+		json_array_foreach(json_object_get(r, "contacts"), i, p)
+			print_row(p);
+	}
+	json_decref(r);
+	return rc;
 }
 
 /* Logs in with the models ready (the user's people exist). */
@@ -208,6 +273,17 @@ int cmd_contacts(int argc, char **argv)
 			return cli_usage("usage: lama contacts [--json] | lama contacts me [--json]");
 	} else {
 		return cli_usage("contacts: unknown verb '%.40s' (add, show, me; see --help)", verb);
+	}
+	{
+		cli_conn *k;
+
+		if ((rc = cli_connect(&k)))
+			return cli_fail(rc);
+		if (k) {
+			rc = contacts_remote(k, verb, npos == 2 ? argv[optind + 1] : NULL, &o);
+			cli_disconnect(k);
+			return rc ? fail_clean(rc) : EXIT_OK;
+		}
 	}
 	if ((rc = login(&s)))
 		return cli_fail(rc);
@@ -261,6 +337,17 @@ int cmd_me(int argc, char **argv)
 	}
 	if (parse(argc, argv, "j", &o) || optind != argc)
 		return cli_usage("usage: lama me [--json]");
+	{
+		cli_conn *k;
+
+		if ((rc = cli_connect(&k)))
+			return cli_fail(rc);
+		if (k) {
+			rc = contacts_remote(k, "me", NULL, &o);
+			cli_disconnect(k);
+			return rc ? fail_clean(rc) : EXIT_OK;
+		}
+	}
 	if ((rc = login(&s)))
 		return cli_fail(rc);
 	rc = lama_leute_me(s, &p);

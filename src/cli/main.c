@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -38,6 +39,7 @@ static const struct command {
 	{ "messages", cmd_messages, "read a conversation, newest page first" },
 	{ "edit", cmd_edit, "change the text of a message you sent" },
 	{ "delete", cmd_delete, "delete a message you sent" },
+	{ "watch", cmd_watch, "print updates from the running lama serve as they happen" },
 };
 
 static void usage(FILE *f)
@@ -49,6 +51,15 @@ static void usage(FILE *f)
 	fprintf(f, "\nThe data folder is --home DIR, else $LAMA_HOME, else ~/.local/share/lama.\n"
 		   "The password comes from $LAMA_PASSWORD, else a prompt.\n"
 		   "Run `lama COMMAND --help` for a command's options.\n");
+}
+
+void cli_when(double ms, char *out, size_t n)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms <= 0 || !localtime_r(&t, &tm) || !strftime(out, n, "%Y-%m-%d %H:%M", &tm))
+		snprintf(out, n, "-");
 }
 
 int cli_fail(int rc)

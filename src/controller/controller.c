@@ -15,6 +15,7 @@
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 1000
 #define WITH_MAX 255 /* participants named in createConversation */
+#define SCAN_MAX 10000 /* newest messages searched for an id prefix */
 
 struct lama_controller;
 
@@ -330,7 +331,7 @@ static int get_messages(void *ctx, const struct lama_ipc_call *call, json_t **re
 		json_decref(p.msgs);
 		return rc;
 	}
-	if (before && (rc = lama_chat_find_message(c->s, &t, before, 0, &bid)))
+	if (before && (rc = lama_chat_find_message(c->s, &t, before, SCAN_MAX, &bid)))
 		goto out;
 	rc = lama_chat_messages(c->s, &t, before ? &bid : NULL, (size_t)limit, add_message, &p, &more);
 	if (rc)
@@ -371,7 +372,7 @@ static int send_message(void *ctx, const struct lama_ipc_call *call, json_t **re
 
 	if ((rc = lama_chat_find(c->s, str(call->payload, "topic"), &t)))
 		return rc;
-	if (reply && (rc = lama_chat_find_message(c->s, &t, reply, 0, &rid)))
+	if (reply && (rc = lama_chat_find_message(c->s, &t, reply, SCAN_MAX, &rid)))
 		goto out;
 	m.reply_to = reply ? &rid : NULL;
 	if ((rc = lama_chat_send(c->s, &t, &m, 1, &id)))
@@ -459,6 +460,110 @@ static int add_contact(void *ctx, const struct lama_ipc_call *call, json_t **res
 	push(c, "update:stateChanged", json_pack("{s:s, s:O}", "what", "contacts", "person",
 						 json_object_get(*result, "person")));
 	return 0;
+}
+
+/* The newest version of message id, as readers see it, or NULL. */
+static json_t *message_view(lama_controller *c, const struct lama_topic *t, const lama_hash *id)
+{
+	struct page p = { .c = c, .msgs = json_array() };
+	json_t *found = NULL;
+	const json_t *m;
+	char hex[LAMA_HASH_HEX + 1];
+	size_t i;
+
+	lama_hash_hex(id, hex);
+	/* edits are recent: the newest page holds an edited message in the
+	 * common case; an old one is found by paging from it */
+	if (p.msgs && lama_chat_messages(c->s, t, NULL, 50, add_message, &p, NULL) == 0)
+		json_array_foreach(p.msgs, i, m)
+			if (!strcmp(json_string_value(json_object_get(m, "id")), hex))
+				found = json_incref((json_t *)m);
+	lama_error_clear();
+	json_decref(p.msgs);
+	json_decref(p.names);
+	return found;
+}
+
+static int change_message(void *ctx, const struct lama_ipc_call *call, json_t **result, int del)
+{
+	lama_controller *c = ctx;
+	struct lama_topic t;
+	lama_hash id;
+	json_t *view;
+	int rc;
+
+	if ((rc = lama_chat_find(c->s, str(call->payload, "topic"), &t)))
+		return rc;
+	if ((rc = lama_chat_find_message(c->s, &t, str(call->payload, "message"), SCAN_MAX, &id)) ||
+	    (rc = lama_chat_edit(c->s, &t, &id, del ? NULL : str(call->payload, "text"))))
+		goto out;
+	{
+		char hex[LAMA_HASH_HEX + 1];
+
+		lama_hash_hex(&id, hex);
+		*result = json_pack("{s:s}", "id", hex);
+	}
+	if (!*result) {
+		rc = oom();
+		goto out;
+	}
+	view = message_view(c, &t, &id);
+	push(c, "update:messageChanged",
+	     view ? json_pack("{s:s, s:o}", "topic", t.id, "message", view)
+		  : json_pack("{s:s, s:s}", "topic", t.id, "id", json_string_value(json_object_get(*result, "id"))));
+out:
+	lama_topic_release(&t);
+	return rc;
+}
+
+static int edit_message(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	return change_message(ctx, call, result, 0);
+}
+
+static int delete_message(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	return change_message(ctx, call, result, 1);
+}
+
+static int mark_read(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	const char *upto = str(call->payload, "message");
+	struct lama_topic t;
+	lama_hash id;
+	int rc;
+
+	if ((rc = lama_chat_find(c->s, str(call->payload, "topic"), &t)))
+		return rc;
+	if (upto && (rc = lama_chat_find_message(c->s, &t, upto, SCAN_MAX, &id)))
+		goto out;
+	if ((rc = lama_chat_mark_read(c->s, &t, upto ? &id : NULL)))
+		goto out;
+	lama_topic_release(&t);
+	if ((rc = lama_chat_find(c->s, str(call->payload, "topic"), &t)))
+		return rc;
+	*result = json_pack("{s:s, s:I}", "topic", t.id, "unread", (json_int_t)t.unread);
+	if (!*result)
+		rc = oom();
+	else
+		push(c, "update:stateChanged", json_pack("{s:s, s:s, s:I}", "what", "read", "id", t.id,
+							 "unread", (json_int_t)t.unread));
+out:
+	lama_topic_release(&t);
+	return rc;
+}
+
+static int get_contact(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	struct lama_person p;
+	int rc;
+
+	if ((rc = lama_leute_find(c->s, str(call->payload, "query"), &p)))
+		return rc;
+	*result = lama_person_json(&p);
+	return *result ? 0 : oom();
 }
 
 /* ---- the session ---- */
@@ -623,14 +728,18 @@ static const struct channel {
 	{ "query:getContacts", "", get_contacts, 0 },
 	{ "query:getConversations", "", get_conversations, 0 },
 	{ "query:getConversation", "topic:s", get_conversation, 0 },
-	{ "query:getMessages", "topic:s,limit:i?,before:h?", get_messages, 0 },
+	{ "query:getContact", "query:s", get_contact, 0 },
+	{ "query:getMessages", "topic:s,limit:i?,before:s?", get_messages, 0 },
 	{ "action:register", "name:s,password:s", do_register, 1 },
 	{ "action:login", "name:s?,password:s", login, 1 },
 	{ "action:logout", "", logout, 0 },
 	{ "action:updateSettings", NULL, update_settings, 0 },
 	{ "action:subscribe", "epoch:s?,since:i?", subscribe, 1 },
 	{ "action:unsubscribe", "", unsubscribe, 1 },
-	{ "action:sendMessage", "topic:s,text:s,reply_to:h?", send_message, 0 },
+	{ "action:sendMessage", "topic:s,text:s,reply_to:s?", send_message, 0 },
+	{ "action:editMessage", "topic:s,message:s,text:s", edit_message, 0 },
+	{ "action:deleteMessage", "topic:s,message:s", delete_message, 0 },
+	{ "action:markRead", "topic:s,message:s?", mark_read, 0 },
 	{ "action:createConversation", "with:a,title:s?", create_conversation, 0 },
 	{ "action:addContact", "name:s,email:s?,ai:b?,model:s?", add_contact, 0 },
 };

@@ -170,6 +170,39 @@ static void test_journey(void **state)
 	r = call("{\"id\":10,\"channel\":\"query:getContacts\"}");
 	assert_int_equal(json_array_size(json_object_get(json_object_get(r, "result"), "contacts")), 1);
 	json_decref(r);
+	r = call("{\"id\":11,\"channel\":\"query:getContact\",\"payload\":{\"query\":\"bob@example.org\"}}");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "result"), "name")), "Bob");
+	json_decref(r);
+
+	/* edit and delete by an id prefix; readers see the change pushed */
+	{
+		size_t had = json_array_size(pushes);
+		json_t *p, *m;
+
+		r = call("{\"id\":12,\"channel\":\"action:editMessage\",\"payload\":{\"topic\":\"%s\",\"message\":\"%.12s\",\"text\":\"hi again\"}}", topic, msg);
+		assert_string_equal(json_string_value(json_object_get(json_object_get(r, "result"), "id")), msg);
+		json_decref(r);
+		p = json_array_get(pushes, had);
+		assert_string_equal(json_string_value(json_object_get(p, "channel")), "update:messageChanged");
+		m = json_object_get(json_object_get(p, "payload"), "message");
+		assert_string_equal(json_string_value(json_object_get(m, "text")), "hi again");
+		assert_true(json_is_true(json_object_get(m, "edited")));
+		r = call("{\"id\":13,\"channel\":\"action:deleteMessage\",\"payload\":{\"topic\":\"%s\",\"message\":\"%s\"}}", topic, msg);
+		assert_null(json_object_get(r, "error"));
+		json_decref(r);
+		m = json_object_get(json_object_get(json_array_get(pushes, had + 1), "payload"), "message");
+		assert_true(json_is_true(json_object_get(m, "deleted")));
+		r = call("{\"id\":14,\"channel\":\"action:editMessage\",\"payload\":{\"topic\":\"%s\",\"message\":\"%064d\",\"text\":\"x\"}}", topic, 0);
+		assert_string_equal(err_code(r), "not_found");
+		json_decref(r);
+	}
+	/* read: unread drops to 0 */
+	r = call("{\"id\":15,\"channel\":\"action:markRead\",\"payload\":{\"topic\":\"%s\"}}", topic);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"), "unread")), 0);
+	json_decref(r);
+	r = call("{\"id\":16,\"channel\":\"query:getConversation\",\"payload\":{\"topic\":\"%s\"}}", topic);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"), "unread")), 0);
+	json_decref(r);
 }
 
 static void test_errors(void **state)
