@@ -119,8 +119,9 @@ static int can_ask_password(void)
 /* The first start on a data folder without users makes one: the name
  * from --name, else $USER, the password from $LAMA_PASSWORD or asked
  * twice. So `lama serve` alone works on a fresh machine. */
-static int first_user(const char *name, lama_session **s)
+static int first_user(const char **namep, lama_session **s)
 {
+	const char *name = *namep;
 	struct lama_kdf_params kdf;
 	char *pw = NULL;
 	size_t len;
@@ -137,6 +138,7 @@ static int first_user(const char *name, lama_session **s)
 		return rc;
 	rc = lama_account_register(cli.home, name, pw, len, &kdf, s);
 	lama_secure_free(pw);
+	*namep = name;
 	return rc;
 }
 
@@ -148,7 +150,7 @@ int cmd_serve(int argc, char **argv)
 	struct lama_server_config cfg = { .on_connect = on_connect, .on_message = on_message,
 					  .on_oversize = on_oversize, .on_close = on_close,
 					  .on_stop = on_stop };
-	struct lama_controller_config ccfg = { .home = cli.home };
+	struct lama_controller_config ccfg = { .home = cli.home, .user = cli.user };
 	const char *name = NULL;
 	lama_controller *ctl = NULL;
 	lama_server *srv = NULL;
@@ -181,8 +183,10 @@ int cmd_serve(int argc, char **argv)
 		return cli_fail(rc);
 	if (!locked && !can_ask_password())
 		locked = 1;
-	if (users == 0 && !locked && (rc = first_user(name, &s)))
+	if (users == 0 && !locked && (rc = first_user(&name, &s)))
 		return cli_fail(rc);
+	if (users == 0 && s)
+		ccfg.user = name;
 	/* the folder's lock before any password: a second server fails fast */
 	if ((rc = lama_home_create(cli.home)) || (rc = lama_server_open(&srv, cli.home, &cfg, &sv)))
 		goto out;

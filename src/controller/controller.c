@@ -28,6 +28,7 @@ struct slot {
 struct lama_controller {
 	lama_session *s; /* NULL: locked */
 	char home[LAMA_PATH_MAX];
+	char user[LAMA_NAME_MAX + 1]; /* the session's user name, "" when unnamed (the only one) */
 	struct lama_kdf_params kdf;
 	lama_state *st;
 	struct slot *slots;
@@ -619,6 +620,7 @@ static int do_register(void *ctx, const struct lama_ipc_call *call, json_t **res
 	if ((rc = need_locked(c)) || (rc = password_of(call, &pw, &len)) ||
 	    (rc = lama_account_register(c->home, str(call->payload, "name"), pw, len, &c->kdf, &s)))
 		return rc;
+	snprintf(c->user, sizeof(c->user), "%s", str(call->payload, "name"));
 	return logged_in(c, s, result);
 }
 
@@ -633,6 +635,7 @@ static int login(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	if ((rc = need_locked(c)) || (rc = password_of(call, &pw, &len)) ||
 	    (rc = lama_account_login(c->home, str(call->payload, "name"), pw, len, &s)))
 		return rc;
+	snprintf(c->user, sizeof(c->user), "%s", str(call->payload, "name") ? str(call->payload, "name") : "");
 	return logged_in(c, s, result);
 }
 
@@ -645,6 +648,35 @@ static int logout(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	c->s = NULL;
 	*result = json_pack("{s:b}", "locked", 1);
 	push(c, "update:stateChanged", json_pack("{s:s, s:b}", "what", "session", "locked", 1));
+	return *result ? 0 : oom();
+}
+
+/* Erases the logged-in user and all their data: the password again, and
+ * the word "erase", so no stray request can do it. */
+static int reset(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	const char *pw, *name = *c->user ? c->user : NULL;
+	lama_session *check = NULL;
+	size_t len;
+	int rc;
+
+	if (strcmp(str(call->payload, "confirm"), "erase") != 0)
+		return lama_error(LAMA_EINVAL, "confirm must be \"erase\": this removes the user and all their data");
+	if ((rc = password_of(call, &pw, &len)) ||
+	    (rc = lama_account_login(c->home, name, pw, len, &check)))
+		return rc;
+	lama_session_logout(check);
+	/* the session's lock on the user must go before the erase */
+	lama_session_logout(c->s);
+	c->s = NULL;
+	rc = lama_account_erase(c->home, name, pw, len);
+	push(c, "update:stateChanged", json_pack("{s:s, s:b, s:b}", "what", "session", "locked", 1,
+						 "erased", rc == 0));
+	if (rc)
+		return rc;
+	c->user[0] = '\0';
+	*result = json_pack("{s:b, s:b}", "erased", 1, "locked", 1);
 	return *result ? 0 : oom();
 }
 
@@ -734,6 +766,7 @@ static const struct channel {
 	{ "action:login", "name:s?,password:s", login, 1 },
 	{ "action:logout", "", logout, 0 },
 	{ "action:updateSettings", NULL, update_settings, 0 },
+	{ "action:reset", "password:s,confirm:s", reset, 0 },
 	{ "action:subscribe", "epoch:s?,since:i?", subscribe, 1 },
 	{ "action:unsubscribe", "", unsubscribe, 1 },
 	{ "action:sendMessage", "topic:s,text:s,reply_to:s?", send_message, 0 },
@@ -775,6 +808,7 @@ int lama_controller_new(lama_controller **out, lama_ipc *d, const struct lama_co
 	c->s = s;
 	strcpy(c->home, cfg->home);
 	c->kdf = cfg->kdf;
+	snprintf(c->user, sizeof(c->user), "%s", cfg->user ? cfg->user : "");
 	c->st = cfg->state;
 	for (size_t i = 0; i < NCHANNELS; i++) {
 		c->slots[i] = (struct slot){ c, &channels[i] };

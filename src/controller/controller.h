@@ -23,6 +23,8 @@ struct lama_controller_config {
 	const char *home;            /* the data folder (borrowed) */
 	struct lama_kdf_params kdf;  /* for users made by action:register */
 	lama_state *state;           /* where updates go (borrowed) */
+	const char *user;            /* the starting session's user name, NULL:
+				      * the folder's only user (copied) */
 };
 
 /* Registers every channel on the dispatcher d (borrowed, outlives the

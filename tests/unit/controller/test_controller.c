@@ -400,6 +400,24 @@ static void test_locked(void **state)
 	r = call("{\"id\":12,\"channel\":\"query:getState\"}");
 	assert_false(json_is_true(json_object_get(json_object_get(r, "result"), "locked")));
 	json_decref(r);
+	/* reset: the password and the word, else nothing happens */
+	r = call("{\"id\":13,\"channel\":\"action:reset\",\"payload\":{\"password\":\"secret\",\"confirm\":\"yes\"}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	r = call("{\"id\":14,\"channel\":\"action:reset\",\"payload\":{\"password\":\"nope\",\"confirm\":\"erase\"}}");
+	assert_string_equal(err_code(r), "unauthorized");
+	assert_non_null(lama_controller_session(ctl));
+	json_decref(r);
+	r = call("{\"id\":15,\"channel\":\"action:reset\",\"payload\":{\"password\":\"secret\",\"confirm\":\"erase\"}}");
+	assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "erased")));
+	assert_null(lama_controller_session(ctl));
+	json_decref(r);
+	r = call("{\"id\":16,\"channel\":\"query:getState\"}");
+	assert_int_equal(res_int(r, "users"), 0);
+	json_decref(r);
+	r = call("{\"id\":17,\"channel\":\"action:login\",\"payload\":{\"name\":\"carol\",\"password\":\"secret\"}}");
+	assert_string_equal(err_code(r), "not_found");
+	json_decref(r);
 	close_controller();
 	tu_rmtree(home);
 	memcpy(home, saved, sizeof(home));
