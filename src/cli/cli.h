@@ -67,14 +67,22 @@ typedef struct cli_conn cli_conn;
  * runs there (or $LAMA_NO_SERVER is set). *out owned by the caller
  * (cli_disconnect). */
 int cli_connect(cli_conn **out);
-/* One request (payload taken; NULL: {}); *result gets the reply's result
- * (new reference). An error reply becomes this process's error, with the
- * LAMA_E* code of the direct call and the server's message. */
+/* One request (payload taken; it must be an object: NULL, e.g. from a
+ * json_pack that met text that is not UTF-8, is LAMA_EINVAL); *result gets
+ * the reply's result (new reference). An error reply becomes this
+ * process's error, with the LAMA_E* code of the direct call and the
+ * server's message. A server silent for 30 s is LAMA_EIO. */
 int cli_call(cli_conn *k, const char *channel, json_t *payload, json_t **result);
 /* Waits for the next push (new reference in *push). LAMA_EIO once the
  * server closes the connection. */
 int cli_next_push(cli_conn *k, json_t **push);
 void cli_disconnect(cli_conn *k);
+/* Sets o[key] to the string val (NULL val: nothing); LAMA_EINVAL naming
+ * key when val is not UTF-8, or when o is NULL. */
+int cli_set(json_t *o, const char *key, const char *val);
+/* *out = r[key] as a string, or LAMA_EFORMAT: a reply is checked before
+ * it is printed. */
+int cli_result_str(const json_t *r, const char *key, const char **out);
 
 /* 1 if argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);

@@ -3,6 +3,7 @@
  * through DATA/lama.sock (docs/ipc.md), so its clients hear about every
  * change; without a server they open the archive themselves. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/mem.h"
+
+#define CLI_REPLY_TIMEOUT_MS 30000
 
 struct cli_conn {
 	int fd;
@@ -99,6 +102,17 @@ static int next_message(cli_conn *k, json_t **out)
 			k->buf = b;
 			k->cap = cap;
 		}
+		{
+			/* a server still asking for its own password, or a stuck
+			 * one, must not hang the CLI */
+			struct pollfd pfd = { .fd = k->fd, .events = POLLIN };
+			int pr = poll(&pfd, 1, CLI_REPLY_TIMEOUT_MS);
+
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr == 0)
+				return lama_error(LAMA_EIO, "lama serve is not answering (is it waiting for its password?)");
+		}
 		n = read(k->fd, k->buf + k->len, k->cap - k->len);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -150,12 +164,17 @@ static int reply_error(const json_t *err)
 int cli_call(cli_conn *k, const char *channel, json_t *payload, json_t **result)
 {
 	long long id = ++k->next_id;
-	json_t *req = json_pack("{s:I, s:s, s:o}", "id", (json_int_t)id, "channel", channel, "payload",
-				payload ? payload : json_object());
-	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_t *req;
+	char *text;
 	int rc;
 
 	*result = NULL;
+	/* a payload that could not be built: an argument that is not UTF-8
+	 * (JSON strings must be), or memory; never send {} instead */
+	if (!payload)
+		return lama_error(LAMA_EINVAL, "an argument is not valid UTF-8 text");
+	req = json_pack("{s:I, s:s, s:o}", "id", (json_int_t)id, "channel", channel, "payload", payload);
+	text = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
 	if (!text)
 		return lama_error(LAMA_ENOMEM, "out of memory");
@@ -192,6 +211,30 @@ int cli_call(cli_conn *k, const char *channel, json_t *payload, json_t **result)
 		return rc;
 	}
 	return rc;
+}
+
+int cli_set(json_t *o, const char *key, const char *val)
+{
+	json_t *v;
+
+	if (!o)
+		return lama_error(LAMA_EINVAL, "an argument is not valid UTF-8 text");
+	if (!val)
+		return 0;
+	v = json_string(val);
+	if (!v)
+		return lama_error(LAMA_EINVAL, "%s is not valid UTF-8 text", key);
+	if (json_object_set_new(o, key, v))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	return 0;
+}
+
+int cli_result_str(const json_t *r, const char *key, const char **out)
+{
+	*out = json_string_value(json_object_get(r, key));
+	if (!*out)
+		return lama_error(LAMA_EFORMAT, "lama serve answered without \"%s\"", key);
+	return 0;
 }
 
 int cli_next_push(cli_conn *k, json_t **push)

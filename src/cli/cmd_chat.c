@@ -73,7 +73,7 @@ static int topics_remote(int json, int *done)
 	if ((rc = cli_connect(&k)) || !k)
 		return rc;
 	*done = 1;
-	rc = cli_call(k, "query:getConversations", NULL, &r);
+	rc = cli_call(k, "query:getConversations", json_object(), &r);
 	cli_disconnect(k);
 	if (rc)
 		return rc;
@@ -163,20 +163,29 @@ static int topic_new(int argc, char **argv)
 		if ((rc = cli_connect(&k)))
 			goto out;
 		if (k) {
-			json_t *w = json_array(), *r = NULL;
+			json_t *w = json_array(), *r = NULL, *p = json_object();
+			const char *id;
 
-			for (size_t i = 0; w && i < n; i++)
-				json_array_append_new(w, json_string(with[i]));
-			rc = cli_call(k, "action:createConversation",
-				      title ? json_pack("{s:o, s:s}", "with", w, "title", title)
-					    : json_pack("{s:o}", "with", w), &r);
+			for (size_t i = 0; !rc && w && i < n; i++)
+				if (json_array_append_new(w, json_string(with[i])))
+					rc = lama_error(LAMA_EINVAL, "--with %s is not valid UTF-8 text", with[i]);
+			if (!rc && (!w || !p || json_object_set(p, "with", w)))
+				rc = lama_error(LAMA_ENOMEM, "out of memory");
+			json_decref(w);
+			if (!rc)
+				rc = cli_set(p, "title", title);
+			if (!rc)
+				rc = cli_call(k, "action:createConversation", json_incref(p), &r);
+			json_decref(p);
 			cli_disconnect(k);
+			if (!rc && (rc = cli_result_str(r, "id", &id)))
+				json_decref(r);
 			if (!rc && json) {
 				rc = cli_print_json(r);
 			} else if (!rc) {
 				const char *tt = json_string_value(json_object_get(r, "title"));
 
-				printf("%s\n", json_string_value(json_object_get(r, "id")));
+				printf("%s\n", id);
 				if (!json_is_true(json_object_get(r, "new"))) {
 					fputs("lama: that conversation exists already: \"", stderr);
 					cli_put_clean(stderr, tt ? tt : "", tt ? strlen(tt) : 0);
@@ -428,16 +437,24 @@ static int send_lines(lama_session *s, const struct lama_topic *t, int jsonl, in
 static int send_remote_one(cli_conn *k, const char *topic, const char *text, const char *reply,
 			   int json)
 {
-	json_t *p = json_pack("{s:s, s:s}", "topic", topic, "text", text), *r = NULL;
+	json_t *p = json_object(), *r = NULL;
+	const char *id;
 	int rc;
 
-	if (p && reply)
-		json_object_set_new(p, "reply_to", json_string(reply));
+	if ((rc = cli_set(p, "topic", topic)) || (rc = cli_set(p, "text", text)) ||
+	    (rc = cli_set(p, "reply_to", reply))) {
+		json_decref(p);
+		return rc;
+	}
 	if ((rc = cli_call(k, "action:sendMessage", p, &r)))
 		return rc;
+	if ((rc = cli_result_str(r, "id", &id))) {
+		json_decref(r);
+		return rc;
+	}
 	if (json)
 		return cli_print_json(r);
-	printf("%s\n", json_string_value(json_object_get(r, "id")));
+	printf("%s\n", id);
 	json_decref(r);
 	return 0;
 }
@@ -673,6 +690,8 @@ static int messages_remote(cli_conn *k, const char *topic, const char *before, l
 
 	if (!all)
 		return lama_error(LAMA_ENOMEM, "out of memory");
+	if (before && !cursor)
+		rc = lama_error(LAMA_EINVAL, "--before is not valid UTF-8 text");
 	while (!rc && (long)json_array_size(all) < limit) {
 		long want = limit - (long)json_array_size(all);
 		json_t *p = json_pack("{s:s, s:I}", "topic", topic, "limit",

@@ -192,19 +192,24 @@ static int contacts_remote(cli_conn *k, const char *verb, const char *query, con
 	int rc;
 
 	if (!strcmp(verb, "add")) {
-		json_t *p = json_pack("{s:s}", "name", o->name);
+		json_t *p = json_object();
+		const char *id;
 
-		if (p && o->email)
-			json_object_set_new(p, "email", json_string(o->email));
-		if (p && o->ai)
-			json_object_set_new(p, "ai", json_true());
-		if (p && o->model)
-			json_object_set_new(p, "model", json_string(o->model));
+		if ((rc = cli_set(p, "name", o->name)) || (rc = cli_set(p, "email", o->email)) ||
+		    (rc = cli_set(p, "model", o->model)) ||
+		    (o->ai && json_object_set_new(p, "ai", json_true()))) {
+			json_decref(p);
+			return rc ? rc : lama_error(LAMA_ENOMEM, "out of memory");
+		}
 		if ((rc = cli_call(k, "action:addContact", p, &r)))
 			return rc;
+		if ((rc = cli_result_str(r, "person", &id))) {
+			json_decref(r);
+			return rc;
+		}
 		if (o->json)
 			return cli_print_json(r);
-		printf("%s\n", jstr(r, "person"));
+		printf("%s\n", id);
 		json_decref(r);
 		return 0;
 	}
@@ -214,13 +219,17 @@ static int contacts_remote(cli_conn *k, const char *verb, const char *query, con
 		return show_json(r, o->json);
 	}
 	if (!strcmp(verb, "me")) {
-		if ((rc = cli_call(k, "query:getState", NULL, &r)))
+		if ((rc = cli_call(k, "query:getState", json_object(), &r)))
 			return rc;
+		if (!json_is_object(json_object_get(r, "user"))) {
+			json_decref(r);
+			return lama_error(LAMA_EAUTH, "lama serve is locked: log in through its UI first");
+		}
 		rc = show_json(json_incref(json_object_get(r, "user")), o->json);
 		json_decref(r);
 		return rc;
 	}
-	if ((rc = cli_call(k, "query:getContacts", NULL, &r)))
+	if ((rc = cli_call(k, "query:getContacts", json_object(), &r)))
 		return rc;
 	if (o->json) {
 		rc = cli_print_json(json_incref(json_object_get(r, "contacts")));

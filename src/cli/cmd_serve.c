@@ -179,17 +179,19 @@ int cmd_serve(int argc, char **argv)
 		else
 			return cli_usage("%s", usage);
 	}
-	if ((rc = cli_kdf(&ccfg.kdf)) || (rc = lama_account_count(cli.home, &users)))
+	if ((rc = cli_kdf(&ccfg.kdf)))
 		return cli_fail(rc);
 	if (!locked && !can_ask_password())
 		locked = 1;
+	/* the folder's lock before anything else: a second server fails
+	 * fast, before it asks for a password or makes a user */
+	if ((rc = lama_home_create(cli.home)) || (rc = lama_server_open(&srv, cli.home, &cfg, &sv)) ||
+	    (rc = lama_account_count(cli.home, &users)))
+		goto out;
 	if (users == 0 && !locked && (rc = first_user(&name, &s)))
-		return cli_fail(rc);
+		goto out;
 	if (users == 0 && s)
 		ccfg.user = name;
-	/* the folder's lock before any password: a second server fails fast */
-	if ((rc = lama_home_create(cli.home)) || (rc = lama_server_open(&srv, cli.home, &cfg, &sv)))
-		goto out;
 	if (!s && !locked && (rc = cli_login(&s)))
 		goto out;
 	if ((s && (rc = lama_models_init(s))) || (rc = lama_ipc_new(&sv.d)) ||

@@ -72,7 +72,7 @@ int cmd_watch(int argc, char **argv)
 		return cli_fail(rc);
 	if (!k)
 		return cli_fail(lama_error(LAMA_ENOTFOUND, "lama serve is not running on %s", cli.home));
-	rc = cli_call(k, "action:subscribe", NULL, &r);
+	rc = cli_call(k, "action:subscribe", json_object(), &r);
 	json_decref(r);
 	while (!rc && !(rc = cli_next_push(k, &m))) {
 		const json_t *p = json_object_get(m, "payload");

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include <sodium.h>
+
 #include "chat/chat.h"
 #include "leute/leute.h"
 #include "models/models.h"
@@ -44,7 +46,9 @@ static int oom(void)
  * archive, and a client that resubscribes is told to reset. */
 static void push(lama_controller *c, const char *channel, json_t *payload)
 {
-	if (payload && lama_state_publish(c->st, channel, payload) != 0)
+	if (!payload)
+		lama_state_lost(c->st); /* clients see the seq jump */
+	else if (lama_state_publish(c->st, channel, payload) != 0)
 		lama_error_clear();
 	json_decref(payload);
 }
@@ -598,6 +602,16 @@ static int logged_in(lama_controller *c, lama_session *s, json_t **result)
 	return *result ? 0 : oom();
 }
 
+/* The request's password, wiped in place once the handler is done with
+ * it (the transports wipe their own buffers). */
+static void wipe_password(const struct lama_ipc_call *call)
+{
+	const json_t *p = json_object_get(call->payload, "password");
+
+	if (json_is_string(p))
+		sodium_memzero((char *)json_string_value(p), json_string_length(p));
+}
+
 static int password_of(const struct lama_ipc_call *call, const char **pw, size_t *len)
 {
 	const json_t *p = json_object_get(call->payload, "password");
@@ -618,8 +632,11 @@ static int do_register(void *ctx, const struct lama_ipc_call *call, json_t **res
 	int rc;
 
 	if ((rc = need_locked(c)) || (rc = password_of(call, &pw, &len)) ||
-	    (rc = lama_account_register(c->home, str(call->payload, "name"), pw, len, &c->kdf, &s)))
+	    (rc = lama_account_register(c->home, str(call->payload, "name"), pw, len, &c->kdf, &s))) {
+		wipe_password(call);
 		return rc;
+	}
+	wipe_password(call);
 	snprintf(c->user, sizeof(c->user), "%s", str(call->payload, "name"));
 	return logged_in(c, s, result);
 }
@@ -633,8 +650,11 @@ static int login(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	int rc;
 
 	if ((rc = need_locked(c)) || (rc = password_of(call, &pw, &len)) ||
-	    (rc = lama_account_login(c->home, str(call->payload, "name"), pw, len, &s)))
+	    (rc = lama_account_login(c->home, str(call->payload, "name"), pw, len, &s))) {
+		wipe_password(call);
 		return rc;
+	}
+	wipe_password(call);
 	snprintf(c->user, sizeof(c->user), "%s", str(call->payload, "name") ? str(call->payload, "name") : "");
 	return logged_in(c, s, result);
 }
@@ -648,6 +668,9 @@ static int logout(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	c->s = NULL;
 	*result = json_pack("{s:b}", "locked", 1);
 	push(c, "update:stateChanged", json_pack("{s:s, s:b}", "what", "session", "locked", 1));
+	/* the log held the user's updates: a client without the password
+	 * must not replay them */
+	lama_state_reset(c->st);
 	return *result ? 0 : oom();
 }
 
@@ -664,17 +687,38 @@ static int reset(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	if (strcmp(str(call->payload, "confirm"), "erase") != 0)
 		return lama_error(LAMA_EINVAL, "confirm must be \"erase\": this removes the user and all their data");
 	if ((rc = password_of(call, &pw, &len)) ||
-	    (rc = lama_account_login(c->home, name, pw, len, &check)))
+	    (rc = lama_account_login(c->home, name, pw, len, &check))) {
+		wipe_password(call);
 		return rc;
+	}
+	/* every session's lock on the user must go before the erase; if the
+	 * erase fails (another process uses the user), the user is logged in
+	 * again, so a failed reset changes nothing */
 	lama_session_logout(check);
-	/* the session's lock on the user must go before the erase */
+	check = NULL;
 	lama_session_logout(c->s);
 	c->s = NULL;
 	rc = lama_account_erase(c->home, name, pw, len);
+	if (rc) {
+		int saved = rc;
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "%s", lama_errmsg());
+		if (lama_account_login(c->home, name, pw, len, &check) == 0 &&
+		    lama_models_init(check) == 0) {
+			c->s = check;
+		} else {
+			lama_session_logout(check);
+			push(c, "update:stateChanged", json_pack("{s:s, s:b}", "what", "session", "locked", 1));
+			lama_state_reset(c->st);
+		}
+		wipe_password(call);
+		return lama_error(saved, "%s", msg);
+	}
+	wipe_password(call);
 	push(c, "update:stateChanged", json_pack("{s:s, s:b, s:b}", "what", "session", "locked", 1,
-						 "erased", rc == 0));
-	if (rc)
-		return rc;
+						 "erased", 1));
+	lama_state_reset(c->st);
 	c->user[0] = '\0';
 	*result = json_pack("{s:b, s:b}", "erased", 1, "locked", 1);
 	return *result ? 0 : oom();

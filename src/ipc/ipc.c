@@ -556,6 +556,14 @@ int lama_ipc_handle(lama_ipc *d, const char *text, size_t n, void *client, char 
 		if (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0])
 			return error_reply(NULL, LAMA_IPC_INTERNAL, "out of memory", reply,
 					   reply_len);
+		/* jansson quotes the request "near '...'": that text may be a
+		 * password, and an error message must never carry one */
+		{
+			char *near = strstr(jerr.text, " near ");
+
+			if (near)
+				*near = '\0';
+		}
 		if (n == 0 || json_error_code(&jerr) == json_error_premature_end_of_input)
 			snprintf(msg, sizeof(msg), "not JSON: %s", n ? jerr.text : "empty message");
 		else

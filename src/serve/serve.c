@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "util/err.h"
@@ -141,6 +142,10 @@ static void client_closed(uv_handle_t *h)
 		if (srv->cfg->on_close)
 			srv->cfg->on_close(srv->ctx, c);
 	}
+	if (c->line)
+		sodium_memzero(c->line, c->line_cap);
+	if (c->pend)
+		sodium_memzero(c->pend, c->pend_len);
 	lama_free(c->line);
 	lama_free(c->pend);
 	lama_free(c);
@@ -205,8 +210,12 @@ static int line_append(lama_client *c, const char *p, size_t n)
 	return 0;
 }
 
+/* Requests can hold passwords (action:login): what was read is wiped as
+ * soon as it is handled, in every buffer it passed through. */
 static void line_reset(lama_client *c)
 {
+	if (c->line)
+		sodium_memzero(c->line, c->line_len);
 	c->line_len = 0;
 	if (c->line_cap > LINE_KEEP) {
 		lama_free(c->line);
@@ -286,6 +295,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	lama_client *c = s->data;
 	size_t used;
 
+	if (nread > 0 && c->closing)
+		sodium_memzero(buf->base, (size_t)nread);
 	if (nread == 0 || c->closing)
 		return;
 	if (nread < 0) {
@@ -305,6 +316,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		/* reading is on only while pend is empty, so pend is free here */
 		c->pend = lama_malloc((size_t)nread - used);
 		if (!c->pend) {
+			sodium_memzero(buf->base, (size_t)nread);
 			client_close(c);
 			return;
 		}
@@ -312,6 +324,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		c->pend_len = (size_t)nread - used;
 		c->pend_off = 0;
 	}
+	sodium_memzero(buf->base, (size_t)nread);
 	client_sched(c);
 }
 
@@ -377,6 +390,7 @@ static void client_pump(lama_client *c)
 	if (c->pend_len > c->pend_off) {
 		c->pend_off += feed(c, c->pend + c->pend_off, c->pend_len - c->pend_off);
 		if (c->pend_off == c->pend_len) {
+			sodium_memzero(c->pend, c->pend_len);
 			lama_free(c->pend);
 			c->pend = NULL;
 			c->pend_len = c->pend_off = 0;

@@ -26,10 +26,29 @@ struct lama_state {
 	size_t nsubs, cap;
 };
 
+static void drop_oldest(lama_state *st)
+{
+	struct entry *e = &st->log[st->head];
+
+	st->bytes -= e->n;
+	sodium_memzero(e->text, e->n); /* updates carry message text */
+	lama_free(e->text);
+	e->text = NULL;
+	st->head = (st->head + 1) % st->log_max;
+	st->count--;
+}
+
+static void new_epoch(lama_state *st)
+{
+	unsigned char r[LAMA_STATE_EPOCH_HEX / 2];
+
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(st->epoch, sizeof(st->epoch), r, sizeof(r));
+}
+
 int lama_state_new(lama_state **out, lama_state_send_fn send, size_t log_max, size_t log_bytes)
 {
 	lama_state *st;
-	unsigned char r[LAMA_STATE_EPOCH_HEX / 2];
 
 	*out = NULL;
 	if (!send)
@@ -45,8 +64,7 @@ int lama_state_new(lama_state **out, lama_state_send_fn send, size_t log_max, si
 		lama_free(st);
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	}
-	randombytes_buf(r, sizeof(r));
-	sodium_bin2hex(st->epoch, sizeof(st->epoch), r, sizeof(r));
+	new_epoch(st);
 	*out = st;
 	return 0;
 }
@@ -55,8 +73,8 @@ void lama_state_free(lama_state *st)
 {
 	if (!st)
 		return;
-	for (size_t i = 0; i < st->count; i++)
-		lama_free(st->log[(st->head + i) % st->log_max].text);
+	while (st->count)
+		drop_oldest(st);
 	lama_free(st->log);
 	lama_free(st->subs);
 	lama_free(st);
@@ -72,17 +90,6 @@ uint64_t lama_state_seq(const lama_state *st)
 	return st->seq;
 }
 
-static void drop_oldest(lama_state *st)
-{
-	struct entry *e = &st->log[st->head];
-
-	st->bytes -= e->n;
-	lama_free(e->text);
-	e->text = NULL;
-	st->head = (st->head + 1) % st->log_max;
-	st->count--;
-}
-
 int lama_state_publish(lama_state *st, const char *channel, const json_t *payload)
 {
 	struct entry *e;
@@ -93,12 +100,7 @@ int lama_state_publish(lama_state *st, const char *channel, const json_t *payloa
 		      strncmp(channel, "update:", 7) != 0))
 		return lama_error(LAMA_EINVAL, "not an update");
 	if (!text) {
-		/* out of memory (or too large): the change happened, so its
-		 * number is used up, and nobody can replay across it; live
-		 * clients see the seq jump and resubscribe, which resets */
-		st->seq++;
-		while (st->count)
-			drop_oldest(st);
+		lama_state_lost(st);
 		return lama_error(LAMA_ENOMEM, "cannot encode the update %s", channel);
 	}
 	while (st->count && (st->count == st->log_max || st->bytes + n > st->log_bytes_max))
@@ -120,6 +122,23 @@ int lama_state_publish(lama_state *st, const char *channel, const json_t *payloa
 	if (n > st->log_bytes_max)
 		lama_free(text);
 	return 0;
+}
+
+void lama_state_lost(lama_state *st)
+{
+	/* the change happened, so its number is used up, and nobody can
+	 * replay across it; live clients see the seq jump and resubscribe,
+	 * which resets them */
+	st->seq++;
+	while (st->count)
+		drop_oldest(st);
+}
+
+void lama_state_reset(lama_state *st)
+{
+	while (st->count)
+		drop_oldest(st);
+	new_epoch(st);
 }
 
 static int add_sub(lama_state *st, void *client)
@@ -155,6 +174,22 @@ int lama_state_subscribe(lama_state *st, void *client, const char *epoch, uint64
 	if (strcmp(epoch, st->epoch) != 0 || since > st->seq || since + 1 < first) {
 		*reset = 1;
 		return 0;
+	}
+	/* more than a transport queues for one client would only get it
+	 * dropped, again at every retry: reloading is the way then */
+	{
+		size_t bytes = 0;
+
+		for (size_t i = 0; i < st->count; i++) {
+			struct entry *e = &st->log[(st->head + i) % st->log_max];
+
+			if (e->seq > since)
+				bytes += e->n + 1;
+		}
+		if (bytes > LAMA_STATE_REPLAY_MAX) {
+			*reset = 1;
+			return 0;
+		}
 	}
 	for (size_t i = 0; i < st->count; i++) {
 		struct entry *e = &st->log[(st->head + i) % st->log_max];

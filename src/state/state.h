@@ -26,6 +26,8 @@
 #define LAMA_STATE_EPOCH_HEX 32              /* hex digits of an epoch */
 #define LAMA_STATE_LOG_MAX 4096              /* updates kept for catching up */
 #define LAMA_STATE_LOG_BYTES ((size_t)16 << 20) /* and their bytes at most */
+#define LAMA_STATE_REPLAY_MAX ((size_t)4 << 20) /* a bigger catch-up resets: half
+						   * of what a transport queues */
 
 typedef struct lama_state lama_state;
 
@@ -52,10 +54,21 @@ uint64_t lama_state_seq(const lama_state *st);
  * emptied: LAMA_ENOMEM, and clients see the seq jump (docs/ipc.md). */
 int lama_state_publish(lama_state *st, const char *channel, const json_t *payload);
 
+/* An update was lost before it could be published (out of memory while
+ * making it): its number is used up and the log emptied, so clients see
+ * the jump and nobody replays across it. */
+void lama_state_lost(lama_state *st);
+
+/* Forgets every kept update (wiped) and starts a new epoch, so nothing
+ * from before can be replayed: at logout, before the next user. Live
+ * subscribers stay; seq goes on. */
+void lama_state_reset(lama_state *st);
+
 /* Subscribes client (again, if it is). epoch NULL: from now on, nothing
  * replayed. Otherwise, when epoch is this run's and every update after
- * `since` is still in the log, those updates are sent now, in order, and
- * *reset is 0; else nothing is sent and *reset is 1. */
+ * `since` is still in the log (and they are at most LAMA_STATE_REPLAY_MAX
+ * bytes), those updates are sent now, in order, and *reset is 0; else
+ * nothing is sent and *reset is 1. */
 int lama_state_subscribe(lama_state *st, void *client, const char *epoch, uint64_t since,
 			 int *reset);
 

@@ -45,6 +45,11 @@ lama topic read Bob
 expect_fail lama send "no such topic" hi
 echo "$ERR" | grep -q "no topic\|not found\|no such" || fail "unclear error: $ERR"
 expect_fail lama contacts add --name Bob --email bob@example.org
+# an argument that is not UTF-8 fails as it does without a server, sending nothing
+bad=$(printf 'x\377')
+expect_fail lama send Bob hello --reply-to "$bad"
+expect_fail lama messages Bob --before "$bad"
+expect_fail lama topic new --with Carol "$bad"
 
 for _ in $(seq 1 100); do
 	grep -q '"what":"read"' "$T/watch.out" && break
@@ -79,6 +84,8 @@ pid=$!
 for _ in $(seq 1 200); do grep -q locked "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
 expect_fail lama topics
 echo "$ERR" | grep -q "locked" || fail "locked server: $ERR"
+expect_fail lama me
+echo "$ERR" | grep -q "locked" || fail "locked server, lama me: $ERR"
 kill -INT "$pid"
 wait "$pid" || fail "lama serve --locked did not exit 0"
 echo "cli_client: ok"

@@ -30,10 +30,19 @@ for round in $(seq 1 "$ROUNDS"); do
 	start
 	wpids=""
 	for w in $(seq 1 $WRITERS); do
+		touch "$T/acked.$w"
+		eval "had$w=\$(wc -l <\"\$T/acked.\$w\")"
 		python3 "$here/serve_crash.py" "$sock" "$topic" "$T/acked.$w" "r$round-w$w" >"$T/last.$w" &
 		wpids="$wpids $!"
 	done
-	sleep "0.$(shuf -i 3-9 -n 1)"
+	# every writer is in its burst before the kill
+	for w in $(seq 1 $WRITERS); do
+		for _ in $(seq 1 200); do
+			[ "$(wc -l <"$T/acked.$w")" -gt "$(eval echo \$had$w)" ] && break
+			sleep 0.05
+		done
+	done
+	sleep "0.$(shuf -i 1-5 -n 1)"
 	kill -9 "$pid"
 	wait "$pid" 2>/dev/null || true
 	for p in $wpids; do wait "$p" || fail "a writer failed"; done

@@ -388,8 +388,26 @@ static void test_locked(void **state)
 	r = call("{\"id\":8,\"channel\":\"query:getContacts\"}");
 	assert_null(json_object_get(r, "error"));
 	json_decref(r);
-	json_decref(call("{\"id\":9,\"channel\":\"action:logout\"}"));
-	assert_null(lama_controller_session(ctl));
+	{
+		/* after logout nothing of the user's can be replayed */
+		char epoch[64];
+		size_t had;
+
+		r = call("{\"id\":90,\"channel\":\"query:getState\"}");
+		snprintf(epoch, sizeof(epoch), "%s", res_str(r, "epoch"));
+		json_decref(r);
+		json_decref(call("{\"id\":9,\"channel\":\"action:logout\"}"));
+		assert_null(lama_controller_session(ctl));
+		had = json_array_size(pushes);
+		lama_state_unsubscribe(st, &listener);
+		caller = &listener;
+		r = call("{\"id\":91,\"channel\":\"action:subscribe\",\"payload\":{\"epoch\":\"%s\",\"since\":0}}", epoch);
+		caller = &me;
+		assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "reset")));
+		assert_string_not_equal(res_str(r, "epoch"), epoch);
+		json_decref(r);
+		assert_int_equal(json_array_size(pushes), had);
+	}
 	r = call("{\"id\":10,\"channel\":\"action:login\",\"payload\":{\"password\":\"wrong\"}}");
 	assert_string_equal(err_code(r), "unauthorized");
 	assert_null(lama_controller_session(ctl));
@@ -400,7 +418,21 @@ static void test_locked(void **state)
 	r = call("{\"id\":12,\"channel\":\"query:getState\"}");
 	assert_false(json_is_true(json_object_get(json_object_get(r, "result"), "locked")));
 	json_decref(r);
-	/* reset: the password and the word, else nothing happens */
+	/* reset: the password and the word, else nothing happens; nor when
+	 * another process holds the user */
+	{
+		lama_session *other;
+
+		assert_int_equal(lama_account_login(home, "carol", "secret", 6, &other), 0);
+		r = call("{\"id\":130,\"channel\":\"action:reset\",\"payload\":{\"password\":\"secret\",\"confirm\":\"erase\"}}");
+		assert_non_null(json_object_get(r, "error"));
+		assert_non_null(lama_controller_session(ctl));
+		json_decref(r);
+		lama_session_logout(other);
+		r = call("{\"id\":131,\"channel\":\"query:getContacts\"}");
+		assert_null(json_object_get(r, "error"));
+		json_decref(r);
+	}
 	r = call("{\"id\":13,\"channel\":\"action:reset\",\"payload\":{\"password\":\"secret\",\"confirm\":\"yes\"}}");
 	assert_string_equal(err_code(r), "invalid_payload");
 	json_decref(r);

@@ -219,11 +219,54 @@ static void test_bytes(void **state)
 	cur = NULL;
 }
 
+/* A catch-up bigger than a transport's queue resets instead; a reset
+ * state (logout) replays nothing from before. */
+static void test_replay_bounds(void **state)
+{
+	struct client *c = &clients[0];
+	json_t *p = payload(300000);
+	char old[LAMA_STATE_EPOCH_HEX + 1];
+	int reset = -1;
+
+	(void)state;
+	memset(clients, 0, sizeof(clients));
+	assert_int_equal(lama_state_new(&cur, on_send, 0, 0), 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(lama_state_publish(cur, "update:stateChanged", p), 0);
+	c->subscribed = 1;
+	c->expect = 1;
+	assert_int_equal(lama_state_subscribe(cur, c, lama_state_epoch(cur), 0, &reset), 0);
+	assert_int_equal(reset, 1); /* 6 MB: over LAMA_STATE_REPLAY_MAX */
+	assert_int_equal(c->got, 0);
+	c->expect = 16;
+	assert_int_equal(lama_state_subscribe(cur, c, lama_state_epoch(cur), 15, &reset), 0);
+	assert_int_equal(reset, 0);
+	assert_int_equal(c->got, 5);
+	snprintf(old, sizeof(old), "%s", lama_state_epoch(cur));
+	lama_state_reset(cur);
+	assert_string_not_equal(old, lama_state_epoch(cur));
+	assert_int_equal(lama_state_seq(cur), 20);
+	assert_int_equal(lama_state_subscribe(cur, c, old, 19, &reset), 0);
+	assert_int_equal(reset, 1);
+	assert_int_equal(lama_state_subscribe(cur, c, lama_state_epoch(cur), 19, &reset), 0);
+	assert_int_equal(reset, 1); /* nothing kept from before */
+	/* lost: the number is used up, the log emptied */
+	c->expect = 22;
+	lama_state_lost(cur);
+	assert_int_equal(lama_state_seq(cur), 21);
+	assert_int_equal(lama_state_publish(cur, "update:stateChanged", p), 0);
+	assert_int_equal(c->got, 6);
+	json_decref(p);
+	lama_state_free(cur);
+	cur = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_property, teardown),
 		cmocka_unit_test(test_bytes),
+		cmocka_unit_test(test_replay_bounds),
 	};
 
 	if (lama_crypto_init())
