@@ -4,6 +4,7 @@
  * Startup in the seed's order: the folder's lock, the session (or locked,
  * waiting for action:login), the saved state, then requests. */
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,16 @@ static int first_user(const char **namep, lama_session **s)
 	return rc;
 }
 
+/* jansson's own buffers (its lexer, parsed strings) held requests, and so
+ * passwords: everything it frees is wiped first. */
+static void wipe_free(void *p)
+{
+	if (p) {
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
 static const char usage[] = "usage: lama serve [--name NAME] [--locked]";
 
 int cmd_serve(int argc, char **argv)
@@ -181,6 +192,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	if ((rc = cli_kdf(&ccfg.kdf)))
 		return cli_fail(rc);
+	json_set_alloc_funcs(malloc, wipe_free);
 	if (!locked && !can_ask_password())
 		locked = 1;
 	/* the folder's lock before anything else: a second server fails
