@@ -718,6 +718,7 @@ static void bench_send(const char *dir, const char *topic, double secs, int roun
 	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
 		struct load sum = { 0 };
 		double base = 0, v;
+		long rss, hwm, rss_max = 0, hwm_max = 0;
 
 		/* slices alternate, so both sides share the machine's moods */
 		for (int i = 0; i < rounds; i++) {
@@ -730,6 +731,12 @@ static void bench_send(const char *dir, const char *topic, double secs, int roun
 			before = topic_entries(sock, topic);
 			r = run_clients(sock, counts[k], warm, slice, topic);
 			after = topic_entries(sock, topic);
+			rss = proc_kib(pid, "VmRSS:");
+			hwm = proc_kib(pid, "VmHWM:");
+			if (rss > rss_max)
+				rss_max = rss;
+			if (hwm > hwm_max)
+				hwm_max = hwm;
 			stop_serve(pid);
 			if (after - before != r.acked)
 				bench_fail("send: %ld messages acknowledged, but the topic grew by %ld",
@@ -746,8 +753,9 @@ static void bench_send(const char *dir, const char *topic, double secs, int roun
 		snprintf(extra, sizeof(extra),
 			 "\"clients\": %d, \"mode\": \"request-after-reply\", \"seconds\": %g, "
 			 "\"acknowledged_in_window\": %ld, \"pushes_read\": %ld, \"messages_stored\": %zu, "
+			 "\"server_rss_mib\": %.3g, \"server_hwm_mib\": %.3g, "
 			 "\"baseline_what\": \"lama_chat_send of 1 message per call, in-process\"",
-			 counts[k], secs, sum.counted, sum.pushes, messages);
+			 counts[k], secs, sum.counted, sum.pushes, messages, rss_max / 1024.0, hwm_max / 1024.0);
 		bench_emit(name, "messages/s", v, "chat.send.direct", base, extra);
 	}
 }
@@ -861,8 +869,12 @@ int main(int argc, char **argv)
 	}
 	if (all || strcmp(only, "send") == 0)
 		bench_send(dir, handle, secs, rounds, messages);
-	if (strcmp(only, "steps") == 0)
+	if (all || strcmp(only, "send") == 0 || strcmp(only, "steps") == 0)
 		bench_steps(dir, handle, 1000);
-	bench_rmtree(dir);
+	if (bench_flag(argc, argv, "keep-archive"))
+		fprintf(stderr, "serve: archive kept in %s (user bench, password %s, topic %s)\n", dir,
+			PASSWORD, handle);
+	else
+		bench_rmtree(dir);
 	return 0;
 }
