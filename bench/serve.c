@@ -171,6 +171,19 @@ static double round_trip(int fd, const char *line, size_t n, char *buf, size_t c
 	return bench_now() - t0;
 }
 
+/* The server running now, killed at exit if a failure leaves it (so no
+ * `lama serve` outlives a failed run in a removed folder). */
+static pid_t live_server;
+
+static void kill_live_server(void)
+{
+	if (live_server > 0) {
+		kill(live_server, SIGKILL);
+		waitpid(live_server, NULL, 0);
+		live_server = 0;
+	}
+}
+
 /* Starts `lama serve` on dir (stdout to /dev/null, stderr kept). */
 static pid_t spawn_serve(const char *dir)
 {
@@ -183,6 +196,7 @@ static pid_t spawn_serve(const char *dir)
 	if (posix_spawn(&pid, lama, &fa, NULL, argv, environ) != 0)
 		bench_fail("cannot start %s", lama);
 	posix_spawn_file_actions_destroy(&fa);
+	live_server = pid;
 	return pid;
 }
 
@@ -191,6 +205,7 @@ static void stop_serve(pid_t pid)
 	int status;
 
 	kill(pid, SIGTERM);
+	live_server = 0;
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		bench_fail("lama serve did not exit cleanly (status %d)", status);
 }
@@ -856,6 +871,7 @@ int main(int argc, char **argv)
 	if (topics < 1 || messages < topics || reps < 1 || kdf_reps < 1 || secs <= 0 || rounds < 1)
 		bench_fail("bad options");
 	bench_check(lama_crypto_init(), "crypto init");
+	atexit(kill_live_server);
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
 		bench_fail("cannot find this program");
