@@ -443,6 +443,9 @@ static int topic_fill(lama_session *s, struct lama_topic *t)
 	for (size_t i = 0; i < t->npeople && !rc; i++) {
 		struct lama_person p;
 
+		/* the user is never the assistant (a third of a listing's time) */
+		if (lama_hash_eq(&t->people[i], lama_session_person(s)))
+			continue;
 		if (lama_leute_get(s, &t->people[i], &p) == 0 && p.is_ai)
 			t->is_ai = 1;
 	}

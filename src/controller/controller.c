@@ -366,6 +366,44 @@ out:
 
 /* ---- actions ---- */
 
+/* Message id as readers see it now (its newest version), or NULL when it
+ * is not among the topic's newest messages: a message just sent or edited
+ * is the newest, or close to it, unless a peer's clock runs ahead. */
+static json_t *message_view(lama_controller *c, const struct lama_topic *t, const lama_hash *id)
+{
+	static const size_t windows[] = { 1, 50 };
+	char hex[LAMA_HASH_HEX + 1];
+	json_t *found = NULL;
+
+	lama_hash_hex(id, hex);
+	for (size_t w = 0; !found && w < sizeof(windows) / sizeof(windows[0]); w++) {
+		struct page p = { .c = c, .msgs = json_array() };
+		const json_t *m;
+		size_t i;
+
+		if (p.msgs && lama_chat_messages(c->s, t, NULL, windows[w], add_message, &p, NULL) == 0)
+			json_array_foreach(p.msgs, i, m)
+				if (!found && !strcmp(json_string_value(json_object_get(m, "id")), hex))
+					found = json_incref((json_t *)m);
+		lama_error_clear();
+		json_decref(p.msgs);
+		json_decref(p.names);
+	}
+	return found;
+}
+
+/* The update for a message sent or changed: the message, or only its id. */
+static json_t *message_update(lama_controller *c, const struct lama_topic *t, const lama_hash *id)
+{
+	json_t *view = message_view(c, t, id);
+	char hex[LAMA_HASH_HEX + 1];
+
+	if (view)
+		return json_pack("{s:s, s:o}", "topic", t->id, "message", view);
+	lama_hash_hex(id, hex);
+	return json_pack("{s:s, s:s}", "topic", t->id, "id", hex);
+}
+
 static int send_message(void *ctx, const struct lama_ipc_call *call, json_t **result)
 {
 	lama_controller *c = ctx;
@@ -384,23 +422,14 @@ static int send_message(void *ctx, const struct lama_ipc_call *call, json_t **re
 		goto out;
 	/* durable now: answer, and tell every client */
 	{
-		struct page p = { .c = c, .msgs = json_array() };
 		char hex[LAMA_HASH_HEX + 1];
 
 		lama_hash_hex(&id, hex);
-		*result = json_pack("{s:s}", "id", hex);
-		if (!*result || !p.msgs) {
-			json_decref(p.msgs);
+		if (!(*result = json_pack("{s:s}", "id", hex))) {
 			rc = oom();
 			goto out;
 		}
-		/* the message as readers see it: the newest of the topic */
-		if (lama_chat_messages(c->s, &t, NULL, 1, add_message, &p, NULL) == 0 &&
-		    json_array_size(p.msgs) == 1)
-			push(c, "update:messageReceived",
-			     json_pack("{s:s, s:O}", "topic", t.id, "message", json_array_get(p.msgs, 0)));
-		json_decref(p.msgs);
-		json_decref(p.names);
+		push(c, "update:messageReceived", message_update(c, &t, &id));
 	}
 out:
 	lama_topic_release(&t);
@@ -467,34 +496,11 @@ static int add_contact(void *ctx, const struct lama_ipc_call *call, json_t **res
 	return 0;
 }
 
-/* The newest version of message id, as readers see it, or NULL. */
-static json_t *message_view(lama_controller *c, const struct lama_topic *t, const lama_hash *id)
-{
-	struct page p = { .c = c, .msgs = json_array() };
-	json_t *found = NULL;
-	const json_t *m;
-	char hex[LAMA_HASH_HEX + 1];
-	size_t i;
-
-	lama_hash_hex(id, hex);
-	/* edits are recent: the newest page holds an edited message in the
-	 * common case; an old one is found by paging from it */
-	if (p.msgs && lama_chat_messages(c->s, t, NULL, 50, add_message, &p, NULL) == 0)
-		json_array_foreach(p.msgs, i, m)
-			if (!strcmp(json_string_value(json_object_get(m, "id")), hex))
-				found = json_incref((json_t *)m);
-	lama_error_clear();
-	json_decref(p.msgs);
-	json_decref(p.names);
-	return found;
-}
-
 static int change_message(void *ctx, const struct lama_ipc_call *call, json_t **result, int del)
 {
 	lama_controller *c = ctx;
 	struct lama_topic t;
 	lama_hash id;
-	json_t *view;
 	int rc;
 
 	if ((rc = lama_chat_find(c->s, str(call->payload, "topic"), &t)))
@@ -512,10 +518,7 @@ static int change_message(void *ctx, const struct lama_ipc_call *call, json_t **
 		rc = oom();
 		goto out;
 	}
-	view = message_view(c, &t, &id);
-	push(c, "update:messageChanged",
-	     view ? json_pack("{s:s, s:o}", "topic", t.id, "message", view)
-		  : json_pack("{s:s, s:s}", "topic", t.id, "id", json_string_value(json_object_get(*result, "id"))));
+	push(c, "update:messageChanged", message_update(c, &t, &id));
 out:
 	lama_topic_release(&t);
 	return rc;
