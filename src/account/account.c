@@ -895,14 +895,14 @@ static int read_file_bytes(const char *path, struct lama_buf *out, size_t max)
 	return lama_buf_add(out, buf, n);
 }
 
-/* The name field of the user's Person: the name given at registration. */
-static int person_name(lama_session *s, char **name)
+int lama_session_name(lama_session *s, char **name)
 {
 	lama_hash obj;
 	json_t *o = NULL;
 	const char *n;
 	int rc;
 
+	*name = NULL;
 	rc = lama_archive_current(s->ar, &s->person, &obj);
 	if (!rc)
 		rc = lama_archive_get(s->ar, &obj, &o);
@@ -917,8 +917,8 @@ static int person_name(lama_session *s, char **name)
 	return rc;
 }
 
-int lama_account_export(lama_session *s, const char *pw, size_t pwlen, struct lama_buf *record,
-			struct lama_kdf_params *kdf, char **name)
+int lama_account_export(const char *dir, const char *name, const char *pw, size_t pwlen,
+			struct lama_buf *record, struct lama_kdf_params *kdf)
 {
 	char home[LAMA_PATH_MAX], path[LAMA_PATH_MAX], ad[64], tag[65];
 	struct lama_buf raw = LAMA_BUF_INIT(RECORD_MAX);
@@ -926,22 +926,27 @@ int lama_account_export(lama_session *s, const char *pw, size_t pwlen, struct la
 	struct record r;
 	int rc, fd;
 
-	*name = NULL;
-	if ((rc = home_of(s->dir, home, sizeof(home))))
+	if ((rc = home_of(dir, home, sizeof(home))))
 		return rc;
-	snprintf(path, sizeof(path), "%s/%s", s->dir, ACCOUNT_FILE);
+	if (snprintf(path, sizeof(path), "%s/%s", dir, ACCOUNT_FILE) >= (int)sizeof(path))
+		return lama_error(LAMA_ELIMIT, "path too long");
 	/* under the folder's lock, so a password change cannot swap the
 	 * record between reading its bytes and checking the password */
 	if ((rc = folder_lock(home, &fd)))
 		return rc;
 	rc = read_file_bytes(path, &raw, RECORD_MAX);
 	if (!rc)
-		rc = record_read(s->dir, &r);
+		rc = record_read(dir, &r);
 	if (!rc)
 		rc = folder_salt(home, salt, 0);
 	folder_unlock(fd);
 	if (rc)
 		goto out;
+	name_tag(salt, name, tag);
+	if (strcmp(tag, r.tag) != 0) {
+		rc = lama_error(LAMA_ECORRUPT, "the user's name does not match the account record");
+		goto out;
+	}
 	master = lama_secure_alloc(LAMA_KEY_BYTES);
 	if (!master) {
 		rc = lama_error(LAMA_ENOMEM, "cannot allocate secure memory");
@@ -952,23 +957,11 @@ int lama_account_export(lama_session *s, const char *pw, size_t pwlen, struct la
 	lama_secure_free(master);
 	if (rc == LAMA_EAUTH || rc == LAMA_ECRYPTO)
 		rc = lama_error(LAMA_EAUTH, "wrong password");
-	if (rc)
-		goto out;
-	if ((rc = person_name(s, name)))
-		goto out;
-	name_tag(salt, *name, tag);
-	if (strcmp(tag, r.tag) != 0) {
-		rc = lama_error(LAMA_ECORRUPT, "the user's name does not match the account record");
-		goto out;
-	}
-	rc = lama_buf_add(record, raw.data, raw.len);
+	if (!rc)
+		rc = lama_buf_add(record, raw.data, raw.len);
 	if (!rc)
 		*kdf = r.kdf;
 out:
-	if (rc) {
-		lama_free(*name);
-		*name = NULL;
-	}
 	lama_buf_release(&raw);
 	return rc;
 }

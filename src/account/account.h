@@ -69,14 +69,17 @@ int lama_session_sign(lama_session *s, int instance, const void *msg, size_t n,
 
 struct lama_buf;
 
-/* What a backup of the session's user carries from the account: checks pw
- * against the account record as it is on disk now (LAMA_EAUTH if wrong;
- * nothing changes), appends the record's exact bytes to *record, sets
- * *kdf to its Argon2id cost and *name (caller frees with lama_free) to
- * the user's login name, read from the Person and checked against the
- * record's name tag. Reads the archive, writes nothing. */
-int lama_account_export(lama_session *s, const char *pw, size_t pwlen, struct lama_buf *record,
-			struct lama_kdf_params *kdf, char **name);
+/* The user's login name (the name field of their Person, given at
+ * registration); *name is the caller's (lama_free). Reads the archive. */
+int lama_session_name(lama_session *s, char **name);
+/* What a backup of the user in folder dir (lama_session_dir) carries from
+ * the account: checks that `name` is the user's (against the record's
+ * name tag; LAMA_ECORRUPT otherwise) and pw their password (LAMA_EAUTH if
+ * wrong; nothing changes), appends the record's exact bytes as they are
+ * on disk now to *record and sets *kdf to its Argon2id cost. Does not use
+ * a session, so it may run on any thread. */
+int lama_account_export(const char *dir, const char *name, const char *pw, size_t pwlen,
+			struct lama_buf *record, struct lama_kdf_params *kdf);
 /* A fresh, hidden folder DIR/users/.restore-XXXXXX (mode 0700) for
  * lama_account_adopt to move into place; its path goes to dir. Logins and
  * counts skip it. */

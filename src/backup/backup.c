@@ -29,7 +29,7 @@
 #define CIPHER_CHUNK (LAMA_BACKUP_CHUNK + LAMA_BACKUP_ABYTES)
 #define NAME_MAX_BYTES 32 /* of a record's name */
 #define META_VERSION 1
-#define SNAPSHOT_STEP 1024 /* pages copied per step, between progress calls */
+#define SNAPSHOT_STEP 64 /* pages copied per step, between progress calls */
 
 /* The records, in the one order a backup holds them. */
 enum { REC_META, REC_ACCOUNT, REC_ARCHIVE, REC_END };
@@ -323,23 +323,24 @@ static int snapshot(const char *src, const char *dst, const struct lama_backup_p
 	}
 	for (;;) {
 		step = sqlite3_backup_step(b, SNAPSHOT_STEP);
-		if (step == SQLITE_DONE)
-			break;
 		if ((step == SQLITE_BUSY || step == SQLITE_LOCKED) && tries++ < 500) {
 			sqlite3_sleep(10);
 			continue;
 		}
-		if (step != SQLITE_OK) {
+		if (step != SQLITE_OK && step != SQLITE_DONE) {
 			rc = lama_error(LAMA_EIO, "cannot copy the archive: %s", sqlite3_errstr(step));
 			goto out;
 		}
-		/* page counts are ints in SQLite; both halves are bytes */
+		/* page counts are ints in SQLite; both halves are bytes. Called
+		 * inside the read transaction, the last time too. */
 		{
 			uint64_t pages = (uint64_t)sqlite3_backup_pagecount(b);
 			uint64_t left = (uint64_t)sqlite3_backup_remaining(b);
 
 			progress(p, (pages - left) * 4096, 2 * pages * 4096);
 		}
+		if (step == SQLITE_DONE)
+			break;
 	}
 out:
 	if (b && sqlite3_backup_finish(b) != SQLITE_OK && !rc)
@@ -406,12 +407,42 @@ static int add_archive(struct writer *w, const char *snap, uint64_t size,
 	return rc;
 }
 
-int lama_backup_write(lama_session *s, const char *path, const char *pw, size_t pwlen,
-		      const struct lama_backup_progress *p)
+struct lama_backup_job {
+	char dir[LAMA_PATH_MAX]; /* the user's folder */
+	char *name;              /* their login name */
+};
+
+int lama_backup_prepare(lama_session *s, lama_backup_job **out)
+{
+	lama_backup_job *j = lama_calloc(1, sizeof(*j));
+	int rc;
+
+	*out = NULL;
+	if (!j)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	snprintf(j->dir, sizeof(j->dir), "%s", lama_session_dir(s));
+	if ((rc = lama_session_name(s, &j->name))) {
+		lama_free(j);
+		return rc;
+	}
+	*out = j;
+	return 0;
+}
+
+void lama_backup_job_free(lama_backup_job *j)
+{
+	if (!j)
+		return;
+	lama_free(j->name);
+	lama_free(j);
+}
+
+int lama_backup_run(lama_backup_job *j, const char *path, const char *pw, size_t pwlen,
+		    const struct lama_backup_progress *p)
 {
 	struct lama_buf record = LAMA_BUF_INIT(LAMA_BACKUP_SMALL_MAX);
 	struct lama_kdf_params kdf;
-	char snap[LAMA_PATH_MAX], db[LAMA_PATH_MAX], *name = NULL, *meta = NULL;
+	char snap[LAMA_PATH_MAX], db[LAMA_PATH_MAX], *meta = NULL;
 	struct writer w;
 	uint64_t size = 0;
 	int rc, fd;
@@ -419,20 +450,19 @@ int lama_backup_write(lama_session *s, const char *path, const char *pw, size_t 
 	memset(&w, 0, sizeof(w));
 	w.fd = -1;
 	snap[0] = '\0';
-	if ((rc = lama_account_export(s, pw, pwlen, &record, &kdf, &name)))
+	if ((rc = lama_account_export(j->dir, j->name, pw, pwlen, &record, &kdf)))
 		goto out;
-	if ((rc = meta_text(name, &meta)))
+	if ((rc = meta_text(j->name, &meta)))
 		goto out;
-	if (snprintf(db, sizeof(db), "%s/archive.db", lama_session_dir(s)) >= (int)sizeof(db) ||
-	    snprintf(snap, sizeof(snap), "%s/.backup-XXXXXX", lama_session_dir(s)) >= (int)sizeof(snap)) {
+	if (snprintf(db, sizeof(db), "%s/archive.db", j->dir) >= (int)sizeof(db) ||
+	    snprintf(snap, sizeof(snap), "%s/.backup-XXXXXX", j->dir) >= (int)sizeof(snap)) {
 		snap[0] = '\0';
 		rc = lama_error(LAMA_ELIMIT, "path too long");
 		goto out;
 	}
 	fd = mkostemp(snap, O_CLOEXEC);
 	if (fd < 0) {
-		rc = lama_error(LAMA_EIO, "cannot create a snapshot in %s: %s", lama_session_dir(s),
-				strerror(errno));
+		rc = lama_error(LAMA_EIO, "cannot create a snapshot in %s: %s", j->dir, strerror(errno));
 		snap[0] = '\0';
 		goto out;
 	}
@@ -461,8 +491,20 @@ out:
 	if (snap[0])
 		unlink(snap);
 	lama_buf_release(&record);
-	lama_free(name);
 	free(meta); /* jansson's */
+	return rc;
+}
+
+int lama_backup_write(lama_session *s, const char *path, const char *pw, size_t pwlen,
+		      const struct lama_backup_progress *p)
+{
+	lama_backup_job *j;
+	int rc;
+
+	if ((rc = lama_backup_prepare(s, &j)))
+		return rc;
+	rc = lama_backup_run(j, path, pw, pwlen, p);
+	lama_backup_job_free(j);
 	return rc;
 }
 

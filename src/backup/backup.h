@@ -44,6 +44,20 @@ struct lama_backup_progress {
 int lama_backup_write(lama_session *s, const char *path, const char *pw, size_t pwlen,
 		      const struct lama_backup_progress *p);
 
+/* The same in two steps, for a process that must keep serving meanwhile
+ * (lama serve): _prepare reads from the session what the backup needs
+ * (the user's folder and name; quick, no KDF) and must run where the
+ * session is used; _run does everything else (the password check and the
+ * key, two Argon2id runs; the copy; the encryption) without touching the
+ * session, so it may run on a worker thread while the session goes on
+ * serving, and progress is then called on that thread. A job may be run
+ * more than once; free it with lama_backup_job_free (NULL is fine). */
+typedef struct lama_backup_job lama_backup_job;
+int lama_backup_prepare(lama_session *s, lama_backup_job **out);
+int lama_backup_run(lama_backup_job *j, const char *path, const char *pw, size_t pwlen,
+		    const struct lama_backup_progress *p);
+void lama_backup_job_free(lama_backup_job *j);
+
 /* Restores the backup at path into the data folder home (created if
  * missing), which must not hold that user already (LAMA_EEXIST: not by
  * name, not by account). LAMA_EAUTH for a wrong password (or a damaged

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -791,6 +792,93 @@ static void test_live_writer(void **state)
 	lama_session_logout(r);
 }
 
+struct job_arg {
+	lama_backup_job *j;
+	int rc;
+	int calls;
+	int snapping;  /* set by the job: its read transaction is open */
+	int written;   /* set by the test: the writes are done */
+	int timed_out;
+};
+
+/* The first progress call comes from inside the snapshot's read
+ * transaction: hold the job there until the main thread has written. */
+static void hold(void *ctx, uint64_t done, uint64_t total)
+{
+	struct job_arg *a = ctx;
+
+	(void)done;
+	(void)total;
+	if (a->calls++ > 0)
+		return;
+	__atomic_store_n(&a->snapping, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < 30000 && !__atomic_load_n(&a->written, __ATOMIC_SEQ_CST); i++)
+		usleep(1000);
+	if (!__atomic_load_n(&a->written, __ATOMIC_SEQ_CST))
+		a->timed_out = 1;
+}
+
+static void *run_job(void *arg)
+{
+	struct job_arg *a = arg;
+	struct lama_backup_progress p = { hold, a };
+
+	a->rc = lama_backup_run(a->j, bak, PW, PWLEN, &p);
+	return NULL;
+}
+
+static int count_msgs(void *ctx, const struct lama_message *m)
+{
+	(void)m;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+/* The way lama serve would use it: the job prepared where the session
+ * lives, run on a worker thread while the session goes on writing. While
+ * the copy's read transaction is open the session writes (not blocked);
+ * the backup holds the state before those writes, whole. */
+static void test_thread(void **state)
+{
+	struct job_arg a = { 0 };
+	struct lama_topic t, rt;
+	struct lama_outgoing m = { .text = "written during the backup" };
+	lama_session *r;
+	struct lama_store_check chk;
+	pthread_t th;
+	size_t n = 0, base = 0, now = 0;
+	char *h = fresh_home("thread");
+
+	(void)state;
+	assert_int_equal(lama_chat_find(s, "Team", &t), 0);
+	assert_int_equal(lama_chat_messages(s, &t, NULL, 1000, count_msgs, &base, NULL), 0);
+	assert_int_equal(lama_backup_prepare(s, &a.j), 0);
+	assert_int_equal(pthread_create(&th, NULL, run_job, &a), 0);
+	for (int i = 0; i < 30000 && !__atomic_load_n(&a.snapping, __ATOMIC_SEQ_CST); i++)
+		usleep(1000);
+	assert_true(__atomic_load_n(&a.snapping, __ATOMIC_SEQ_CST));
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(lama_chat_send(s, &t, &m, 1, NULL), 0);
+	__atomic_store_n(&a.written, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_false(a.timed_out);
+	assert_int_equal(a.rc, 0);
+	lama_backup_job_free(a.j);
+	assert_int_equal(lama_chat_messages(s, &t, NULL, 1000, count_msgs, &now, NULL), 0);
+	assert_int_equal(now, base + 5);
+	lama_topic_release(&t);
+
+	assert_int_equal(lama_backup_restore(h, bak, PW, PWLEN, NULL, NULL), 0);
+	assert_int_equal(lama_account_login(h, "alice", PW, PWLEN, &r), 0);
+	assert_int_equal(lama_models_init(r), 0);
+	assert_int_equal(lama_store_check(lama_session_store(r), &chk, NULL, NULL), 0);
+	assert_int_equal(lama_chat_find(r, "Team", &rt), 0);
+	assert_int_equal(lama_chat_messages(r, &rt, NULL, 1000, count_msgs, &n, NULL), 0);
+	assert_int_equal(n, base);
+	lama_topic_release(&rt);
+	lama_session_logout(r);
+}
+
 static void test_oom(void **state)
 {
 	int ok_w = 0, ok_r = 0;
@@ -851,6 +939,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_writer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
 	};
 
