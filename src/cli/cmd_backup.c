@@ -34,8 +34,7 @@ static void meter_fn(void *ctx, uint64_t done, uint64_t total)
 		return;
 	m->last = pct;
 	m->shown = 1;
-	fprintf(stderr, "\rlama: %s %3d%% (%llu of %llu MiB)", m->what, pct,
-		(unsigned long long)(done >> 20), (unsigned long long)(total >> 20));
+	fprintf(stderr, "\rlama: %s %3d%%", m->what, pct);
 	fflush(stderr);
 }
 
