@@ -564,7 +564,8 @@ static int meta_parse(struct reader *r)
 
 	if (!o || !json_is_object(o) || !name)
 		rc = lama_error(LAMA_ECORRUPT, "the backup's description is damaged");
-	else if (json_integer_value(json_object_get(o, "version")) != META_VERSION)
+	else if (json_integer_value(json_object_get(o, "version")) != META_VERSION ||
+		 json_integer_value(json_object_get(o, "store_format")) > LAMA_STORE_FORMAT)
 		rc = lama_error(LAMA_EFORMAT, "the backup was made by a newer lama");
 	else if (!(r->user = lama_strdup(name)))
 		rc = lama_error(LAMA_ENOMEM, "out of memory");

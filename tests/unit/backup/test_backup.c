@@ -347,7 +347,7 @@ static void test_wrong_password_restore(void **state)
 
 static void test_flipped_bytes(void **state)
 {
-	size_t n, pos[16], np = 0;
+	size_t n, pos[40], np = 0;
 	uint8_t *orig;
 	char path[8192];
 
@@ -368,6 +368,12 @@ static void test_flipped_bytes(void **state)
 	pos[np++] = n / 2;                     /* the middle */
 	pos[np++] = n - 17;                    /* the last chunk's tag byte */
 	pos[np++] = n - 1;                     /* the last byte */
+	{
+		uint64_t seed = 7;
+
+		while (np < sizeof(pos) / sizeof(pos[0]))
+			pos[np++] = rnd(&seed, (unsigned)n); /* and anywhere */
+	}
 	snprintf(path, sizeof(path), "%s/flipped", root);
 	for (size_t i = 0; i < np; i++) {
 		char tag[32], *h;
@@ -717,6 +723,13 @@ static void test_hostile(void **state)
 	expect_refused(&st, "empty", LAMA_ECORRUPT);
 	s_end(&st);
 	expect_refused(&st, "endonly", LAMA_ECORRUPT);
+	/* from a newer lama */
+	st.n = 0;
+	s_rec(&st, "lama-backup.json", "{\"version\":1,\"name\":\"eve\",\"store_format\":99}");
+	expect_refused(&st, "newer", LAMA_EFORMAT);
+	st.n = 0;
+	s_rec(&st, "lama-backup.json", "{\"version\":2,\"name\":\"eve\",\"store_format\":3}");
+	expect_refused(&st, "newer2", LAMA_EFORMAT);
 	/* well-formed records with bad contents: a meta that is not JSON, a
 	 * user name with control characters, an account record that is not
 	 * one, an archive that is not SQLite */
