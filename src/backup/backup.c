@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -29,6 +32,7 @@
 #define CIPHER_CHUNK (LAMA_BACKUP_CHUNK + LAMA_BACKUP_ABYTES)
 #define NAME_MAX_BYTES 32 /* of a record's name */
 #define META_VERSION 1
+#define STALE_AGE 60 /* seconds before an unheld leftover may be removed */
 #define SNAPSHOT_STEP 64 /* pages copied per step, between progress calls */
 
 /* The records, in the one order a backup holds them. */
@@ -114,6 +118,47 @@ static void fsync_dir_of(const char *path)
 		fsync(fd);
 		close(fd);
 	}
+}
+
+/* ---- leftovers of a crash ---- */
+
+/* Removes what a crashed backup or restore left in dir: entries named
+ * prefix* (files, or with is_dir folders) that no running lama holds (a
+ * backup holds an flock on its copy, a restore a shared one on its
+ * folder's .lock) and that are over a minute old, so one just created and
+ * not locked yet is left alone. Best effort: errors are ignored. */
+static void sweep(const char *dir, const char *prefix, int is_dir)
+{
+	char path[LAMA_PATH_MAX], lock[LAMA_PATH_MAX + 8];
+	time_t now = time(NULL);
+	struct dirent *e;
+	struct stat sb;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		int fd;
+
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 ||
+		    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
+		    lstat(path, &sb) != 0 || (is_dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode)) ||
+		    now - sb.st_mtime < STALE_AGE)
+			continue;
+		snprintf(lock, sizeof(lock), "%s%s", path, is_dir ? "/.lock" : "");
+		fd = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			close(fd); /* in use */
+			continue;
+		}
+		if (is_dir)
+			lama_account_discard(path);
+		else
+			unlink(path);
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
 }
 
 /* ---- the encrypted stream, writing ---- */
@@ -445,7 +490,7 @@ int lama_backup_run(lama_backup_job *j, const char *path, const char *pw, size_t
 	char snap[LAMA_PATH_MAX], db[LAMA_PATH_MAX], *meta = NULL;
 	struct writer w;
 	uint64_t size = 0;
-	int rc, fd;
+	int rc, snap_fd = -1;
 
 	memset(&w, 0, sizeof(w));
 	w.fd = -1;
@@ -460,13 +505,15 @@ int lama_backup_run(lama_backup_job *j, const char *path, const char *pw, size_t
 		rc = lama_error(LAMA_ELIMIT, "path too long");
 		goto out;
 	}
-	fd = mkostemp(snap, O_CLOEXEC);
-	if (fd < 0) {
+	sweep(j->dir, ".backup-", 0);
+	snap_fd = mkostemp(snap, O_CLOEXEC);
+	if (snap_fd < 0) {
 		rc = lama_error(LAMA_EIO, "cannot create a snapshot in %s: %s", j->dir, strerror(errno));
 		snap[0] = '\0';
 		goto out;
 	}
-	close(fd);
+	/* held until the copy is removed: a sweep leaves it alone */
+	flock(snap_fd, LOCK_EX);
 	if ((rc = snapshot(db, snap, p, &size)))
 		goto out;
 	if (size > LAMA_BACKUP_ARCHIVE_MAX) {
@@ -490,6 +537,8 @@ out:
 	w_release(&w);
 	if (snap[0])
 		unlink(snap);
+	if (snap_fd >= 0)
+		close(snap_fd);
 	lama_buf_release(&record);
 	free(meta); /* jansson's */
 	return rc;
@@ -783,8 +832,8 @@ int lama_backup_restore(const char *home, const char *path, const char *pw, size
 			char **name_out, const struct lama_backup_progress *p)
 {
 	struct reader r;
-	char dir[LAMA_PATH_MAX];
-	int fd, rc, staged = 0;
+	char dir[LAMA_PATH_MAX], users[LAMA_PATH_MAX], lock[LAMA_PATH_MAX + 8];
+	int fd, rc, staged = 0, lock_fd = -1;
 
 	if (name_out)
 		*name_out = NULL;
@@ -795,9 +844,19 @@ int lama_backup_restore(const char *home, const char *path, const char *pw, size
 	if (fd < 0)
 		return lama_error(errno == ENOENT ? LAMA_ENOTFOUND : LAMA_EIO, "cannot read %s: %s",
 				  path, strerror(errno));
+	if (snprintf(users, sizeof(users), "%s/users", home) >= (int)sizeof(users)) {
+		rc = lama_error(LAMA_ELIMIT, "data folder path is too long");
+		goto out;
+	}
+	sweep(users, ".restore-", 1);
 	if ((rc = lama_account_stage(home, dir, sizeof(dir))))
 		goto out;
 	staged = 1;
+	/* shared, like a session's: held until the end, so a sweep by
+	 * another restore leaves this folder alone */
+	if (snprintf(lock, sizeof(lock), "%s/.lock", dir) < (int)sizeof(lock) &&
+	    (lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+		flock(lock_fd, LOCK_SH);
 	r.dir = dir;
 	if ((rc = read_backup(fd, path, &r, pw, pwlen, p)))
 		goto out;
@@ -814,6 +873,8 @@ out:
 		close(r.out);
 	if (staged)
 		lama_account_discard(dir);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	lama_buf_release_wipe(&r.small);
 	lama_free(r.user);
 	return rc;

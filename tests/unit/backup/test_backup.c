@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -892,6 +893,79 @@ static void test_thread(void **state)
 	lama_session_logout(r);
 }
 
+/* A leftover of a crash, aged: mtime an hour ago. */
+static void leftover(const char *path, int is_dir, int with_lock)
+{
+	struct timespec old[2] = { { time(NULL) - 3600, 0 }, { time(NULL) - 3600, 0 } };
+	char lock[8300];
+
+	if (is_dir) {
+		assert_int_equal(mkdir(path, 0700), 0);
+		snprintf(lock, sizeof(lock), "%s/archive.db", path);
+		spit(lock, "x", 1);
+		if (with_lock) {
+			snprintf(lock, sizeof(lock), "%s/.lock", path);
+			spit(lock, "", 0);
+		}
+	} else {
+		spit(path, "copy", 4);
+	}
+	assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+}
+
+/* What a crashed backup or restore left is removed by the next one,
+ * unless another lama holds it or it is too fresh to tell. */
+static void test_sweep(void **state)
+{
+	char p[16][8300];
+	const char *dir = lama_session_dir(s);
+	int held1, held2;
+
+	(void)state;
+	snprintf(p[0], sizeof(p[0]), "%s/.backup-stale1", dir);
+	snprintf(p[1], sizeof(p[1]), "%s/.backup-held", dir);
+	snprintf(p[2], sizeof(p[2]), "%s/.backup-fresh", dir);
+	snprintf(p[3], sizeof(p[3]), "%s/users/.restore-stale1", home);
+	snprintf(p[4], sizeof(p[4]), "%s/users/.restore-nolock", home);
+	snprintf(p[5], sizeof(p[5]), "%s/users/.restore-held", home);
+	snprintf(p[6], sizeof(p[6]), "%s/users/.restore-fresh", home);
+	snprintf(p[7], sizeof(p[7]), "%s/users/.restore-held/.lock", home);
+	snprintf(p[8], sizeof(p[8]), "%s/users/.other", home);
+	leftover(p[0], 0, 0);
+	leftover(p[1], 0, 0);
+	spit(p[2], "copy", 4);
+	leftover(p[3], 1, 1);
+	leftover(p[4], 1, 0);
+	leftover(p[5], 1, 1);
+	assert_int_equal(mkdir(p[6], 0700), 0);
+	leftover(p[8], 1, 0);
+	held1 = open(p[1], O_RDONLY);
+	held2 = open(p[7], O_RDONLY);
+	assert_int_equal(flock(held1, LOCK_EX), 0);
+	assert_int_equal(flock(held2, LOCK_SH), 0);
+
+	assert_int_equal(lama_backup_write(s, bak, PW, PWLEN, NULL), 0);
+	assert_int_equal(access(p[0], F_OK), -1);
+	assert_int_equal(access(p[1], F_OK), 0);
+	assert_int_equal(access(p[2], F_OK), 0);
+	/* a refused restore sweeps too */
+	assert_int_equal(lama_backup_restore(home, bak, PW, PWLEN, NULL, NULL), LAMA_EEXIST);
+	assert_int_equal(access(p[3], F_OK), -1);
+	assert_int_equal(access(p[4], F_OK), -1);
+	assert_int_equal(access(p[5], F_OK), 0);
+	assert_int_equal(access(p[6], F_OK), 0);
+	assert_int_equal(access(p[8], F_OK), 0); /* not ours */
+	close(held1);
+	close(held2);
+	/* the user is whole */
+	{
+		lama_session *r;
+
+		assert_int_equal(lama_account_login(home, "alice", PW, PWLEN, &r), 0);
+		lama_session_logout(r);
+	}
+}
+
 static void test_oom(void **state)
 {
 	int ok_w = 0, ok_r = 0;
@@ -953,6 +1027,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hostile_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_writer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_thread, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
 	};
 
