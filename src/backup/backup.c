@@ -833,13 +833,14 @@ int lama_backup_restore(const char *home, const char *path, const char *pw, size
 {
 	struct reader r;
 	char dir[LAMA_PATH_MAX], users[LAMA_PATH_MAX], lock[LAMA_PATH_MAX + 8];
-	int fd, rc, staged = 0, lock_fd = -1;
+	int fd, rc, staged = 0, lock_fd = -1, had_home = access(home, F_OK) == 0;
 
 	if (name_out)
 		*name_out = NULL;
 	memset(&r, 0, sizeof(r));
 	r.out = -1;
 	r.small.max = LAMA_BACKUP_SMALL_MAX;
+	users[0] = '\0';
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return lama_error(errno == ENOENT ? LAMA_ENOTFOUND : LAMA_EIO, "cannot read %s: %s",
@@ -860,8 +861,15 @@ int lama_backup_restore(const char *home, const char *path, const char *pw, size
 	r.dir = dir;
 	if ((rc = read_backup(fd, path, &r, pw, pwlen, p)))
 		goto out;
-	if ((rc = lama_account_adopt(home, dir, r.user, pw, pwlen)))
+	if ((rc = lama_account_adopt(home, dir, r.user, pw, pwlen))) {
+		if (rc == LAMA_ECORRUPT) {
+			char m[400];
+
+			snprintf(m, sizeof(m), "%s", lama_errmsg());
+			lama_error(rc, "the account in %s cannot be opened: %s", path, m);
+		}
 		goto out;
+	}
 	staged = 0;
 	if (name_out) {
 		*name_out = r.user;
@@ -875,6 +883,12 @@ out:
 		lama_account_discard(dir);
 	if (lock_fd >= 0)
 		close(lock_fd);
+	if (rc && !had_home && users[0]) {
+		/* a refused restore into a new folder leaves no empty folder
+		 * (rmdir removes nothing that is not empty) */
+		rmdir(users);
+		rmdir(home);
+	}
 	lama_buf_release_wipe(&r.small);
 	lama_free(r.user);
 	return rc;

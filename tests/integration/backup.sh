@@ -10,9 +10,9 @@
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-# no user in a folder (the users folder is absent or empty, hidden entries too)
+# a refused restore into a new folder leaves nothing, not even the folder
 no_user() {
-	[ ! -d "$1/users" ] || [ -z "$(ls -A "$1/users")" ] || fail "something was left in $1/users: $(ls -A "$1/users")"
+	[ ! -e "$1" ] || fail "something was left in $1: $(ls -AR "$1")"
 }
 
 lama register --name alice >/dev/null

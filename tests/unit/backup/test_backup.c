@@ -392,6 +392,7 @@ static void test_flipped_bytes(void **state)
 			fail_msg("a flipped bit at byte %zu was not noticed", pos[i]);
 		assert_true(rc == LAMA_EFORMAT || rc == LAMA_EAUTH || rc == LAMA_ECORRUPT);
 		assert_no_user(h);
+		assert_int_equal(access(h, F_OK), -1); /* not even an empty folder */
 	}
 	free(orig);
 }
@@ -576,6 +577,15 @@ static void expect_refused(struct stream *st, const char *tag, int want)
 	if (want)
 		assert_int_equal(rc, want);
 	assert_no_user(h);
+	/* refused while reading: not even the folder is left; refused by the
+	 * account check (under the folder's lock): at most its lock and salt */
+	if (access(h, F_OK) == 0) {
+		char extra[8300];
+
+		assert_true(entries(h) <= 3);
+		snprintf(extra, sizeof(extra), "%s/.lock", h);
+		assert_int_equal(access(extra, F_OK), 0);
+	}
 	/* nothing written beside or above the folder */
 	snprintf(outside, sizeof(outside), "%s/x", h);
 	assert_int_equal(access(outside, F_OK), -1);
