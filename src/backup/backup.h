@@ -51,7 +51,10 @@ int lama_backup_write(lama_session *s, const char *path, const char *pw, size_t 
  * key, two Argon2id runs; the copy; the encryption) without touching the
  * session, so it may run on a worker thread while the session goes on
  * serving, and progress is then called on that thread. A job may be run
- * more than once; free it with lama_backup_job_free (NULL is fine). */
+ * more than once; free it with lama_backup_job_free (NULL is fine). The
+ * job keeps copies, not the session: logging out meanwhile is fine. Error
+ * messages are per thread (util/err.h): read lama_errmsg() on the thread
+ * that ran the job. */
 typedef struct lama_backup_job lama_backup_job;
 int lama_backup_prepare(lama_session *s, lama_backup_job **out);
 int lama_backup_run(lama_backup_job *j, const char *path, const char *pw, size_t pwlen,
