@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "util/buf.h"
 #include "util/err.h"
 #include "util/mem.h"
 
@@ -860,6 +861,201 @@ int lama_account_erase(const char *home, const char *name, const char *pw, size_
 	if ((rc = folder_lock(home, &fd)))
 		return rc;
 	rc = erase_locked(home, name, pw, pwlen);
+	folder_unlock(fd);
+	return rc;
+}
+
+/* ---- backup and restore (src/backup) ---- */
+
+/* The data folder of a user folder DIR/users/<uid>. */
+static int home_of(const char *dir, char *home, size_t n)
+{
+	size_t len = strlen(dir);
+
+	for (int cut = 0; cut < 2; cut++) {
+		while (len > 0 && dir[len - 1] != '/')
+			len--;
+		while (len > 1 && dir[len - 1] == '/')
+			len--;
+	}
+	if (len == 0 || len >= n)
+		return lama_error(LAMA_EINVAL, "cannot tell the data folder of %s", dir);
+	memcpy(home, dir, len);
+	home[len] = '\0';
+	return 0;
+}
+
+static int read_file_bytes(const char *path, struct lama_buf *out, size_t max)
+{
+	char buf[RECORD_MAX + 1];
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f)
+		return lama_error(LAMA_EIO, "cannot read %s: %s", path, strerror(errno));
+	n = fread(buf, 1, sizeof(buf) < max + 1 ? sizeof(buf) : max + 1, f);
+	fclose(f);
+	if (n > max)
+		return lama_error(LAMA_ECORRUPT, "%s is too large", path);
+	return lama_buf_add(out, buf, n);
+}
+
+int lama_session_name(lama_session *s, char **name)
+{
+	lama_hash obj;
+	json_t *o = NULL;
+	const char *n;
+	int rc;
+
+	*name = NULL;
+	rc = lama_archive_current(s->ar, &s->person, &obj);
+	if (!rc)
+		rc = lama_archive_get(s->ar, &obj, &o);
+	if (rc)
+		return rc;
+	n = json_string_value(json_object_get(o, "name"));
+	if (!n)
+		rc = lama_error(LAMA_ECORRUPT, "the user's Person has no name");
+	else if (!(*name = lama_strdup(n)))
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+	json_decref(o);
+	return rc;
+}
+
+int lama_account_export(const char *dir, const char *name, const char *pw, size_t pwlen,
+			struct lama_buf *record, struct lama_kdf_params *kdf)
+{
+	char home[LAMA_PATH_MAX], path[LAMA_PATH_MAX], ad[64], tag[65];
+	struct lama_buf raw = LAMA_BUF_INIT(RECORD_MAX);
+	uint8_t salt[16], *master = NULL;
+	struct record r;
+	int rc, fd;
+
+	if ((rc = home_of(dir, home, sizeof(home))))
+		return rc;
+	if (snprintf(path, sizeof(path), "%s/%s", dir, ACCOUNT_FILE) >= (int)sizeof(path))
+		return lama_error(LAMA_ELIMIT, "path too long");
+	/* under the folder's lock, so a password change cannot swap the
+	 * record between reading its bytes and checking the password */
+	if ((rc = folder_lock(home, &fd)))
+		return rc;
+	rc = read_file_bytes(path, &raw, RECORD_MAX);
+	if (!rc)
+		rc = record_read(dir, &r);
+	if (!rc)
+		rc = folder_salt(home, salt, 0);
+	folder_unlock(fd);
+	if (rc)
+		goto out;
+	name_tag(salt, name, tag);
+	if (strcmp(tag, r.tag) != 0) {
+		rc = lama_error(LAMA_ECORRUPT, "the user's name does not match the account record");
+		goto out;
+	}
+	master = lama_secure_alloc(LAMA_KEY_BYTES);
+	if (!master) {
+		rc = lama_error(LAMA_ENOMEM, "cannot allocate secure memory");
+		goto out;
+	}
+	record_ad(&r, ad);
+	rc = lama_master_unwrap(master, pw, pwlen, &r.kdf, r.salt, r.wrapped, ad, strlen(ad));
+	lama_secure_free(master);
+	if (rc == LAMA_EAUTH || rc == LAMA_ECRYPTO)
+		rc = lama_error(LAMA_EAUTH, "wrong password");
+	if (!rc)
+		rc = lama_buf_add(record, raw.data, raw.len);
+	if (!rc)
+		*kdf = r.kdf;
+out:
+	lama_buf_release(&raw);
+	return rc;
+}
+
+int lama_account_stage(const char *home, char *dir, size_t n)
+{
+	char users[LAMA_PATH_MAX];
+	int rc;
+
+	if (snprintf(users, sizeof(users), "%s/users", home) >= (int)sizeof(users) ||
+	    snprintf(dir, n, "%s/.restore-XXXXXX", users) >= (int)n)
+		return lama_error(LAMA_ELIMIT, "data folder path is too long");
+	if ((rc = mkdirs(users)))
+		return rc;
+	if (!mkdtemp(dir))
+		return lama_error(LAMA_EIO, "cannot create a folder in %s: %s", users, strerror(errno));
+	return 0;
+}
+
+void lama_account_discard(const char *dir)
+{
+	char msg[512];
+
+	/* keep the caller's error: the removal is cleanup */
+	snprintf(msg, sizeof(msg), "%s", lama_errmsg());
+	rmtree(dir);
+	lama_error(0, "%s", msg);
+}
+
+static int adopt_locked(const char *home, const char *dir, const char *name, const char *pw,
+			size_t pwlen)
+{
+	char existing[LAMA_PATH_MAX], target[LAMA_PATH_MAX], users[LAMA_PATH_MAX];
+	uint8_t salt[16], uidb[16];
+	struct record r;
+	lama_keychain *kc;
+	lama_session *s = NULL;
+	int rc, dfd;
+
+	if ((rc = check_name(name)))
+		return rc;
+	if ((rc = record_read(dir, &r)))
+		return rc;
+	/* the uid names a folder: only hex, never a path */
+	if (lama_hex_decode(r.uid, 32, uidb, sizeof(uidb)))
+		return lama_error(LAMA_ECORRUPT, "the account record's uid is not hex");
+	if ((rc = folder_salt(home, salt, 1)))
+		return rc;
+	rc = find_user(home, name, existing, sizeof(existing));
+	if (rc == 0)
+		return lama_error(LAMA_EEXIST, "a user named %s already exists in %s", name, home);
+	if (rc != LAMA_ENOTFOUND)
+		return rc;
+	snprintf(users, sizeof(users), "%s/users", home);
+	if (snprintf(target, sizeof(target), "%s/%s", users, r.uid) >= (int)sizeof(target))
+		return lama_error(LAMA_ELIMIT, "data folder path is too long");
+	if (access(target, F_OK) == 0 || errno != ENOENT)
+		return lama_error(LAMA_EEXIST, "this user is already in %s", home);
+	/* the password opens the record and the record opens the archive */
+	if ((rc = unlock(dir, pw, pwlen, &r, &kc)))
+		return rc;
+	rc = session_open(dir, kc, 0, &s);
+	if (!rc)
+		rc = load_identity(s);
+	lama_session_logout(s);
+	if (rc)
+		return rc;
+	name_tag(salt, name, r.tag);
+	if ((rc = record_write(dir, &r)))
+		return rc;
+	if (rename(dir, target) != 0)
+		return lama_error(LAMA_EIO, "cannot move the restored user into %s: %s", users,
+				  strerror(errno));
+	dfd = open(users, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+int lama_account_adopt(const char *home, const char *dir, const char *name, const char *pw,
+		       size_t pwlen)
+{
+	int fd, rc;
+
+	if ((rc = folder_lock(home, &fd)))
+		return rc;
+	rc = adopt_locked(home, dir, name, pw, pwlen);
 	folder_unlock(fd);
 	return rc;
 }

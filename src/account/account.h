@@ -67,4 +67,35 @@ int lama_session_public_keys(lama_session *s, int instance, uint8_t sign_pk[LAMA
 int lama_session_sign(lama_session *s, int instance, const void *msg, size_t n,
 		      uint8_t sig[LAMA_SIG_BYTES]);
 
+/* --- Backup and restore (src/backup) --- */
+
+struct lama_buf;
+
+/* The user's login name (the name field of their Person, given at
+ * registration); *name is the caller's (lama_free). Reads the archive. */
+int lama_session_name(lama_session *s, char **name);
+/* What a backup of the user in folder dir (lama_session_dir) carries from
+ * the account: checks that `name` is the user's (against the record's
+ * name tag; LAMA_ECORRUPT otherwise) and pw their password (LAMA_EAUTH if
+ * wrong; nothing changes), appends the record's exact bytes as they are
+ * on disk now to *record and sets *kdf to its Argon2id cost. Does not use
+ * a session, so it may run on any thread. */
+int lama_account_export(const char *dir, const char *name, const char *pw, size_t pwlen,
+			struct lama_buf *record, struct lama_kdf_params *kdf);
+/* A fresh, hidden folder DIR/users/.restore-XXXXXX (mode 0700) for
+ * lama_account_adopt to move into place; its path goes to dir. Logins and
+ * counts skip it. */
+int lama_account_stage(const char *home, char *dir, size_t n);
+/* Makes the staged folder `dir` (holding account.json and archive.db, as
+ * a backup carries them) the user `name` of the data folder: checks that
+ * pw unlocks the record and the archive, that the folder has no user of
+ * that name (LAMA_EEXIST) nor of that uid (LAMA_EEXIST), rewrites the
+ * record's name tag under this folder's salt and renames dir into
+ * users/<uid>, all under the folder's lock. On failure dir is left as it
+ * was, for lama_account_discard. */
+int lama_account_adopt(const char *home, const char *dir, const char *name, const char *pw,
+		       size_t pwlen);
+/* Removes a staged folder and everything in it. */
+void lama_account_discard(const char *dir);
+
 #endif

@@ -98,6 +98,8 @@ int cmd_contacts(int argc, char **argv);
 int cmd_me(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 int cmd_topics(int argc, char **argv);
 int cmd_topic(int argc, char **argv);
 int cmd_send(int argc, char **argv);

@@ -29,6 +29,8 @@ static const struct command {
 	{ "erase", cmd_erase, "remove a user and all their data" },
 	{ "object", cmd_object, "store and read ONE objects (put, get, heads, merge, refs)" },
 	{ "blob", cmd_blob, "store and read BLOBs (put, get)" },
+	{ "backup", cmd_backup, "write one encrypted file holding all of the user's data" },
+	{ "restore", cmd_restore, "bring a backup back into a data folder" },
 	{ "check", cmd_check, "verify every object and BLOB in the archive" },
 	{ "contacts", cmd_contacts, "list, add and show people (add, show, me)" },
 	{ "me", cmd_me, "show your own profile" },
