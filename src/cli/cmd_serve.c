@@ -28,6 +28,7 @@ struct peer {
 struct served {
 	lama_ipc *d;
 	lama_state *st;
+	lama_controller *ctl;
 };
 
 static int peer_send(void *client, const char *text, size_t n)
@@ -55,8 +56,10 @@ static void on_close(void *ctx, lama_client *c)
 	struct served *sv = ctx;
 	struct peer *p = lama_server_client_data(c);
 
-	if (p)
+	if (p) {
 		lama_state_unsubscribe(sv->st, p);
+		lama_controller_forget(sv->ctl, p);
+	}
 	lama_free(p);
 }
 
@@ -70,7 +73,8 @@ static void handle(struct served *sv, struct peer *p, const char *msg, size_t n)
 		lama_server_disconnect(p->unix_client); /* not even an error reply */
 		return;
 	}
-	peer_send(p, reply, len);
+	if (reply) /* else the handler answers later */
+		peer_send(p, reply, len);
 	lama_free(reply);
 }
 
@@ -210,15 +214,19 @@ int cmd_serve(int argc, char **argv)
 	    (rc = lama_state_new(&sv.st, peer_send, 0, 0)))
 		goto out;
 	ccfg.state = sv.st;
+	ccfg.loop = lama_server_loop(srv);
+	ccfg.send = peer_send;
 	rc = lama_controller_new(&ctl, sv.d, &ccfg, s);
 	s = NULL; /* the controller's now, even on failure */
 	if (rc)
 		goto out;
+	sv.ctl = ctl;
 	printf("lama serve: serving %s\n  socket: %s/%s\n", cli.home, cli.home, LAMA_SERVE_SOCKET);
 	if (!lama_controller_session(ctl))
 		printf("  locked: waiting for action:%s\n", users ? "login" : "register");
 	fflush(stdout);
 	rc = lama_server_run(srv);
+	lama_controller_drain(ctl); /* a backup still running finishes */
 out:
 	lama_server_close(srv); /* closes the clients first */
 	lama_ipc_free(sv.d);

@@ -4,9 +4,12 @@
 #include "controller/controller.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
+#include <uv.h>
 
+#include "backup/backup.h"
 #include "chat/chat.h"
 #include "leute/leute.h"
 #include "models/models.h"
@@ -34,6 +37,9 @@ struct lama_controller {
 	struct lama_kdf_params kdf;
 	lama_state *st;
 	struct slot *slots;
+	struct uv_loop_s *loop;
+	int (*send)(void *client, const char *text, size_t n);
+	struct job *job; /* the backup or restore running off the loop, or NULL */
 };
 
 static int oom(void)
@@ -687,6 +693,8 @@ static int reset(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	size_t len;
 	int rc;
 
+	if (c->job)
+		return lama_error(LAMA_EBUSY, "a backup is running: reset after it");
 	if (strcmp(str(call->payload, "confirm"), "erase") != 0)
 		return lama_error(LAMA_EINVAL, "confirm must be \"erase\": this removes the user and all their data");
 	if ((rc = password_of(call, &pw, &len)) ||
@@ -795,6 +803,160 @@ static int unsubscribe(void *ctx, const struct lama_ipc_call *call, json_t **res
 	return *result ? 0 : oom();
 }
 
+/* ---- backup and restore: long work on a libuv worker thread ---- */
+
+/* One backup or restore at a time. The loop thread owns everything here
+ * but `rc`, `msg` and `name`, which the worker writes before after_job
+ * runs on the loop. */
+struct job {
+	uv_work_t work;
+	lama_controller *c;
+	int restore;
+	void *client;       /* whom to answer; NULL once it is gone */
+	json_t *id;         /* the request's id */
+	char path[LAMA_PATH_MAX];
+	char *pw;           /* secure memory */
+	size_t pwlen;
+	lama_backup_job *backup;
+	int rc;
+	char msg[256];      /* the worker's error message (errors are per thread) */
+	char *name;         /* the restored user */
+};
+
+static void run_job(uv_work_t *w)
+{
+	struct job *j = w->data;
+
+	if (j->restore)
+		j->rc = lama_backup_restore(j->c->home, j->path, j->pw, j->pwlen, &j->name, NULL);
+	else
+		j->rc = lama_backup_run(j->backup, j->path, j->pw, j->pwlen, NULL);
+	if (j->rc)
+		snprintf(j->msg, sizeof(j->msg), "%s", lama_errmsg());
+	sodium_memzero(j->pw, j->pwlen);
+}
+
+static void free_job(struct job *j)
+{
+	lama_secure_free(j->pw);
+	lama_backup_job_free(j->backup);
+	json_decref(j->id);
+	lama_free(j->name);
+	lama_free(j);
+}
+
+static void after_job(uv_work_t *w, int status)
+{
+	struct job *j = w->data;
+	lama_controller *c = j->c;
+	json_t *result = NULL;
+	char *reply = NULL;
+	size_t len = 0;
+	int rc = j->rc;
+
+	c->job = NULL;
+	if (status != 0 && !rc)
+		rc = lama_error(LAMA_EIO, "the work was cancelled");
+	else if (rc)
+		lama_error(rc, "%s", j->msg);
+	if (!rc) {
+		result = j->restore ? json_pack("{s:s, s:s?}", "path", j->path, "name", j->name)
+				    : json_pack("{s:s}", "path", j->path);
+		if (!result)
+			rc = oom();
+		else if (j->restore)
+			push(c, "update:stateChanged", json_pack("{s:s, s:s?}", "what", "restored",
+								 "name", j->name));
+	}
+	if (j->client && lama_ipc_reply(j->id, rc, result, &reply, &len) == 0) {
+		c->send(j->client, reply, len);
+		lama_free(reply);
+	}
+	lama_error_clear();
+	json_decref(result);
+	free_job(j);
+}
+
+/* Starts a backup or a restore; the reply comes when it is done. */
+static int start_job(lama_controller *c, const struct lama_ipc_call *call, int restore)
+{
+	const char *path = str(call->payload, "path"), *pw;
+	struct job *j;
+	size_t len;
+	int rc;
+
+	if (!c->loop || !c->send)
+		return lama_error(LAMA_EINVAL, "this server cannot run long work");
+	if (c->job)
+		return lama_error(LAMA_EBUSY, "a %s is running: one at a time",
+				  c->job->restore ? "restore" : "backup");
+	if (path[0] != '/' || strlen(path) >= LAMA_PATH_MAX)
+		return lama_error(LAMA_EINVAL, "path must be absolute (the server's folder is not the client's)");
+	if ((rc = password_of(call, &pw, &len)))
+		return rc;
+	if (!restore && !json_is_true(json_object_get(call->payload, "replace")) &&
+	    access(path, F_OK) == 0)
+		return lama_error(LAMA_EEXIST, "%s exists: say replace: true to overwrite it", path);
+	if (!(j = lama_calloc(1, sizeof(*j))) || !(j->pw = lama_secure_alloc(len + 1))) {
+		lama_free(j);
+		return oom();
+	}
+	j->c = c;
+	j->restore = restore;
+	j->client = call->client;
+	j->id = json_deep_copy(call->id);
+	memcpy(j->path, path, strlen(path) + 1);
+	memcpy(j->pw, pw, len);
+	j->pwlen = len;
+	j->work.data = j;
+	if (!j->id)
+		rc = oom();
+	else if (!restore)
+		rc = lama_backup_prepare(c->s, &j->backup); /* reads the session: here */
+	if (!rc && uv_queue_work(c->loop, &j->work, run_job, after_job) != 0)
+		rc = lama_error(LAMA_EIO, "cannot start the work");
+	if (rc) {
+		free_job(j);
+		return rc;
+	}
+	c->job = j;
+	return LAMA_IPC_LATER;
+}
+
+static int backup(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	int rc = start_job(ctx, call, 0);
+
+	(void)result;
+	wipe_password(call);
+	return rc;
+}
+
+static int restore(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	int rc;
+
+	(void)result;
+	rc = need_locked(c);
+	if (!rc)
+		rc = start_job(c, call, 1);
+	wipe_password(call);
+	return rc;
+}
+
+void lama_controller_forget(lama_controller *c, void *client)
+{
+	if (c && c->job && c->job->client == client)
+		c->job->client = NULL;
+}
+
+void lama_controller_drain(lama_controller *c)
+{
+	while (c && c->job)
+		uv_run(c->loop, UV_RUN_ONCE);
+}
+
 /* ---- the table ---- */
 
 static const struct channel {
@@ -814,6 +976,8 @@ static const struct channel {
 	{ "action:logout", "", logout, 0 },
 	{ "action:updateSettings", NULL, update_settings, 0 },
 	{ "action:reset", "password:s,confirm:s", reset, 0 },
+	{ "action:backup", "path:s,password:s,replace:b?", backup, 0 },
+	{ "action:restore", "path:s,password:s", restore, 1 },
 	{ "action:subscribe", "epoch:s?,since:i?", subscribe, 1 },
 	{ "action:unsubscribe", "", unsubscribe, 1 },
 	{ "action:sendMessage", "topic:s,text:s,reply_to:s?", send_message, 0 },
@@ -832,6 +996,10 @@ static int guard(void *ctx, const struct lama_ipc_call *call, json_t **result)
 
 	if (!k->c->s && !k->ch->locked_ok)
 		return lama_error(LAMA_EAUTH, "locked: log in first (action:login)");
+	/* a restore writes the folder's users: no login or register meanwhile */
+	if (k->c->job && k->c->job->restore && k->ch->fn != get_state && k->ch->fn != ping &&
+	    k->ch->fn != subscribe && k->ch->fn != unsubscribe)
+		return lama_error(LAMA_EBUSY, "a restore is running");
 	return k->ch->fn(k->c, call, result);
 }
 
@@ -855,6 +1023,8 @@ int lama_controller_new(lama_controller **out, lama_ipc *d, const struct lama_co
 	c->s = s;
 	strcpy(c->home, cfg->home);
 	c->kdf = cfg->kdf;
+	c->loop = cfg->loop;
+	c->send = cfg->send;
 	snprintf(c->user, sizeof(c->user), "%s", cfg->user ? cfg->user : "");
 	c->st = cfg->state;
 	for (size_t i = 0; i < NCHANNELS; i++) {
@@ -873,6 +1043,7 @@ void lama_controller_free(lama_controller *c)
 {
 	if (!c)
 		return;
+	lama_controller_drain(c);
 	lama_session_logout(c->s);
 	lama_free(c->slots);
 	lama_free(c);

@@ -17,6 +17,8 @@
 #include "ipc/ipc.h"
 #include "state/state.h"
 
+struct uv_loop_s; /* uv_loop_t, from <uv.h> */
+
 typedef struct lama_controller lama_controller;
 
 struct lama_controller_config {
@@ -25,6 +27,9 @@ struct lama_controller_config {
 	lama_state *state;           /* where updates go (borrowed) */
 	const char *user;            /* the starting session's user name, NULL:
 				      * the folder's only user (copied) */
+	struct uv_loop_s *loop;      /* for work off the loop (backup, restore) */
+	/* Sends a late reply to a client (as lama_state_send_fn). */
+	int (*send)(void *client, const char *text, size_t n);
 };
 
 /* Registers every channel on the dispatcher d (borrowed, outlives the
@@ -39,5 +44,13 @@ void lama_controller_free(lama_controller *c);
 
 /* The current session, NULL while locked (borrowed). */
 lama_session *lama_controller_session(const lama_controller *c);
+
+/* A client is gone (call from the transport's close): a late reply for
+ * it is dropped. */
+void lama_controller_forget(lama_controller *c, void *client);
+
+/* Runs the loop until no work of the controller is running off it (a
+ * backup, a restore): before the loop is closed at shutdown. */
+void lama_controller_drain(lama_controller *c);
 
 #endif

@@ -599,23 +599,35 @@ int lama_ipc_handle(lama_ipc *d, const char *text, size_t n, void *client, char 
 		lama_error_clear();
 		rc = e->fn(e->ctx, &call, &result);
 	}
+	if (rc == LAMA_IPC_LATER) {
+		/* the handler answers later, with lama_ipc_reply */
+		json_decref(result);
+		result = NULL;
+		*reply = NULL;
+		if (reply_len)
+			*reply_len = 0;
+		rc = 0;
+		goto out;
+	}
+	rc = lama_ipc_reply(id, rc, result, reply, reply_len);
+out:
+	json_decref(result);
+	json_decref(empty);
+	json_decref(req);
+	return rc;
+}
+
+int lama_ipc_reply(const json_t *id, int rc, const json_t *result, char **reply, size_t *reply_len)
+{
 	if (rc) {
 		/* a handler that only passes a code up leaves no message */
 		const char *m = lama_errmsg();
 
 		if (!strcmp(m, "no error recorded"))
 			m = lama_strerror(rc);
-		json_decref(result);
-		result = NULL;
-		rc = error_reply(id, code_of(rc), m, reply, reply_len);
-		goto out;
+		return error_reply(id, code_of(rc), m, reply, reply_len);
 	}
-	rc = result_reply(id, result, reply, reply_len);
-out:
-	json_decref(result);
-	json_decref(empty);
-	json_decref(req);
-	return rc;
+	return result_reply(id, result, reply, reply_len);
 }
 
 char *lama_ipc_push(const char *channel, uint64_t seq, const json_t *payload, size_t *len)

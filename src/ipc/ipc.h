@@ -57,6 +57,11 @@ struct lama_ipc_call {
  * message gets lama_strerror(code) as the message. */
 typedef int (*lama_ipc_handler)(void *ctx, const struct lama_ipc_call *call, json_t **result);
 
+/* A handler's return for "I answer later": lama_ipc_handle then makes no
+ * reply, and the handler (having kept a copy of call->id and the client)
+ * sends one made by lama_ipc_reply when its work is done. */
+#define LAMA_IPC_LATER 1
+
 int lama_ipc_new(lama_ipc **out);
 void lama_ipc_free(lama_ipc *d);
 
@@ -81,12 +86,18 @@ int lama_ipc_register(lama_ipc *d, const char *channel, const char *schema,
  * parses and checks it, calls the handler, and sets *reply to the reply
  * message (JSON text without a newline, NUL-terminated, *reply_len bytes;
  * reply_len may be NULL; allocated with lama_malloc, the caller frees it
- * with lama_free(), which is free()). Every request gets a reply,
+ * with lama_free(), which is free()); *reply is NULL when the handler
+ * answers later (LAMA_IPC_LATER). Every request gets a reply,
  * malformed ones an error reply
  * (with id null when no id could be read). Returns 0, or LAMA_ENOMEM when
  * not even an error reply could be made. */
 int lama_ipc_handle(lama_ipc *d, const char *text, size_t n, void *client, char **reply,
 		    size_t *reply_len);
+
+/* Encodes the reply to request id: the result when rc is 0, else the
+ * error reply for rc with lama_errmsg() (as for handlers). Allocation as
+ * for lama_ipc_handle. Returns 0, or LAMA_ENOMEM. */
+int lama_ipc_reply(const json_t *id, int rc, const json_t *result, char **reply, size_t *reply_len);
 
 /* Encodes a push {"channel":CHANNEL,"seq":SEQ,"payload":PAYLOAD} (seq
  * 0: no "seq" member; the state manager numbers updates; payload an
