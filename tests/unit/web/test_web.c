@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -27,6 +28,7 @@
 
 #include "testutil.h"
 #include "util/err.h"
+#include "serve/serve.h"
 #include "util/mem.h"
 #include "web/web.h"
 
@@ -838,6 +840,160 @@ static void test_open(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- beside the Unix-socket server, on its loop, as lama serve does ---- */
+
+struct both {
+	char dir[4096];
+	lama_server *srv;
+	lama_web *w;
+	int port, rc;
+	uv_handle_t *before[64]; /* the server's handles before lama_web_open */
+	int nbefore, foreign;    /* handles after lama_web_close not among them */
+	char token[LAMA_WEB_TOKEN_HEX + 1];
+	pthread_mutex_t mu;
+	pthread_cond_t ready;
+	int started;
+	atomic_int connects, closes;
+};
+
+static void u_message(void *ctx, lama_client *c, const char *msg, size_t n)
+{
+	struct both *b = ctx;
+
+	if (n == 4 && !memcmp(msg, "stop", 4))
+		lama_server_stop(b->srv);
+	else
+		lama_server_send(c, msg, n);
+}
+
+static void b_connect(void *ctx, lama_web_client *c)
+{
+	((struct both *)ctx)->connects++;
+}
+
+static void b_close(void *ctx, lama_web_client *c)
+{
+	((struct both *)ctx)->closes++;
+}
+
+static void b_message(void *ctx, lama_web_client *c, const char *msg, size_t n)
+{
+	lama_web_send(c, msg, n);
+}
+
+static void note_handle(uv_handle_t *h, void *arg)
+{
+	struct both *b = arg;
+
+	if (b->nbefore < 64)
+		b->before[b->nbefore++] = h;
+}
+
+static void check_handle(uv_handle_t *h, void *arg)
+{
+	struct both *b = arg;
+	int i;
+
+	for (i = 0; i < b->nbefore && b->before[i] != h; i++)
+		;
+	if (i == b->nbefore)
+		b->foreign++;
+}
+
+static void *serve_both(void *arg)
+{
+	static const struct lama_server_config ucfg = { .on_message = u_message };
+	static const struct lama_web_config wcfg = { .on_connect = b_connect,
+						     .on_message = b_message,
+						     .on_close = b_close };
+	struct both *b = arg;
+	uv_loop_t *loop = NULL;
+
+	b->rc = lama_server_open(&b->srv, b->dir, &ucfg, b);
+	if (!b->rc) {
+		loop = lama_server_loop(b->srv);
+		uv_walk(loop, note_handle, b);
+		b->rc = lama_web_open(&b->w, loop, &wcfg, b);
+	}
+	if (!b->rc) {
+		b->port = lama_web_port(b->w);
+		memcpy(b->token, lama_web_token(b->w), sizeof(b->token));
+	}
+	pthread_mutex_lock(&b->mu);
+	b->started = 1;
+	pthread_cond_signal(&b->ready);
+	pthread_mutex_unlock(&b->mu);
+	if (!b->rc)
+		b->rc = lama_server_run(b->srv);
+	lama_web_close(b->w); /* after the run, before the server */
+	if (loop)
+		uv_walk(loop, check_handle, b);
+	lama_server_close(b->srv);
+	return NULL;
+}
+
+static int unix_connect(const char *dir)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(strlen(dir) + sizeof(LAMA_SERVE_SOCKET) < sizeof(a.sun_path));
+	memcpy(a.sun_path, dir, strlen(dir));
+	memcpy(a.sun_path + strlen(dir), "/" LAMA_SERVE_SOCKET, sizeof(LAMA_SERVE_SOCKET) + 1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static void test_with_serve(void **state)
+{
+	struct both *b = calloc(1, sizeof(*b));
+	pthread_t th;
+	char line[16], t[200];
+	int u, ws, ws2, st;
+
+	assert_non_null(b);
+	snprintf(b->dir, sizeof(b->dir), "%s", tu_tmpdir());
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->ready, NULL);
+	assert_int_equal(pthread_create(&th, NULL, serve_both, b), 0);
+	pthread_mutex_lock(&b->mu);
+	while (!b->started)
+		pthread_cond_wait(&b->ready, &b->mu);
+	pthread_mutex_unlock(&b->mu);
+	assert_int_equal(b->rc, 0);
+
+	u = unix_connect(b->dir);
+	snprintf(t, sizeof(t), "/ipc?token=%s", b->token);
+	ws = ws_open(b->port, t, NULL, NULL, &st, NULL, 0);
+	assert_int_equal(st, 101);
+	ws2 = ws_open(b->port, t, NULL, NULL, &st, NULL, 0);
+	assert_int_equal(st, 101);
+	/* both transports answer, interleaved, on the one loop */
+	assert_int_equal(send_all(u, "unix\n", 5), 0);
+	assert_int_equal(ws_text(ws, "web"), 0);
+	assert_int_equal(recv_all(u, line, 5), 0);
+	assert_memory_equal(line, "unix\n", 5);
+	expect_text(ws, "web");
+	/* shutting down: the WebSocket clients hear 1001 */
+	assert_int_equal(send_all(u, "stop\n", 5), 0);
+	assert_int_equal(expect_close(ws), 1001);
+	assert_int_equal(expect_close(ws2), 1001);
+	pthread_join(th, NULL);
+	assert_int_equal(b->rc, 0);
+	assert_int_equal((int)b->connects, 2);
+	assert_int_equal((int)b->closes, 2);
+	/* lama_web_close left no handle of its own on the server's loop */
+	assert_true(b->nbefore > 0 && b->nbefore < 64);
+	assert_int_equal(b->foreign, 0);
+	close(u);
+	close(ws);
+	close(ws2);
+	tu_rmtree(b->dir);
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->ready);
+	free(b);
+}
+
 /* ---- --serve: the echo server for tests/integration/ws.py ---- */
 
 static void on_signal(uv_signal_t *h, int sig)
@@ -884,6 +1040,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_refusals), cmocka_unit_test(test_page),
 		cmocka_unit_test(test_limits), cmocka_unit_test(test_many),
 		cmocka_unit_test(test_stuck),  cmocka_unit_test(test_close),
+		cmocka_unit_test(test_with_serve),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
