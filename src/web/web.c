@@ -37,6 +37,7 @@ struct lama_web_client {
 	size_t queued; /* bytes in head..tail */
 	int closing;   /* close status to send now (queue dropped) */
 	int draining;  /* close status to send once the queue is written */
+	int paused;    /* reading stopped: too much output waiting */
 };
 
 /* lws's per-connection user space (zeroed by lws). */
@@ -242,6 +243,7 @@ static void client_gone(lama_web *w, struct pss *pss)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->n--;
+	c->closing = LWS_CLOSE_STATUS_GOINGAWAY; /* lama_web_send: LAMA_EIO */
 	if (w->cfg->on_close)
 		w->cfg->on_close(w->user, c);
 	queue_free(c);
@@ -321,6 +323,22 @@ static int receive(lama_web *w, struct lws *wsi, lama_web_client *c, const char 
 	return 0;
 }
 
+/* Queued output above which a client's input is not read (as src/serve):
+ * a client that sends requests without reading the replies is slowed
+ * down to the pace it reads at, instead of being cut off at out_max. */
+static size_t out_high(const lama_web *w)
+{
+	return w->out_max / 8;
+}
+
+/* Stops or resumes reading c (inside c's own receive callback, lws
+ * applies it when the callback returns). */
+static void flow(lama_web_client *c, int pause)
+{
+	c->paused = pause;
+	lws_rx_flow_control(c->wsi, !pause);
+}
+
 /* Sends a close frame with `status` and ends the connection (from a
  * writable callback). lws 4.1 drops the socket without a close frame when
  * a writable callback returns -1, so the frame is written here; 4 is the
@@ -353,6 +371,8 @@ static int writeable(lama_web_client *c)
 		c->tail = NULL;
 	c->queued -= m->n;
 	lama_free(m);
+	if (c->paused && c->queued <= out_high(c->w) / 2)
+		flow(c, 0);
 	if (c->head || c->draining)
 		lws_callback_on_writable(c->wsi);
 	return 0;
@@ -555,6 +575,8 @@ int lama_web_send(lama_web_client *c, const char *msg, size_t n)
 		c->head = m;
 	c->tail = m;
 	c->queued += n;
+	if (!c->paused && c->queued > out_high(c->w))
+		flow(c, 1);
 	lws_callback_on_writable(c->wsi);
 	return 0;
 }

@@ -18,9 +18,10 @@
  *
  * Bounds: a text message (fragments reassembled) longer than msg_max, or
  * a binary one, closes that client (1009 / 1003); each client's queued
- * output is capped at out_max (passing it disconnects the client) and is
- * written one message per writable event, so a client that does not read
- * only fills its own queue; at most clients_max clients (more get 503).
+ * output is written one message per writable event, so a client that does
+ * not read only fills its own queue: its input is not read while more
+ * than out_max / 8 bytes wait (resumes at half that), and passing out_max
+ * disconnects it; at most clients_max clients (more get 503).
  * Everything runs on the loop's thread; nothing here is thread-safe. */
 #ifndef LAMA_WEB_H
 #define LAMA_WEB_H

@@ -103,6 +103,12 @@ static void e_message(void *ctx, lama_web_client *c, const char *msg, size_t n)
 		lama_web_disconnect(c);
 		if (lama_web_send(c, "late", 4) != LAMA_EIO)
 			abort();
+	} else if (n == 3 && !memcmp(msg, "oom", 3)) {
+		lama_mem_fail_after(1, 0);
+		if (lama_web_send(c, "lost", 4) != LAMA_ENOMEM)
+			abort();
+		lama_mem_fail_after(0, 0);
+		lama_web_send(c, "enomem", 6);
 	} else if (n == 5 && !memcmp(msg, "count", 5)) {
 		snprintf(b, sizeof(b), "count %u", lama_web_client_count(s->w));
 		lama_web_send(c, b, strlen(b));
@@ -840,6 +846,69 @@ static void test_open(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A client that sends requests without reading the replies: its input
+ * waits while its output is above out_max / 8, so it is slowed down, not
+ * cut off, and every reply arrives once it reads; others go on meanwhile. */
+static void test_backpressure(void **state)
+{
+	struct lama_web_config over = { .out_max = (size_t)1 << 20 };
+	struct srv *s = srv_start(&over);
+	int fd = ws_good(s), other = ws_good(s), i;
+	char *got;
+	size_t n;
+
+	for (i = 0; i < 200; i++) /* 200 x 64 KiB of replies: 12 x out_max */
+		assert_int_equal(ws_text(fd, "flood 1"), 0);
+	usleep(300000);
+	assert_int_equal(ws_text(other, "meanwhile"), 0);
+	expect_text(other, "meanwhile");
+	for (i = 0; i < 200; i++) {
+		assert_int_equal(ws_read(fd, &got, &n), 1);
+		assert_int_equal(n, 65536);
+		free(got);
+	}
+	assert_int_equal(ws_text(fd, "closes"), 0);
+	expect_text(fd, "closes 0");
+	close(fd);
+	close(other);
+	srv_stop(s);
+}
+
+/* Allocation failures: lama_web_open fails cleanly, a WebSocket whose
+ * client cannot be allocated is dropped before on_connect, and
+ * lama_web_send reports LAMA_ENOMEM and keeps the client. */
+static void test_oom(void **state)
+{
+	struct lama_web_config cfg = { .on_message = e_message };
+	lama_web *w = NULL;
+	uv_loop_t loop;
+	struct srv *s;
+	int fd, st;
+	char t[200];
+
+	uv_loop_init(&loop);
+	lama_mem_fail_after(1, 0);
+	assert_int_equal(lama_web_open(&w, &loop, &cfg, NULL), LAMA_ENOMEM);
+	lama_mem_fail_after(0, 0);
+	assert_null(w);
+	assert_int_equal(uv_loop_close(&loop), 0);
+
+	s = srv_start(NULL);
+	snprintf(t, sizeof(t), "/ipc?token=%s", s->token);
+	lama_mem_fail_after(1, 0); /* the loop thread's next: the client */
+	fd = ws_open(s->port, t, NULL, NULL, &st, NULL, 0);
+	assert_int_equal(st, 101);
+	expect_close(fd);
+	lama_mem_fail_after(0, 0);
+	close(fd);
+	assert_int_equal((int)s->connects, 0);
+	fd = ws_good(s);
+	assert_int_equal(ws_text(fd, "oom"), 0);
+	expect_text(fd, "enomem");
+	close(fd);
+	srv_stop(s);
+}
+
 /* ---- beside the Unix-socket server, on its loop, as lama serve does ---- */
 
 struct both {
@@ -1040,6 +1109,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_refusals), cmocka_unit_test(test_page),
 		cmocka_unit_test(test_limits), cmocka_unit_test(test_many),
 		cmocka_unit_test(test_stuck),  cmocka_unit_test(test_close),
+		cmocka_unit_test(test_backpressure), cmocka_unit_test(test_oom),
 		cmocka_unit_test(test_with_serve),
 	};
 
