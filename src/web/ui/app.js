@@ -9,6 +9,10 @@ let nextId = 1;
 const pending = new Map();   // id -> {resolve, reject}
 let current = null;          // the open conversation's id
 let before = null;           // getMessages cursor for older messages
+let pageSize = 50;           // the user's pageSize setting
+let epoch = null;            // the server run our seq belongs to
+let seq = 0;                 // the last update applied
+let fresh = false;           // locked, and the folder has no user yet
 
 // The token is in the URL's fragment, which the browser never sends to a
 // server; keep it for this tab only and take it out of the address bar.
@@ -47,6 +51,10 @@ function onMessage(ev) {
   try { msg = JSON.parse(ev.data); } catch (e) { return; }
   if (msg === null || typeof msg !== 'object') return;
   if (typeof msg.channel === 'string' && msg.channel.startsWith('update:')) {
+    if (typeof msg.seq === 'number') {
+      if (msg.seq <= seq) return;   // already in what we loaded
+      seq = msg.seq;
+    }
     onUpdate(msg.channel, msg.payload || {});
     return;
   }
@@ -63,25 +71,46 @@ function onMessage(ev) {
 function onUpdate(channel, payload) {
   if (channel === 'update:messageReceived') {
     if (payload.topic === current && payload.message) addMessage(payload.message, false);
-    loadConversations();
+    loadConversations().catch(() => {});
+  } else if (channel === 'update:messageChanged') {
+    if (payload.topic === current) reloadMessages();
   } else if (channel === 'update:stateChanged') {
-    refresh();
+    if (payload.what === 'stopping') status('the server is stopping');
+    else if (payload.what === 'session') refresh();
+    else loadConversations().catch(() => {});
   }
+}
+
+// Pushes from now on; after a lost connection, the ones missed, or
+// reset: true when they are gone (then everything is read again).
+async function subscribe() {
+  const r = await request('action:subscribe', epoch ? { epoch, since: seq } : {});
+  const reset = r.reset !== false || r.epoch !== epoch;
+  epoch = r.epoch;
+  if (reset) seq = 0;
+  return reset;
 }
 
 async function refresh() {
   try {
     const state = await request('query:getState');
+    if (typeof state.seq === 'number' && state.seq > seq) seq = state.seq;
     const locked = state.locked === true;
     $('login').hidden = !locked;
     $('app').hidden = locked;
     $('logout').hidden = locked;
     if (locked) {
+      fresh = state.users === 0;
+      $('login-title').textContent = fresh ? 'Create your user' : 'Log in';
+      $('login-submit').hidden = fresh;
+      $('register').hidden = !fresh;
       status('locked');
       return;
     }
+    if (state.settings && Number.isInteger(state.settings.pageSize)) pageSize = state.settings.pageSize;
     status(state.user && state.user.name ? 'logged in as ' + state.user.name : 'connected');
     await loadConversations();
+    if (current) await reloadMessages();
   } catch (e) {
     showError(e.message);
   }
@@ -125,16 +154,21 @@ function addMessage(m, atTop) {
 
 async function openConversation(t) {
   current = t.id;
-  before = null;
   $('title').textContent = t.title || t.handle || t.id;
-  $('messages').replaceChildren();
   $('send').hidden = false;
-  await loadMessages();
+  await reloadMessages();
+  try { await request('action:markRead', { topic: current }); } catch (e) { /* shown next time */ }
   await loadConversations();
 }
 
+async function reloadMessages() {
+  before = null;
+  $('messages').replaceChildren();
+  await loadMessages();
+}
+
 async function loadMessages() {
-  const payload = { topic: current, limit: 50 };
+  const payload = { topic: current, limit: pageSize };
   if (before) payload.before = before;
   const topic = current;
   try {
@@ -190,7 +224,15 @@ function connect() {
     return;
   }
   ws = new WebSocket('ws://' + location.host + '/ipc?token=' + t);
-  ws.addEventListener('open', () => { showError(''); refresh(); });
+  ws.addEventListener('open', async () => {
+    showError('');
+    try {
+      await subscribe();
+    } catch (e) {
+      showError(e.message);
+    }
+    refresh();
+  });
   ws.addEventListener('message', onMessage);
   ws.addEventListener('close', (ev) => {
     for (const p of pending.values()) p.reject(new Error('disconnected'));
@@ -201,11 +243,13 @@ function connect() {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
-  $('login').addEventListener('submit', (ev) => login(ev, 'action:login'));
+  $('login').addEventListener('submit',
+    (ev) => login(ev, fresh ? 'action:register' : 'action:login'));
   $('register').addEventListener('click', (ev) => login(ev, 'action:register'));
   $('logout').addEventListener('click', async () => {
     try { await request('action:logout'); } catch (e) { showError(e.message); }
     current = null;
+    $('messages').replaceChildren();
     refresh();
   });
   $('send').addEventListener('submit', send);
