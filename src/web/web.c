@@ -1,9 +1,13 @@
 /* web.c: the WebSocket transport and UI page of lama serve, on
  * libwebsockets sharing the caller's libuv loop (docs/web.md). */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 #include <sodium.h>
@@ -17,6 +21,8 @@
 #define RX_CHUNK 16384     /* lws reads a frame in pieces of this size */
 #define CLOSE_WAIT_MS 1000 /* lama_web_close: time for clients to go */
 #define HDR_MAX 256        /* longest Host / Origin / path / token we look at */
+#define STALL_TIMEOUT ((enum pending_timeout)(PENDING_TIMEOUT_USER_REASON_BASE + 1))
+#define CLOSE_TIMEOUT ((enum pending_timeout)(PENDING_TIMEOUT_USER_REASON_BASE + 2))
 
 /* One queued outgoing message, with the LWS_PRE bytes lws_write needs in
  * front of it. */
@@ -54,6 +60,7 @@ struct lama_web {
 	void *user;
 	size_t msg_max, out_max;
 	unsigned clients_max;
+	int stall_s; /* seconds a queue may wait without progress */
 	char ip[INET_ADDRSTRLEN];
 	int port;
 	char token[LAMA_WEB_TOKEN_HEX + 1];
@@ -362,8 +369,11 @@ static int writeable(lama_web_client *c)
 
 	if (c->closing || (!m && c->draining))
 		return hang_up(c->wsi, c->closing ? c->closing : c->draining);
-	if (!m)
+	if (!m) {
+		if (!lws_partial_buffered(c->wsi))
+			lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0); /* all out */
 		return 0;
+	}
 	if (lws_write(c->wsi, m->buf + LWS_PRE, m->n, LWS_WRITE_TEXT) < (int)m->n)
 		return -1;
 	c->head = m->next;
@@ -373,8 +383,14 @@ static int writeable(lama_web_client *c)
 	lama_free(m);
 	if (c->paused && c->queued <= out_high(c->w) / 2)
 		flow(c, 0);
-	if (c->head || c->draining)
+	/* progress: the stall clock starts again while anything waits (here,
+	 * or in lws after a partial write) */
+	if (c->head || lws_partial_buffered(c->wsi))
+		lws_set_timeout(c->wsi, STALL_TIMEOUT, c->w->stall_s);
+	if (c->head || c->draining || lws_partial_buffered(c->wsi))
 		lws_callback_on_writable(c->wsi);
+	else
+		lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
 	return 0;
 }
 
@@ -478,6 +494,7 @@ int lama_web_open(lama_web **out, struct uv_loop_s *loop, const struct lama_web_
 	w->clients_max = cfg->clients_max ? cfg->clients_max : LAMA_WEB_CLIENTS_MAX;
 	if (w->msg_max > INT_MAX / 2)
 		w->msg_max = INT_MAX / 2;
+	w->stall_s = (int)(((cfg->stall_ms ? cfg->stall_ms : LAMA_WEB_STALL_MS) + 999) / 1000);
 	randombytes_buf(key, sizeof(key));
 	sodium_bin2hex(w->token, sizeof(w->token), key, sizeof(key));
 	sodium_memzero(key, sizeof(key));
@@ -569,6 +586,8 @@ int lama_web_send(lama_web_client *c, const char *msg, size_t n)
 	m->next = NULL;
 	m->n = n;
 	memcpy(m->buf + LWS_PRE, msg, n);
+	if (!c->head) /* a queue that does not move for stall_s: the client goes */
+		lws_set_timeout(c->wsi, STALL_TIMEOUT, c->w->stall_s);
 	if (c->tail)
 		c->tail->next = m;
 	else
@@ -590,7 +609,32 @@ void lama_web_disconnect(lama_web_client *c)
 	lws_callback_on_writable(c->wsi);
 	/* a client that does not read never becomes writable: it is cut
 	 * off without its close frame */
-	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE, 2);
+	lws_set_timeout(c->wsi, CLOSE_TIMEOUT, 2);
+}
+
+int lama_web_save_url(const lama_web *w, const char *path)
+{
+	char url[LAMA_WEB_URL_MAX + 1];
+	struct stat st;
+	size_t len;
+	int fd, rc = 0;
+
+	if ((rc = lama_web_url(w, url, sizeof(url) - 1)))
+		return rc;
+	len = strlen(url);
+	url[len++] = '\n';
+	fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return lama_error(LAMA_EIO, "web: cannot write %s: %s", path, strerror(errno));
+	/* an old file may have had another mode; a FIFO or device is not ours */
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    fchmod(fd, 0600) != 0 || ftruncate(fd, 0) != 0 ||
+	    write(fd, url, len) != (ssize_t)len)
+		rc = lama_error(LAMA_EIO, "web: cannot write %s", path);
+	sodium_memzero(url, sizeof(url));
+	if (close(fd) != 0 && !rc)
+		rc = lama_error(LAMA_EIO, "web: cannot write %s", path);
+	return rc;
 }
 
 void lama_web_client_set_data(lama_web_client *c, void *data)

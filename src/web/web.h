@@ -20,8 +20,9 @@
  * a binary one, closes that client (1009 / 1003); each client's queued
  * output is written one message per writable event, so a client that does
  * not read only fills its own queue: its input is not read while more
- * than out_max / 8 bytes wait (resumes at half that), and passing out_max
- * disconnects it; at most clients_max clients (more get 503).
+ * than out_max / 8 bytes wait (resumes at half that); passing out_max, or
+ * output that makes no progress for stall_ms, disconnects it; at most
+ * clients_max clients (more get 503).
  * Everything runs on the loop's thread; nothing here is thread-safe. */
 #ifndef LAMA_WEB_H
 #define LAMA_WEB_H
@@ -33,6 +34,7 @@ struct uv_loop_s; /* uv_loop_t, from <uv.h> */
 #define LAMA_WEB_MSG_MAX ((size_t)1 << 20) /* as LAMA_SERVE_LINE_MAX */
 #define LAMA_WEB_OUT_MAX ((size_t)8 << 20) /* as LAMA_SERVE_OUT_MAX */
 #define LAMA_WEB_CLIENTS_MAX 1024
+#define LAMA_WEB_STALL_MS 30000 /* as LAMA_SERVE_STALL_MS */
 #define LAMA_WEB_TOKEN_HEX 64 /* 32 random bytes in hex */
 #define LAMA_WEB_URL_MAX 128  /* fits any lama_web_url */
 
@@ -59,6 +61,8 @@ struct lama_web_config {
 	size_t msg_max;       /* longest message in, in bytes */
 	size_t out_max;       /* queued bytes out that disconnect a client */
 	unsigned clients_max; /* WebSockets at once */
+	unsigned stall_ms;    /* output waiting this long without progress
+			       * disconnects (whole seconds, rounded up) */
 };
 
 /* Listens on cfg->host:cfg->port on `loop` and makes the token.
@@ -76,6 +80,13 @@ int lama_web_port(const lama_web *w);
  * the secret (show it to the user only). LAMA_ELIMIT if n is too small
  * (LAMA_WEB_URL_MAX always fits). */
 int lama_web_url(const lama_web *w, char *buf, size_t n);
+
+/* Writes the lama_web_url line to `path` (mode 0600, created or
+ * truncated; a symlink, a non-regular file or another user's file is
+ * refused), for a program that opens the page for the user, since the
+ * token should not be printed where logs keep it. The caller removes it.
+ * LAMA_EIO. */
+int lama_web_save_url(const lama_web *w, const char *path);
 
 /* The token alone (LAMA_WEB_TOKEN_HEX characters and a '\0'); for tests
  * and clients that build their own URL. Valid until lama_web_close. */

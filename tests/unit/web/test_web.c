@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -164,6 +165,7 @@ static struct srv *srv_start(const struct lama_web_config *over)
 		s->cfg.msg_max = over->msg_max;
 		s->cfg.out_max = over->out_max;
 		s->cfg.clients_max = over->clients_max;
+		s->cfg.stall_ms = over->stall_ms;
 	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->ready, NULL);
@@ -763,8 +765,6 @@ static void test_stuck(void **state)
 	snprintf(part, sizeof(part), "GET /ipc?token=%.10s", s->token);
 	assert_int_equal(send_all(half, part, strlen(part)), 0);
 	silent = ws_good(s);
-	greedy = tcp(s->port);
-	close(greedy);
 	greedy = ws_good(s);
 	setsockopt(greedy, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
 	/* 64 x 64 KiB = 4 MiB, four times its out_max */
@@ -831,6 +831,35 @@ static void test_open(void **state)
 	assert_int_equal(lama_web_url(w, url, sizeof(url)), 0);
 	assert_string_equal(url, want);
 	assert_int_equal(lama_web_url(w, url, 20), LAMA_ELIMIT);
+	/* the address with its token in a file only the user can read */
+	{
+		char path[4200], buf[256], link[4200];
+		const char *dir = tu_tmpdir();
+		struct stat st;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/web.url", dir);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		fputs("an old and much longer address than the new one will be, to be cut\n", f);
+		fclose(f);
+		chmod(path, 0644);
+		assert_int_equal(lama_web_save_url(w, path), 0);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0600);
+		f = fopen(path, "r");
+		assert_non_null(f);
+		assert_non_null(fgets(buf, sizeof(buf), f));
+		assert_null(fgets(buf + strlen(buf), (int)(sizeof(buf) - strlen(buf)), f));
+		fclose(f);
+		strcat(want, "\n");
+		assert_string_equal(buf, want);
+		snprintf(link, sizeof(link), "%s/link.url", dir);
+		assert_int_equal(symlink(path, link), 0);
+		assert_int_equal(lama_web_save_url(w, link), LAMA_EIO);
+		assert_null(strstr(lama_errmsg(), lama_web_token(w)));
+		tu_rmtree(dir);
+	}
 	/* the port is taken: an error, and nothing left on the loop */
 	cfg.port = lama_web_port(w);
 	assert_int_equal(lama_web_open(&w2, &loop, &cfg, NULL), LAMA_EIO);
@@ -905,6 +934,30 @@ static void test_oom(void **state)
 	fd = ws_good(s);
 	assert_int_equal(ws_text(fd, "oom"), 0);
 	expect_text(fd, "enomem");
+	close(fd);
+	srv_stop(s);
+}
+
+/* A client whose output makes no progress for stall_ms is cut off,
+ * though its queue is far below out_max. */
+static void test_stall(void **state)
+{
+	struct lama_web_config over = { .stall_ms = 1000, .out_max = (size_t)64 << 20 };
+	struct srv *s = srv_start(&over);
+	int rcv = 4096, greedy, fd, i;
+
+	greedy = ws_good(s);
+	setsockopt(greedy, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	/* 19 MiB, more than the kernel's buffers take, far below out_max */
+	assert_int_equal(ws_text(greedy, "flood 300"), 0);
+	fd = ws_good(s);
+	for (i = 0; i < 100 && s->closes == 0; i++)
+		usleep(50000);
+	assert_int_equal((int)s->closes, 1);
+	assert_true(i >= 10); /* not before a second without progress */
+	assert_int_equal(ws_text(fd, "count"), 0);
+	expect_text(fd, "count 1");
+	close(greedy); /* what the kernel holds for it would take long to read */
 	close(fd);
 	srv_stop(s);
 }
@@ -1109,7 +1162,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_refusals), cmocka_unit_test(test_page),
 		cmocka_unit_test(test_limits), cmocka_unit_test(test_many),
 		cmocka_unit_test(test_stuck),  cmocka_unit_test(test_close),
-		cmocka_unit_test(test_backpressure), cmocka_unit_test(test_oom),
+		cmocka_unit_test(test_backpressure), cmocka_unit_test(test_stall),
+		cmocka_unit_test(test_oom),
 		cmocka_unit_test(test_with_serve),
 	};
 
