@@ -1,22 +1,34 @@
 #!/bin/sh
-# ws_page.sh ECHO_SERVER: the page's script as served (GET /app.js from
-# `test_web --serve`) run by node against a stand-in DOM built from the
-# served index.html and a stand-in IPC server behind a fake WebSocket:
-# locked -> login -> conversations -> messages -> send -> push -> logout.
-# Catches script errors, ids the HTML lacks, and peer text taken as HTML.
+# ws_page.sh ECHO_SERVER | --url URL: the page's script as served (GET
+# /app.js) run by node against a stand-in DOM built from the served
+# index.html: locked -> login -> conversations -> messages -> send -> push
+# -> logout. Catches script errors, ids the HTML lacks, and peer text taken
+# as HTML.
+#   ECHO_SERVER (`test_web --serve`): the page talks to a stand-in IPC
+#     server behind a fake WebSocket.
+#   --url URL (a running `lama serve`, locked, whose folder has a
+#     conversation with Bob; the password in $LAMA_PASSWORD): the page talks
+#     to it over node's own WebSocket; ws_serve.sh runs this.
 # Skipped (77) without node, which lama does not otherwise need.
 set -eu
 command -v node >/dev/null 2>&1 || { echo "ws_page: no node, skipped"; exit 77; }
 T=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
-"$1" --serve >"$T/url" 2>"$T/err" &
-pid=$!
-for _ in $(seq 1 100); do
-	[ -s "$T/url" ] && break
-	sleep 0.05
-done
-url=$(cat "$T/url")
-[ -n "$url" ] || { echo "ws_page: no server: $(cat "$T/err")"; exit 1; }
+pid=
+trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
+if [ "$1" = --url ]; then
+	mode=real
+	url=$2
+else
+	mode=fake
+	"$1" --serve >"$T/url" 2>"$T/err" &
+	pid=$!
+	for _ in $(seq 1 100); do
+		[ -s "$T/url" ] && break
+		sleep 0.05
+	done
+	url=$(cat "$T/url")
+	[ -n "$url" ] || { echo "ws_page: no server: $(cat "$T/err")"; exit 1; }
+fi
 python3 - "$url" "$T" <<'PY'
 import os, sys
 sys.path.insert(0, os.path.join(os.environ.get("LAMA_SOURCE_ROOT", "."), "tests", "integration"))
@@ -27,12 +39,12 @@ for path, name in (("/", "index.html"), ("/app.js", "app.js")):
     assert st == 200, (path, st)
     open(os.path.join(sys.argv[2], name), "wb").write(body)
 PY
-node - "$T/index.html" "$T/app.js" "$url" <<'JS'
+node --experimental-websocket --no-warnings - "$T/index.html" "$T/app.js" "$url" "$mode" <<'JS'
 'use strict';
 const fs = require('fs');
 const vm = require('vm');
 const assert = require('assert');
-const [html, js, url] = process.argv.slice(2);
+const [html, js, url, mode] = process.argv.slice(2);
 const m = /^http:\/\/([^/]+)\/#token=([0-9a-f]{64})$/.exec(url);
 const host = m[1], token = m[2];
 
@@ -135,7 +147,8 @@ class FakeWS {
 }
 FakeWS.OPEN = 1;
 
-const ctx = vm.createContext({ document, location, history, WebSocket: FakeWS, setTimeout,
+const ctx = vm.createContext({ document, location, history, setTimeout,
+  WebSocket: mode === 'real' ? WebSocket : FakeWS,
   sessionStorage: { getItem: (k) => storage.get(k) || null, setItem: (k, v) => storage.set(k, v) },
   console, JSON, Map, Promise, Error, Number, Date });
 vm.runInContext(fs.readFileSync(js, 'utf8'), ctx, { filename: 'app.js' });
@@ -144,7 +157,46 @@ const settle = async () => { for (let i = 0; i < 20; i++) await tick(); };
 // every step but the wrong password must leave no error on the page
 const clean = (step) => assert.ok(els.error.hidden, step + ': ' + els.error.textContent);
 
-(async () => {
+// waits until cond() holds (real mode: a real server answers when it does)
+async function until(cond, what) {
+  for (let i = 0; i < 1000; i++) {
+    if (cond()) return;
+    await tick();
+  }
+  throw new Error('timed out: ' + what + (els.error.hidden ? '' : ' (page error: ' + els.error.textContent + ')'));
+}
+
+async function real() {
+  docListeners.DOMContentLoaded();
+  await until(() => !els.login.hidden, 'the login form');
+  assert.strictEqual(location.hash, '', 'the token stays in the address bar');
+  els['login-password'].value = 'wrong';
+  els.login.fire('submit');
+  await until(() => !els.error.hidden, 'an error for a wrong password');
+  assert.strictEqual(els.app.hidden, true);
+  els['login-password'].value = process.env.LAMA_PASSWORD;
+  els.login.fire('submit');
+  await until(() => !els.app.hidden && els.conversations.children.length > 0, 'the conversations');
+  clean('login');
+  const bob = els.conversations.children.find((li) => li.textContent.startsWith('Bob'));
+  assert.ok(bob, 'no conversation with Bob');
+  bob.fire('click');
+  await until(() => els.messages.children.length >= 2, 'the messages');
+  const before = els.messages.children.length;
+  assert.ok(els.messages.children.some((li) => li.textContent.includes('hello over the WebSocket')));
+  els.text.value = 'from the page <b>';
+  els.send.fire('submit');
+  await until(() => els.messages.children.length === before + 1, 'the pushed message');
+  assert.ok(els.messages.children[before].textContent.includes('from the page <b>'));
+  clean('send');
+  els.logout.fire('click');
+  await until(() => !els.login.hidden && els.app.hidden, 'locked again');
+  clean('logout');
+  console.log('ws_page: ok (against lama serve)');
+  process.exit(0);
+}
+
+(mode === 'real' ? real() : (async () => {
   docListeners.DOMContentLoaded();
   await settle();
   assert.deepStrictEqual(server.urls, ['ws://' + host + '/ipc?token=' + token]);
@@ -199,5 +251,5 @@ const clean = (step) => assert.ok(els.error.hidden, step + ': ' + els.error.text
   assert.strictEqual(els.app.hidden, true);
   clean('logout');
   console.log('ws_page: ok');
-})().catch((e) => { console.error('ws_page:', e.stack || e); process.exit(1); });
+})()).catch((e) => { console.error('ws_page:', e.stack || e); process.exit(1); });
 JS

@@ -3,7 +3,7 @@
 # tests/integration/wsclient.py: the address in DIR/web.url (0600), the
 # page, refusals, a locked start and action:login over the WebSocket, a
 # conversation, a message, pushes across both transports, an oversized
-# message, and the goodbye (update:stateChanged stopping, close 1001) on
+# message, the page's own script under node (ws_page.sh --url), and the goodbye (update:stateChanged stopping, close 1001) on
 # SIGTERM. Skipped (77) while lama serve has no WebSocket (its --help does
 # not name web.url).
 . "$(dirname "$0")/lib.sh"
@@ -27,7 +27,7 @@ if grep -q "token=" "$T/serve.out" "$T/serve.err"; then
 	fail "the token is printed where logs keep it"
 fi
 
-python3 - "$(cat "$url")" "$LAMA_HOME/lama.sock" "$LAMA_PASSWORD" "$pid" <<'PY' || fail "the WebSocket session failed"
+python3 - "$(cat "$url")" "$LAMA_HOME/lama.sock" "$LAMA_PASSWORD" <<'PY' || fail "the WebSocket session failed"
 import json, os, socket, sys
 sys.path.insert(0, os.path.join(os.environ.get("LAMA_SOURCE_ROOT", "."), "tests", "integration"))
 from wsclient import WS, Closed, Refused, http_get, parse_url
@@ -101,10 +101,24 @@ except Closed as e:
 except OSError:
     pass
 assert a.request("query:ping")["result"]["pong"] is True
+assert a.request("action:logout")["result"]["locked"] is True
 print("ws_serve: session ok", flush=True)
+PY
+
+# the page itself, under node, against this server (locked again)
+rc=0
+LAMA_SOURCE_ROOT="${LAMA_SOURCE_ROOT:-.}" sh "$(dirname "$0")/ws_page.sh" --url "$(cat "$url")" || rc=$?
+[ "$rc" = 0 ] || [ "$rc" = 77 ] || fail "the page failed against lama serve"
 
 # the goodbye: subscribers hear "stopping", then close 1001
-os.kill(int(sys.argv[4]), 15)
+python3 - "$(cat "$url")" "$pid" <<'PY' || fail "no goodbye"
+import json, os, sys
+sys.path.insert(0, os.path.join(os.environ.get("LAMA_SOURCE_ROOT", "."), "tests", "integration"))
+from wsclient import WS, Closed, parse_url
+host, port, token = parse_url(sys.argv[1])
+b = WS(host, port, token)
+assert b.request("action:subscribe", {})["result"]["reset"] is False
+os.kill(int(sys.argv[2]), 15)
 stopping = False
 try:
     while True:
@@ -118,5 +132,5 @@ PY
 
 wait "$pid" || fail "lama serve did not exit 0 on SIGTERM: $(cat "$T/serve.err")"
 [ ! -e "$url" ] || fail "web.url is left behind"
-lama messages Bob --limit 1 | grep -q "from the socket" || fail "the message is not in the archive"
+lama messages Bob --limit 5 | grep -q "from the socket" || fail "the message is not in the archive"
 echo "ws_serve: ok"
