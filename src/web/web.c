@@ -288,8 +288,8 @@ static int receive(lama_web *w, struct lws *wsi, lama_web_client *c, const char 
 {
 	size_t rest = lws_remaining_packet_payload(wsi), need;
 
-	if (c->closing)
-		return 0; /* its input no longer matters */
+	if (c->closing || c->draining)
+		return 0; /* closing: its requests are no longer answered */
 	if (lws_frame_is_binary(wsi)) {
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
 				 (unsigned char *)"text only", 9);
@@ -448,20 +448,38 @@ static int loopback(const char *host, char *ip)
 	return 0;
 }
 
-/* Runs the loop until lws has let go of it; lws calls destroy again from
- * its own close callbacks when the loop is foreign, so calling it again
- * here is only a safety net. */
+static void count_closing(uv_handle_t *h, void *arg)
+{
+	if (uv_is_closing(h))
+		(*(int *)arg)++;
+}
+
+/* Runs the loop until no handle on it is still closing. */
+static void settle(uv_loop_t *loop)
+{
+	int closing, turns = 0;
+
+	do {
+		uv_run(loop, UV_RUN_NOWAIT);
+		closing = 0;
+		uv_walk(loop, count_closing, &closing);
+	} while (closing && ++turns < 1000);
+}
+
+/* With a foreign loop, lws 4.1 destroys a context over several calls of
+ * lws_context_destroy, each of which may only come once the loop has run
+ * the close callbacks of the handles the previous one closed (an earlier
+ * call touches freed memory). The last call frees the context and writes
+ * NULL to w->alive (info.pcontext); no call is made after that. */
 static void destroy_context(lama_web *w)
 {
-	int turns = 0;
+	int calls = 0;
 
 	if (!w->ctx)
 		return;
-	lws_context_destroy(w->ctx);
-	while (w->alive && turns++ < 10000) {
-		uv_run(w->loop, UV_RUN_NOWAIT);
-		if (w->alive && turns % 100 == 0)
-			lws_context_destroy(w->ctx);
+	while (w->alive && calls++ < 10) {
+		lws_context_destroy(w->ctx);
+		settle(w->loop);
 	}
 	w->ctx = NULL;
 }
