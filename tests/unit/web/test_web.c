@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -793,19 +794,34 @@ static void test_stuck(void **state)
  * lama_web_close with clients connected: queued replies, then 1001. */
 static void test_close(void **state)
 {
-	struct srv *s = srv_start(NULL);
-	int a = ws_good(s), b = ws_good(s), c = ws_good(s);
+	struct lama_web_config over = { .out_max = (size_t)64 << 20 };
+	struct srv *s = srv_start(&over);
+	int a = ws_good(s), b = ws_good(s), c = ws_good(s), stuck = ws_good(s), half, rcv = 4096;
+	struct timespec t0, t1;
 
 	assert_int_equal(ws_text(a, "bye"), 0);
 	assert_int_equal(expect_close(a), 1008);
 	close(a);
 	assert_int_equal(ws_text(b, "one"), 0);
 	expect_text(b, "one");
-	srv_stop(s); /* b and c still connected */
+	/* at shutdown also: one that does not read, with 19 MiB waiting, and
+	 * a request never finished; they delay the close by 1 s at most */
+	setsockopt(stuck, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	assert_int_equal(ws_text(stuck, "flood 300"), 0);
+	assert_int_equal(ws_text(b, "count"), 0); /* the flood is queued */
+	expect_text(b, "count 3");
+	half = tcp(s->port);
+	assert_int_equal(send_all(half, "GET / HTTP/1.1\r\nHo", 19), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	srv_stop(s); /* b, c and stuck still connected: on_close for each */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true(t1.tv_sec - t0.tv_sec < 5);
 	assert_int_equal(expect_close(b), 1001);
 	assert_int_equal(expect_close(c), 1001);
 	close(b);
 	close(c);
+	close(stuck);
+	close(half);
 }
 
 static void test_open(void **state)
