@@ -2,8 +2,8 @@
  * for the UI, on the same libuv loop as the Unix socket (docs/web.md).
  *
  * lama_web_open listens on a loopback address (libwebsockets on the
- * caller's uv loop) and makes a per-start secret token. GET / and
- * GET /app.js serve a small page embedded in the binary; the page reads
+ * caller's uv loop) and makes a per-start secret token. GET /, /app.js
+ * and /app.css serve a small page embedded in the binary; the page reads
  * the token from its URL's fragment and opens ws://HOST:PORT/ipc?token=T.
  * Every complete text message a client sends goes to on_message (one IPC
  * JSON message, docs/ipc.md); lama_web_send queues one back. Like
@@ -13,7 +13,7 @@
  * (403, against DNS rebinding), a WebSocket whose Origin is present and
  * not http://127.0.0.1:PORT or http://localhost:PORT (403, against
  * cross-site WebSocket hijacking), a WebSocket without the right token
- * (401), any path but /, /app.js and /ipc (404). The token never appears
+ * (401), any other path (404). The token never appears
  * in a log or an error message.
  *
  * Bounds: a text message (fragments reassembled) longer than msg_max, or
