@@ -225,7 +225,10 @@ async function real() {
   clean('login');
 
   lis[0].fire('click');
+  // an edit elsewhere at the same moment: two loads of the page overlap
+  server.ws.push('update:messageChanged', { topic: 't1', id: 'm1' });
   await settle();
+  assert.ok(server.sent.filter((r) => r.channel === 'query:getMessages').length >= 2);
   assert.ok(server.sent.some((r) => r.channel === 'action:markRead'));
   assert.strictEqual(els.title.textContent, '<b>Bob</b>');
   assert.strictEqual(els.messages.children.length, 1);

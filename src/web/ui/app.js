@@ -13,6 +13,8 @@ let pageSize = 50;           // the user's pageSize setting
 let epoch = null;            // the server run our seq belongs to
 let seq = 0;                 // the last update applied
 let fresh = false;           // locked, and the folder has no user yet
+let shown = new Set();       // ids of the messages on the page
+let loads = 0;               // getMessages sent: only the newest one counts
 
 // The token is in the URL's fragment, which the browser never sends to a
 // server; keep it for this tab only and take it out of the address bar.
@@ -134,6 +136,10 @@ async function loadConversations() {
 }
 
 function addMessage(m, atTop) {
+  if (m.id) {
+    if (shown.has(m.id)) return;   // a push that a page load already had
+    shown.add(m.id);
+  }
   const li = document.createElement('li');
   const who = document.createElement('span');
   who.className = 'who';
@@ -161,22 +167,29 @@ async function openConversation(t) {
   await loadConversations();
 }
 
-async function reloadMessages() {
+function reloadMessages() {
   before = null;
-  $('messages').replaceChildren();
-  await loadMessages();
+  return loadMessages(true);
 }
 
-async function loadMessages() {
+// A page of messages: the newest (fresh) or the one before the oldest
+// shown. Loads can overlap (a push, a login elsewhere, a click): the list
+// is replaced only when the newest one's answer comes, so nothing is
+// shown twice.
+async function loadMessages(fresh) {
   const payload = { topic: current, limit: pageSize };
-  if (before) payload.before = before;
-  const topic = current;
+  if (!fresh && before) payload.before = before;
+  const my = ++loads;
   try {
     const r = await request('query:getMessages', payload);
-    if (topic !== current) return;
+    if (my !== loads) return;
+    if (fresh) {
+      $('messages').replaceChildren();
+      shown = new Set();
+    }
     const ms = r.messages || [];
-    if (before) for (let i = ms.length - 1; i >= 0; i--) addMessage(ms[i], true);
-    else for (const m of ms) addMessage(m, false);
+    if (fresh) for (const m of ms) addMessage(m, false);
+    else for (let i = ms.length - 1; i >= 0; i--) addMessage(ms[i], true);
     before = r.more ? r.before : null;
     $('older').hidden = !r.more;
   } catch (e) {
@@ -250,9 +263,10 @@ document.addEventListener('DOMContentLoaded', () => {
     try { await request('action:logout'); } catch (e) { showError(e.message); }
     current = null;
     $('messages').replaceChildren();
+    shown = new Set();
     refresh();
   });
   $('send').addEventListener('submit', send);
-  $('older').addEventListener('click', loadMessages);
+  $('older').addEventListener('click', () => loadMessages(false));
   connect();
 });
