@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cli/cli.h"
 #include "controller/controller.h"
 #include "crypto/crypto.h"
@@ -19,10 +21,12 @@
 #include "state/state.h"
 #include "util/err.h"
 #include "util/mem.h"
+#include "web/web.h"
 
 /* A client of any transport: what the protocol and the state manager see. */
 struct peer {
-	lama_client *unix_client;
+	lama_client *unix_client;    /* one of the two */
+	lama_web_client *web_client;
 };
 
 struct served {
@@ -35,6 +39,8 @@ static int peer_send(void *client, const char *text, size_t n)
 {
 	struct peer *p = client;
 
+	if (p->web_client)
+		return lama_web_send(p->web_client, text, n);
 	return lama_server_send(p->unix_client, text, n); /* a failure disconnects */
 }
 
@@ -70,7 +76,10 @@ static void handle(struct served *sv, struct peer *p, const char *msg, size_t n)
 	size_t len = 0;
 
 	if (lama_ipc_handle(sv->d, msg, n, p, &reply, &len) != 0) {
-		lama_server_disconnect(p->unix_client); /* not even an error reply */
+		if (p->web_client) /* not even an error reply */
+			lama_web_disconnect(p->web_client);
+		else
+			lama_server_disconnect(p->unix_client);
 		return;
 	}
 	if (reply) /* else the handler answers later */
@@ -94,6 +103,40 @@ static void on_oversize(void *ctx, lama_client *c)
 
 	(void)ctx;
 	lama_server_send(c, too_large, sizeof(too_large) - 1);
+}
+
+/* The WebSocket (src/web): the same peers and the same handler. */
+static void web_connect(void *ctx, lama_web_client *c)
+{
+	struct peer *p = lama_calloc(1, sizeof(*p));
+
+	(void)ctx;
+	if (!p) {
+		lama_web_disconnect(c);
+		return;
+	}
+	p->web_client = c;
+	lama_web_client_set_data(c, p);
+}
+
+static void web_message(void *ctx, lama_web_client *c, const char *msg, size_t n)
+{
+	struct peer *p = lama_web_client_data(c);
+
+	if (p)
+		handle(ctx, p, msg, n);
+}
+
+static void web_close(void *ctx, lama_web_client *c)
+{
+	struct served *sv = ctx;
+	struct peer *p = lama_web_client_data(c);
+
+	if (p) {
+		lama_state_unsubscribe(sv->st, p);
+		lama_controller_forget(sv->ctl, p);
+	}
+	lama_free(p);
 }
 
 /* Subscribers hear that the server goes away (and may reconnect later). */
@@ -157,7 +200,7 @@ static void wipe_free(void *p)
 	}
 }
 
-static const char usage[] = "usage: lama serve [--name NAME] [--locked]";
+static const char usage[] = "usage: lama serve [--name NAME] [--locked] [--web-port N]";
 
 int cmd_serve(int argc, char **argv)
 {
@@ -166,6 +209,11 @@ int cmd_serve(int argc, char **argv)
 					  .on_oversize = on_oversize, .on_close = on_close,
 					  .on_stop = on_stop };
 	struct lama_controller_config ccfg = { .home = cli.home, .user = cli.user };
+	struct lama_web_config wcfg = { .on_connect = web_connect, .on_message = web_message,
+					.on_close = web_close };
+	char urlfile[LAMA_PATH_MAX + 16], url[LAMA_WEB_URL_MAX];
+	lama_web *web = NULL;
+	int saved = 0;
 	const char *name = NULL;
 	lama_controller *ctl = NULL;
 	lama_server *srv = NULL;
@@ -182,7 +230,11 @@ int cmd_serve(int argc, char **argv)
 		       "with --locked) it starts locked and waits for action:login or\n"
 		       "action:register from a client. On a folder without users, a first\n"
 		       "start that can ask for a password creates one (--name, else $USER),\n"
-		       "asking for the new password twice. SIGINT or SIGTERM stop it cleanly.\n",
+		       "asking for the new password twice. SIGINT or SIGTERM stop it cleanly.\n\n"
+		       "The UI: the same protocol over a WebSocket on 127.0.0.1 (docs/web.md),\n"
+		       "port --web-port N (default: one the system picks). The page's address,\n"
+		       "with this run's secret token, is written to DIR/web.url (mode 0600)\n"
+		       "and printed when the output is a terminal: open it in a browser.\n",
 		       usage);
 		return EXIT_OK;
 	}
@@ -191,6 +243,14 @@ int cmd_serve(int argc, char **argv)
 			name = argv[++i];
 		else if (!strcmp(argv[i], "--locked"))
 			locked = 1;
+		else if (!strcmp(argv[i], "--web-port") && i + 1 < argc) {
+			char *end;
+			long port = strtol(argv[++i], &end, 10);
+
+			if (*end || end == argv[i] || port < 0 || port > 65535)
+				return cli_usage("--web-port must be a port number (0 to 65535)");
+			wcfg.port = (int)port;
+		}
 		else
 			return cli_usage("%s", usage);
 	}
@@ -221,13 +281,29 @@ int cmd_serve(int argc, char **argv)
 	if (rc)
 		goto out;
 	sv.ctl = ctl;
+	/* the WebSocket on the same loop; its address (with the token) in a
+	 * 0600 file, and on stdout only when that is a terminal, not a log */
+	snprintf(urlfile, sizeof(urlfile), "%s/web.url", cli.home);
+	if ((rc = lama_web_open(&web, lama_server_loop(srv), &wcfg, &sv)) ||
+	    (rc = lama_web_save_url(web, urlfile)) || (rc = lama_web_url(web, url, sizeof(url))))
+		goto out;
+	saved = 1;
 	printf("lama serve: serving %s\n  socket: %s/%s\n", cli.home, cli.home, LAMA_SERVE_SOCKET);
+	if (isatty(STDOUT_FILENO))
+		printf("  UI: %s\n", url);
+	else
+		printf("  UI: http://127.0.0.1:%d/ (the address with its token is in %s)\n",
+		       lama_web_port(web), urlfile);
+	sodium_memzero(url, sizeof(url));
 	if (!lama_controller_session(ctl))
 		printf("  locked: waiting for action:%s\n", users ? "login" : "register");
 	fflush(stdout);
 	rc = lama_server_run(srv);
 	lama_controller_drain(ctl); /* a backup still running finishes */
 out:
+	if (saved)
+		unlink(urlfile);
+	lama_web_close(web); /* runs the loop to let lws go: before the server */
 	lama_server_close(srv); /* closes the clients first */
 	lama_ipc_free(sv.d);
 	lama_controller_free(ctl); /* logs out */

@@ -12,6 +12,14 @@
 # Skipped (77) without node, which lama does not otherwise need.
 set -eu
 command -v node >/dev/null 2>&1 || { echo "ws_page: no node, skipped"; exit 77; }
+# node 20 has a WebSocket behind a flag, 22 without one, Debian 12's 18 none:
+# the fake mode needs none; the real one skips without it
+flag=--experimental-websocket
+node $flag -e 1 >/dev/null 2>&1 || flag=
+if [ "${1:-}" = --url ] && ! node $flag -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null; then
+	echo "ws_page: this node ($(node --version)) has no WebSocket, skipped"
+	exit 77
+fi
 T=$(mktemp -d)
 pid=
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
@@ -39,7 +47,8 @@ for path, name in (("/", "index.html"), ("/app.js", "app.js")):
     assert st == 200, (path, st)
     open(os.path.join(sys.argv[2], name), "wb").write(body)
 PY
-node --experimental-websocket --no-warnings - "$T/index.html" "$T/app.js" "$url" "$mode" <<'JS'
+# shellcheck disable=SC2086
+node $flag --no-warnings - "$T/index.html" "$T/app.js" "$url" "$mode" <<'JS'
 'use strict';
 const fs = require('fs');
 const vm = require('vm');

@@ -4,14 +4,9 @@
 # page, refusals, a locked start and action:login over the WebSocket, a
 # conversation, a message, pushes across both transports, an oversized
 # message, the page's own script under node (ws_page.sh --url), and the goodbye (update:stateChanged stopping, close 1001) on
-# SIGTERM. Skipped (77) while lama serve has no WebSocket (its --help does
-# not name web.url).
+# SIGTERM.
 . "$(dirname "$0")/lib.sh"
 
-if ! lama serve --help 2>/dev/null | grep -q "web.url"; then
-	echo "ws_serve: lama serve has no WebSocket yet (its --help names no web.url), skipped"
-	exit 77
-fi
 lama register --name alice >/dev/null
 lama contacts add --name Bob --email bob@example.org >/dev/null
 "$LAMA_BIN" serve --locked >"$T/serve.out" 2>"$T/serve.err" &
