@@ -254,6 +254,8 @@ static void client_gone(lama_web *w, struct pss *pss)
 	if (w->cfg->on_close)
 		w->cfg->on_close(w->user, c);
 	queue_free(c);
+	if (c->in)
+		sodium_memzero(c->in, c->in_cap);
 	lama_free(c->in);
 	lama_free(c);
 }
@@ -322,6 +324,7 @@ static int receive(lama_web *w, struct lws *wsi, lama_web_client *c, const char 
 	len = c->in_len;
 	c->in_len = 0;
 	w->cfg->on_message(w->user, c, c->in, len);
+	sodium_memzero(c->in, len); /* a request may hold a password */
 	if (c->in_cap > 65536) { /* one big message does not pin its buffer */
 		lama_free(c->in);
 		c->in = NULL;
