@@ -4,6 +4,7 @@
  * Startup in the seed's order: the folder's lock, the session (or locked,
  * waiting for action:login), the saved state, then requests. */
 #include <fcntl.h>
+#include <signal.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ struct served {
 	lama_ipc *d;
 	lama_state *st;
 	lama_controller *ctl;
+	lama_web *web;
 };
 
 static int peer_send(void *client, const char *text, size_t n)
@@ -148,6 +150,9 @@ static void on_stop(void *ctx)
 	if (sv->st && (!p || lama_state_publish(sv->st, "update:stateChanged", p)))
 		lama_error_clear();
 	json_decref(p);
+	/* that was the last update: nothing new starts, on either transport */
+	lama_controller_stop(sv->ctl);
+	lama_web_stop(sv->web);
 }
 
 /* A password without asking anyone: from the environment or a terminal. */
@@ -198,6 +203,22 @@ static void wipe_free(void *p)
 		explicit_bzero(p, malloc_usable_size(p));
 		free(p);
 	}
+}
+
+/* A backup still running finishes before the process exits; meanwhile a
+ * second signal would kill it half done (its leftovers are cleaned at
+ * the next backup, but the user's file would be missing): say so, wait. */
+static void finish(lama_controller *ctl, lama_web *web)
+{
+	lama_controller_stop(ctl);
+	lama_web_stop(web);
+	if (!lama_controller_busy(ctl))
+		return;
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	fprintf(stderr, "lama serve: finishing the backup in progress before exiting "
+			"(SIGKILL abandons it)\n");
+	lama_controller_drain(ctl);
 }
 
 static const char usage[] = "usage: lama serve [--name NAME] [--locked] [--web-port N]";
@@ -288,6 +309,7 @@ int cmd_serve(int argc, char **argv)
 	    (rc = lama_web_save_url(web, urlfile)) || (rc = lama_web_url(web, url, sizeof(url))))
 		goto out;
 	saved = 1;
+	sv.web = web;
 	printf("lama serve: serving %s\n  socket: %s/%s\n", cli.home, cli.home, LAMA_SERVE_SOCKET);
 	if (isatty(STDOUT_FILENO))
 		printf("  UI: %s\n", url);
@@ -299,11 +321,12 @@ int cmd_serve(int argc, char **argv)
 		printf("  locked: waiting for action:%s\n", users ? "login" : "register");
 	fflush(stdout);
 	rc = lama_server_run(srv);
-	lama_controller_drain(ctl); /* a backup still running finishes */
 out:
+	finish(ctl, web);
 	if (saved)
 		unlink(urlfile);
 	lama_web_close(web); /* runs the loop to let lws go: before the server */
+	lama_controller_drain(ctl); /* the loop is the server's: drain before it goes */
 	lama_server_close(srv); /* closes the clients first */
 	lama_ipc_free(sv.d);
 	lama_controller_free(ctl); /* logs out */

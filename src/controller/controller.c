@@ -40,6 +40,7 @@ struct lama_controller {
 	struct uv_loop_s *loop;
 	int (*send)(void *client, const char *text, size_t n);
 	struct job *job; /* the backup or restore running off the loop, or NULL */
+	int stopping;    /* lama_controller_stop: no new job */
 };
 
 static int oom(void)
@@ -887,6 +888,8 @@ static int start_job(lama_controller *c, const struct lama_ipc_call *call, int r
 
 	if (!c->loop || !c->send)
 		return lama_error(LAMA_EINVAL, "this server cannot run long work");
+	if (c->stopping)
+		return lama_error(LAMA_EBUSY, "the server is stopping");
 	if (c->job)
 		return lama_error(LAMA_EBUSY, "a %s is running: one at a time",
 				  c->job->restore ? "restore" : "backup");
@@ -945,10 +948,38 @@ static int restore(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	return rc;
 }
 
+void lama_controller_stop(lama_controller *c)
+{
+	struct job *j = c ? c->job : NULL;
+	char *reply = NULL;
+	size_t len = 0;
+
+	if (!c)
+		return;
+	c->stopping = 1;
+	/* its client's connection closes with the server: it gets its reply
+	 * now (the work itself completes before the process exits) */
+	if (j && j->client) {
+		lama_error(LAMA_EBUSY, "the server is stopping: the %s goes on to the end before it exits (%s)",
+			   j->restore ? "restore" : "backup", j->path);
+		if (lama_ipc_reply(j->id, LAMA_EBUSY, NULL, &reply, &len) == 0) {
+			c->send(j->client, reply, len);
+			lama_free(reply);
+		}
+		lama_error_clear();
+		j->client = NULL;
+	}
+}
+
 void lama_controller_forget(lama_controller *c, void *client)
 {
 	if (c && c->job && c->job->client == client)
 		c->job->client = NULL;
+}
+
+int lama_controller_busy(const lama_controller *c)
+{
+	return c && c->job;
 }
 
 void lama_controller_drain(lama_controller *c)

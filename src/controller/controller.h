@@ -45,6 +45,10 @@ void lama_controller_free(lama_controller *c);
 /* The current session, NULL while locked (borrowed). */
 lama_session *lama_controller_session(const lama_controller *c);
 
+/* Shutdown begins: no new backup or restore; the client of a running one
+ * is answered now (its work completes; lama_controller_drain waits). */
+void lama_controller_stop(lama_controller *c);
+
 /* A client is gone (call from the transport's close): a late reply for
  * it is dropped. */
 void lama_controller_forget(lama_controller *c, void *client);
@@ -52,5 +56,7 @@ void lama_controller_forget(lama_controller *c, void *client);
 /* Runs the loop until no work of the controller is running off it (a
  * backup, a restore): before the loop is closed at shutdown. */
 void lama_controller_drain(lama_controller *c);
+/* 1 while such work runs. */
+int lama_controller_busy(const lama_controller *c);
 
 #endif

@@ -69,6 +69,7 @@ struct lama_web {
 	char csp[512];
 	lama_web_client *clients;
 	unsigned n;
+	int stopping; /* lama_web_stop: no new WebSocket, no more input */
 	struct lws_protocols protocols[2];
 };
 
@@ -218,7 +219,7 @@ static unsigned upgrade_status(lama_web *w, struct lws *wsi)
 		return 404;
 	if (!token_ok(w, wsi))
 		return 401;
-	if (w->n >= w->clients_max)
+	if (w->n >= w->clients_max || w->stopping)
 		return 503;
 	return 0;
 }
@@ -264,7 +265,7 @@ static int established(lama_web *w, struct lws *wsi, struct pss *pss)
 {
 	lama_web_client *c;
 
-	if (w->n >= w->clients_max) { /* raced past upgrade_status */
+	if (w->n >= w->clients_max || w->stopping) { /* raced past upgrade_status */
 		lws_close_reason(wsi, (enum lws_close_status)1013 /* try again later */, NULL, 0);
 		return -1;
 	}
@@ -420,10 +421,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return upgrade_status(w, wsi) ? -1 : 0; /* again, in case */
 	case LWS_CALLBACK_ESTABLISHED:
 		return established(w, wsi, pss);
-	case LWS_CALLBACK_RECEIVE:
-		if (!pss || !pss->c)
-			return -1;
-		return receive(w, wsi, pss->c, in, len);
+	case LWS_CALLBACK_RECEIVE: {
+		int rc = -1;
+
+		if (pss && pss->c && !w->stopping)
+			rc = receive(w, wsi, pss->c, in, len);
+		else if (pss && pss->c)
+			rc = 0; /* stopping: input is dropped, output still goes */
+		if (in && len) /* lws's own buffer held the request (a password?) */
+			sodium_memzero(in, len);
+		return rc;
+	}
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (!pss || !pss->c)
 			return -1;
@@ -678,6 +686,12 @@ static void timer_fired(uv_timer_t *t)
 	*(int *)t->data = 1;
 }
 
+void lama_web_stop(lama_web *w)
+{
+	if (w)
+		w->stopping = 1;
+}
+
 void lama_web_close(lama_web *w)
 {
 	uv_timer_t timer;
@@ -685,6 +699,7 @@ void lama_web_close(lama_web *w)
 
 	if (!w)
 		return;
+	w->stopping = 1;
 	/* what is queued still goes, then a close frame (1001) */
 	for (lama_web_client *c = w->clients; c; c = c->next)
 		if (!c->closing && !c->draining) {

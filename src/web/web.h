@@ -109,6 +109,11 @@ void *lama_web_client_data(const lama_web_client *c);
 /* Connected clients (those on_connect saw and on_close has not). */
 unsigned lama_web_client_count(const lama_web *w);
 
+/* Shutdown begins: no new WebSocket is accepted (503) and what clients
+ * send is dropped; what is queued for them still goes. lama_web_close
+ * does this too. NULL is a no-op. */
+void lama_web_stop(lama_web *w);
+
 /* Sends every client a close frame (1001, going away), gives them a
  * moment to go, closes the rest (on_close for each), stops listening and
  * frees w. Runs the loop as needed, so on return no handle of w is left
