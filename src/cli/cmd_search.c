@@ -252,7 +252,7 @@ int cmd_search(int argc, char **argv)
 	if (rc)
 		goto out;
 	{
-		struct lama_search_opts o = { topic ? t.id : NULL, (size_t)limit };
+		struct lama_search_opts o = { .topic = topic ? t.id : NULL, .limit = (size_t)limit };
 
 		if ((rc = lama_search_query(x, query, strlen(query), &o, collect, &f)))
 			goto out;

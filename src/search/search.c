@@ -42,6 +42,16 @@ struct keys {
 	uint8_t seal[LAMA_KEY_BYTES]; /* sealed texts */
 };
 
+enum { S_FIND, S_UNINDEX, S_DELETE, S_INSERT, S_INDEX, S_COUNT };
+
+static const char *const stmt_sql[S_COUNT] = {
+	"SELECT rowid, sealed FROM docs WHERE tag = ?1",
+	"INSERT INTO fts(fts, rowid, body, topic) VALUES('delete', ?1, ?2, ?3)",
+	"DELETE FROM docs WHERE rowid = ?1",
+	"INSERT INTO docs(rowid, tag, topic, sealed) VALUES(?4, ?1, ?2, ?3)",
+	"INSERT INTO fts(rowid, body, topic) VALUES(?1, ?2, ?3)",
+};
+
 struct lama_search {
 	sqlite3 *db;
 	struct keys *k;
@@ -52,6 +62,10 @@ struct lama_search {
 	Fts5Tokenizer *u61i;
 	/* scratch for the tokens of one FTS5 delete */
 	struct lama_buf tmp;
+	/* the statements of adding and removing, prepared once */
+	sqlite3_stmt *st[S_COUNT];
+	/* the row number the next add takes, 0: after the largest */
+	sqlite3_int64 next_rowid;
 };
 
 /* unicode61 with diacritics removed also from letters with several marks */
@@ -64,6 +78,24 @@ static int sql_fail(lama_search *x, int rc, const char *what)
 	if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
 		return lama_error(LAMA_ECORRUPT, "search index damaged (%s): rebuild it", what);
 	return lama_error(LAMA_EIO, "search index: %s: %s", what, sqlite3_errmsg(x->db));
+}
+
+/* The cached statement i, reset and ready for its bindings. */
+static int cached(lama_search *x, int i, sqlite3_stmt **out)
+{
+	int rc;
+
+	if (!x->st[i]) {
+		rc = sqlite3_prepare_v3(x->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &x->st[i], NULL);
+		if (rc != SQLITE_OK) {
+			*out = NULL;
+			return rc;
+		}
+	}
+	sqlite3_reset(x->st[i]);
+	sqlite3_clear_bindings(x->st[i]);
+	*out = x->st[i];
+	return SQLITE_OK;
 }
 
 static int exec(lama_search *x, const char *sql)
@@ -392,6 +424,8 @@ void lama_search_close(lama_search *x)
 		return;
 	if (x->u61i)
 		x->u61.xDelete(x->u61i);
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(x->st[i]);
 	/* the tokenizer module stays registered until the connection closes */
 	sqlite3_close_v2(x->db);
 	lama_secure_free(x->k);
@@ -522,8 +556,7 @@ static int remove_tag(lama_search *x, const uint8_t tag[32])
 	sqlite3_int64 rowid;
 	int rc;
 
-	rc = sqlite3_prepare_v2(x->db, "SELECT rowid, sealed FROM docs WHERE tag = ?1", -1, &st, NULL);
-	if (rc != SQLITE_OK)
+	if ((rc = cached(x, S_FIND, &st)) != SQLITE_OK)
 		return sql_fail(x, rc, "prepare");
 	sqlite3_bind_blob(st, 1, tag, 32, SQLITE_STATIC);
 	rc = sqlite3_step(st);
@@ -541,9 +574,7 @@ static int remove_tag(lama_search *x, const uint8_t tag[32])
 			   &x->tmp, &r)))
 		goto out;
 	tag_of_topic(x, r.topic, r.topic_len, ttag, ttok);
-	rc = sqlite3_prepare_v2(x->db, "INSERT INTO fts(fts, rowid, body, topic) VALUES('delete', ?1, ?2, ?3)",
-				-1, &del, NULL);
-	if (rc == SQLITE_OK) {
+	if ((rc = cached(x, S_UNINDEX, &del)) == SQLITE_OK) {
 		sqlite3_bind_int64(del, 1, rowid);
 		sqlite3_bind_text(del, 2, r.text, (int)r.text_len, SQLITE_STATIC);
 		sqlite3_bind_text(del, 3, ttok, B32_LEN, SQLITE_STATIC);
@@ -553,10 +584,8 @@ static int remove_tag(lama_search *x, const uint8_t tag[32])
 		rc = sql_fail(x, rc, "unindexing");
 		goto out;
 	}
-	sqlite3_finalize(del);
-	del = NULL;
-	rc = sqlite3_prepare_v2(x->db, "DELETE FROM docs WHERE rowid = ?1", -1, &del, NULL);
-	if (rc == SQLITE_OK) {
+	sqlite3_reset(del);
+	if ((rc = cached(x, S_DELETE, &del)) == SQLITE_OK) {
 		sqlite3_bind_int64(del, 1, rowid);
 		rc = sqlite3_step(del);
 	}
@@ -565,8 +594,10 @@ out:
 	lama_buf_truncate(&x->tmp, 0);
 	if (x->tmp.data)
 		lama_wipe(x->tmp.data, x->tmp.cap);
-	sqlite3_finalize(st);
-	sqlite3_finalize(del);
+	if (st)
+		sqlite3_reset(st);
+	if (del)
+		sqlite3_reset(del);
 	return rc;
 }
 
@@ -584,13 +615,14 @@ static int check_doc(const struct lama_search_doc *d)
 	return 0;
 }
 
-/* Adds one document inside the caller's transaction. */
-static int add_one(lama_search *x, const struct lama_search_doc *d, struct lama_buf *sealed)
+/* Adds one document inside the caller's transaction, as row number rowid
+ * (0: after the largest). */
+static int add_one(lama_search *x, const struct lama_search_doc *d, sqlite3_int64 rowid,
+		   struct lama_buf *sealed)
 {
 	sqlite3_stmt *st = NULL;
 	uint8_t tag[32], ttag[32];
 	char ttok[B32_LEN + 1];
-	sqlite3_int64 rowid;
 	int rc;
 
 	if ((rc = check_doc(d)))
@@ -603,28 +635,27 @@ static int add_one(lama_search *x, const struct lama_search_doc *d, struct lama_
 	tag_of_topic(x, d->topic, strlen(d->topic), ttag, ttok);
 	if ((rc = seal_doc(x, d, tag, sealed)))
 		return rc;
-	rc = sqlite3_prepare_v2(x->db, "INSERT INTO docs(tag, topic, sealed) VALUES(?1, ?2, ?3)", -1,
-				&st, NULL);
-	if (rc == SQLITE_OK) {
+	if ((rc = cached(x, S_INSERT, &st)) == SQLITE_OK) {
 		sqlite3_bind_blob(st, 1, tag, 32, SQLITE_STATIC);
 		sqlite3_bind_blob(st, 2, ttag, 32, SQLITE_STATIC);
 		sqlite3_bind_blob(st, 3, sealed->data, (int)sealed->len, SQLITE_STATIC);
+		if (rowid > 0)
+			sqlite3_bind_int64(st, 4, rowid);
 		rc = sqlite3_step(st);
 	}
-	sqlite3_finalize(st);
-	st = NULL;
+	if (st)
+		sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return sql_fail(x, rc, "adding a row");
 	rowid = sqlite3_last_insert_rowid(x->db);
-	rc = sqlite3_prepare_v2(x->db, "INSERT INTO fts(rowid, body, topic) VALUES(?1, ?2, ?3)", -1,
-				&st, NULL);
-	if (rc == SQLITE_OK) {
+	if ((rc = cached(x, S_INDEX, &st)) == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, rowid);
 		sqlite3_bind_text(st, 2, d->text, (int)d->text_len, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, ttok, B32_LEN, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 	}
-	sqlite3_finalize(st);
+	if (st)
+		sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : sql_fail(x, rc, "indexing");
 }
 
@@ -653,7 +684,7 @@ int lama_search_add_batch(lama_search *x, const struct lama_search_doc *d, size_
 	if ((rc = begin(x)))
 		return rc;
 	for (size_t i = 0; i < n && !rc; i++)
-		rc = add_one(x, &d[i], &sealed);
+		rc = add_one(x, &d[i], 0, &sealed);
 	lama_buf_release(&sealed);
 	return end(x, rc);
 }
@@ -1020,6 +1051,8 @@ int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama
 	uint8_t ttag[32];
 	sqlite3_stmt *st = NULL;
 	size_t limit = o && o->limit ? o->limit : 20;
+	size_t window = o && o->rank_window ? o->rank_window : LAMA_SEARCH_RANK_WINDOW;
+	sqlite3_int64 lo = 0;
 	int rc;
 
 	memset(&p, 0, sizeof(p));
@@ -1035,12 +1068,34 @@ int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama
 					  LAMA_SEARCH_TOPIC_MAX);
 		tag_of_topic(x, o->topic, tl, ttag, ttok);
 	}
+	if (window < limit)
+		window = limit;
 	if ((rc = parse(x, q, n, o && o->topic ? ttok : NULL, &p)))
 		goto out;
+	/* Walking the matches newest first is cheap (no ranking): the row of
+	 * the window-th newest, if there is one, bounds the ranking below. */
+	rc = sqlite3_prepare_v2(x->db, "SELECT rowid FROM fts WHERE fts MATCH ?1 ORDER BY rowid DESC"
+				" LIMIT 1 OFFSET ?2", -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		rc = sql_fail(x, rc, "prepare");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, p.match.data, (int)p.match.len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)window - 1);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		lo = sqlite3_column_int64(st, 0);
+	else if (rc == SQLITE_ERROR)
+		goto ran;
+	else if (rc != SQLITE_DONE)
+		goto ran;
+	sqlite3_finalize(st);
+	st = NULL;
 	/* the ranked LIMIT runs inside FTS5; docs is only read for the hits */
 	rc = sqlite3_prepare_v2(x->db,
 				"SELECT s.rowid, s.rank, d.tag, d.sealed FROM"
-				" (SELECT rowid, rank FROM fts WHERE fts MATCH ?1 ORDER BY rank LIMIT ?2) s"
+				" (SELECT rowid, rank FROM fts WHERE fts MATCH ?1 AND rowid >= ?3"
+				" ORDER BY rank LIMIT ?2) s"
 				" JOIN docs d ON d.rowid = s.rowid ORDER BY s.rank",
 				-1, &st, NULL);
 	if (rc != SQLITE_OK) {
@@ -1049,6 +1104,7 @@ int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama
 	}
 	sqlite3_bind_text(st, 1, p.match.data, (int)p.match.len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	sqlite3_bind_int64(st, 3, lo);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct lama_search_hit h;
 		struct rec r;
@@ -1073,6 +1129,7 @@ int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama
 		if ((rc = fn(ctx, &h)))
 			goto out;
 	}
+ran:
 	/* SQLITE_ERROR here is FTS5 refusing the expression built above: a
 	 * bug, never the user's text, but reported as such rather than leaked */
 	if (rc == SQLITE_ERROR)
@@ -1170,6 +1227,8 @@ struct sync_ctx {
 	lama_search_progress progress;
 	void *pctx;
 	struct lama_buf sealed;
+	/* rows base+1.. are the topic's, newest message the highest */
+	sqlite3_int64 base, next;
 };
 
 static int sync_message(void *ctx, const struct lama_message *m)
@@ -1179,6 +1238,7 @@ static int sync_message(void *ctx, const struct lama_message *m)
 	int rc;
 
 	c->last = m->id;
+	c->next--;
 	c->seen++;
 	c->done++;
 	if (!m->deleted && m->text_len > 0) {
@@ -1188,7 +1248,7 @@ static int sync_message(void *ctx, const struct lama_message *m)
 		d.time = m->time;
 		d.text = m->text;
 		d.text_len = m->text_len > LAMA_SEARCH_TEXT_MAX ? LAMA_SEARCH_TEXT_MAX : m->text_len;
-		if ((rc = add_one(c->x, &d, &c->sealed)))
+		if ((rc = add_one(c->x, &d, c->next > c->base ? c->next : 0, &c->sealed)))
 			return rc;
 	}
 	if (c->progress && c->done % 1000 == 0)
@@ -1228,6 +1288,15 @@ static int sync_topic(lama_session *s, lama_search *x, const struct topic_state 
 		goto out;
 	c->topic = t.id;
 	rc = remove_topic(x, ttag);
+	/* a block of row numbers above all others, in the topic's time order:
+	 * the newest rows are the newest messages (see the ranking window) */
+	if (!rc) {
+		uint64_t max;
+
+		rc = count_sql(x, "SELECT coalesce(max(rowid), 0) FROM docs", &max);
+		c->base = (sqlite3_int64)max;
+		c->next = c->base + (sqlite3_int64)ts->entries + 2;
+	}
 	for (int first = 1; !rc && more; first = 0) {
 		lama_hash before = c->last;
 
@@ -1330,7 +1399,8 @@ int lama_search_sync(lama_session *s, lama_search *x, lama_search_progress progr
 	if ((rc = lama_chat_topics(s, list_topic, &l)))
 		goto out;
 	c.total = l.total;
-	for (size_t i = 0; i < l.n && !rc; i++)
+	/* the least recently active first, so the newest get the highest rows */
+	for (size_t i = l.n; i-- > 0 && !rc;)
 		rc = sync_topic(s, x, &l.t[i], &c);
 	if (!rc)
 		rc = drop_gone(x, &l);

@@ -72,9 +72,15 @@ int lama_search_remove(lama_search *x, const lama_hash *id);
 /* Number of messages indexed. */
 int lama_search_count(lama_search *x, uint64_t *n);
 
+/* A query matching more messages than this ranks only the newest this many
+ * of them (the rows indexed last): bm25 costs a lookup per match, and a
+ * word in most messages would otherwise take ~100 ms over 100,000. */
+#define LAMA_SEARCH_RANK_WINDOW 5000
+
 struct lama_search_opts {
 	const char *topic;      /* only this topic's messages; NULL: all */
 	size_t limit;           /* 1..LAMA_SEARCH_LIMIT_MAX; 0: 20 */
+	size_t rank_window;     /* 0: LAMA_SEARCH_RANK_WINDOW; at least limit */
 };
 
 /* One result, borrowed for the callback. */
@@ -100,7 +106,8 @@ struct lama_search_hit {
  * LAMA_EINVAL with a clear message for a query that is not UTF-8, holds
  * NUL, has an unterminated quote, a dangling OR, no word to look for, or
  * too many terms; LAMA_ELIMIT when too long. A sealed text that fails to
- * open is LAMA_ECRYPTO. */
+ * open is LAMA_ECRYPTO. Ranking: bm25 over the matching messages, or over
+ * the newest rank_window of them when more match (docs/search.md). */
 int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama_search_opts *o,
 		      int (*fn)(void *ctx, const struct lama_search_hit *h), void *ctx);
 

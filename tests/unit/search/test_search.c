@@ -111,10 +111,11 @@ static int collect(void *ctx, const struct lama_search_hit *h)
 }
 
 static int real_ids;
+static size_t window;
 
 static int q_rc(const char *q, const char *topic, size_t limit, struct hits *g)
 {
-	struct lama_search_opts o = { topic, limit };
+	struct lama_search_opts o = { .topic = topic, .limit = limit, .rank_window = window };
 
 	memset(g, 0, sizeof(*g));
 	g->real = real_ids;
@@ -246,6 +247,33 @@ static void test_ranking(void **state)
 	g = q("omega");
 	assert_int_equal(g.n, 2);
 	assert_int_equal(g.id[0], 13);
+}
+
+/* Past rank_window matches, only the newest are ranked. */
+static void test_rank_window(void **state)
+{
+	struct hits g;
+
+	(void)state;
+	for (unsigned i = 1; i <= 10; i++)
+		add(i, "t", "kiwi kiwi kiwi");
+	for (unsigned i = 11; i <= 30; i++)
+		add(i, "t", "kiwi and other fruit");
+	g = q("kiwi");
+	assert_int_equal(g.n, 20);
+	for (size_t i = 0; i < 10; i++)
+		assert_true(g.id[i] <= 10);
+	window = 15;
+	assert_int_equal(q_rc("kiwi", NULL, 10, &g), 0);
+	window = 0;
+	assert_int_equal(g.n, 10);
+	for (size_t i = 0; i < g.n; i++)
+		assert_true(g.id[i] > 15);
+	/* a window under the limit is the limit */
+	window = 3;
+	assert_int_equal(q_rc("kiwi", NULL, 5, &g), 0);
+	window = 0;
+	assert_int_equal(g.n, 5);
 }
 
 static void test_replace_remove(void **state)
@@ -380,7 +408,7 @@ static void test_hostile(void **state)
 	assert_int_equal(q_rc("fox\")) OR ((\"dog", NULL, 0, &g), 0);
 	/* NUL, invalid UTF-8, too long */
 	{
-		struct lama_search_opts o = { NULL, 0 };
+		struct lama_search_opts o = { .limit = 0 };
 
 		memset(&g, 0, sizeof(g));
 		assert_int_equal(lama_search_query(x, "fox\0dog", 7, &o, collect, &g), LAMA_EINVAL);
@@ -420,7 +448,7 @@ static void test_hostile(void **state)
 				r[j] = al[rnd(&seed, sizeof(al) - 1)];
 			memset(&g, 0, sizeof(g));
 			{
-				struct lama_search_opts o = { NULL, 0 };
+				struct lama_search_opts o = { .limit = 0 };
 
 				rc = lama_search_query(x, r, n, &o, collect, &g);
 			}
@@ -678,6 +706,12 @@ static void test_sync(void **state)
 	assert_string_equal(g.topic[1], t1.id);
 	assert_int_equal(q_rc("tortoise", t1.id, 0, &g), 0);
 	assert_int_equal(g.n, 1);
+	/* rows follow time within a topic: the newest "the" is the hare's */
+	window = 1;
+	assert_int_equal(q_rc("the", NULL, 1, &g), 0);
+	window = 0;
+	assert_int_equal(g.n, 1);
+	assert_int_equal(g.id[0], ids[1].b[0] | (unsigned)ids[1].b[1] << 8 | (unsigned)ids[1].b[2] << 16);
 	/* an edit and a delete in the archive, then sync: only t1 changed */
 	assert_int_equal(lama_chat_edit(s, &t1, &ids[0], "the turtle wins"), 0);
 	assert_int_equal(lama_chat_edit(s, &t1, &ids[1], NULL), 0);
@@ -707,6 +741,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exclude_or, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_folding, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ranking, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rank_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_topics_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snippet, setup, teardown),
