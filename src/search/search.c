@@ -9,9 +9,9 @@
  *                                    tokenizer: unicode61, then each token
  *                                    replaced by a keyed hash; `topic` holds
  *                                    the topic tag as one token, so a topic
- *                                    filter is part of the MATCH and the
- *                                    bm25-ordered LIMIT stays inside FTS5
+ *                                    filter is part of the MATCH
  *   topics(tag, state)               what lama_search_sync last indexed
+ *   meta(k, v)                       'built' once a sync completed
  * The query string that reaches MATCH is built here from folded tokens
  * (letters and digits only), each phrase in double quotes, so nothing the
  * user types is ever FTS5 syntax. */
@@ -360,8 +360,6 @@ int lama_search_open_at(const char *path, const uint8_t token_key[LAMA_KEY_BYTES
 			  "CREATE TABLE meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
 			  "CREATE VIRTUAL TABLE fts USING fts5(body, topic, content='',"
 			  " tokenize='lamahash');"
-			  /* the topic column is a filter: it never counts for ranking */
-			  "INSERT INTO fts(fts, rank) VALUES('rank', 'bm25(1.0, 0.0)');"
 			  "PRAGMA user_version=1;"
 			  "COMMIT;");
 		if (rc) {
@@ -1052,7 +1050,6 @@ int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama
 	sqlite3_stmt *st = NULL;
 	size_t limit = o && o->limit ? o->limit : 20;
 	size_t window = o && o->rank_window ? o->rank_window : LAMA_SEARCH_RANK_WINDOW;
-	sqlite3_int64 lo = 0;
 	int rc;
 
 	memset(&p, 0, sizeof(p));
@@ -1072,31 +1069,16 @@ int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama
 		window = limit;
 	if ((rc = parse(x, q, n, o && o->topic ? ttok : NULL, &p)))
 		goto out;
-	/* Walking the matches newest first is cheap (no ranking): the row of
-	 * the window-th newest, if there is one, bounds the ranking below. */
-	rc = sqlite3_prepare_v2(x->db, "SELECT rowid FROM fts WHERE fts MATCH ?1 ORDER BY rowid DESC"
-				" LIMIT 1 OFFSET ?2", -1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		rc = sql_fail(x, rc, "prepare");
-		goto out;
-	}
-	sqlite3_bind_text(st, 1, p.match.data, (int)p.match.len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)window - 1);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		lo = sqlite3_column_int64(st, 0);
-	else if (rc == SQLITE_ERROR)
-		goto ran;
-	else if (rc != SQLITE_DONE)
-		goto ran;
-	sqlite3_finalize(st);
-	st = NULL;
-	/* the ranked LIMIT runs inside FTS5; docs is only read for the hits */
+	/* One pass over the matches, newest first, bm25 for the newest `window`
+	 * of them only (each costs a lookup of the row's length), the best
+	 * `limit` kept; then docs is read for those alone. */
 	rc = sqlite3_prepare_v2(x->db,
-				"SELECT s.rowid, s.rank, d.tag, d.sealed FROM"
-				" (SELECT rowid, rank FROM fts WHERE fts MATCH ?1 AND rowid >= ?3"
-				" ORDER BY rank LIMIT ?2) s"
-				" JOIN docs d ON d.rowid = s.rowid ORDER BY s.rank",
+				"SELECT s.rowid, s.score, d.tag, d.sealed FROM"
+				" (SELECT rowid, score FROM"
+				"  (SELECT rowid, bm25(fts, 1.0, 0.0) AS score FROM fts WHERE fts MATCH ?1"
+				"   ORDER BY rowid DESC LIMIT ?3)"
+				"  ORDER BY score LIMIT ?2) s"
+				" JOIN docs d ON d.rowid = s.rowid ORDER BY s.score, s.rowid DESC",
 				-1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		rc = sql_fail(x, rc, "prepare");
@@ -1104,7 +1086,7 @@ int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama
 	}
 	sqlite3_bind_text(st, 1, p.match.data, (int)p.match.len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	sqlite3_bind_int64(st, 3, lo);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)window);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct lama_search_hit h;
 		struct rec r;
@@ -1129,7 +1111,6 @@ int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama
 		if ((rc = fn(ctx, &h)))
 			goto out;
 	}
-ran:
 	/* SQLITE_ERROR here is FTS5 refusing the expression built above: a
 	 * bug, never the user's text, but reported as such rather than leaked */
 	if (rc == SQLITE_ERROR)
