@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,7 +38,7 @@
 
 /* Secure memory: the derived keys. */
 struct keys {
-	uint8_t tok[LAMA_KEY_BYTES];  /* token hashes */
+	uint8_t tok[LAMA_KEY_BYTES];  /* token hashes (SipHash: the first 16 bytes) */
 	uint8_t row[LAMA_KEY_BYTES];  /* row tags of ids and topics */
 	uint8_t seal[LAMA_KEY_BYTES]; /* sealed texts */
 };
@@ -166,10 +167,13 @@ static void htok_delete(Fts5Tokenizer *t)
 static int htok_token(void *p, int flags, const char *tok, int n, int start, int end)
 {
 	struct hctx *c = p;
-	uint8_t d[32];
+	uint8_t d[16];
 	char out[B32_LEN];
 
-	lama_keyed_hash(d, tok, (size_t)n, c->key);
+	/* SipHash-2-4 with a 128-bit output, the PRF the
+	 * store uses for its row names (docs/storage.md): a token is a few
+	 * bytes, and keyed BLAKE2b cost a fifth of all indexing time */
+	crypto_shorthash_siphashx24(d, (const unsigned char *)tok, (unsigned long long)n, c->key);
 	b32(out, d);
 	return c->tok(c->ctx, flags, out, B32_LEN, start, end);
 }
