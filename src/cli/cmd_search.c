@@ -57,26 +57,21 @@ static const char *title_of(struct found *f, const char *topic)
 	return n ? n : "?";
 }
 
-/* One hit as JSON: the shape of query:search's results (docs/search.md). */
+/* One hit as JSON, with the names: the shape of query:search's results
+ * (docs/search.md). */
 static int collect(void *ctx, const struct lama_search_hit *h)
 {
 	struct found *f = ctx;
-	char id[LAMA_HASH_HEX + 1], sender[LAMA_HASH_HEX + 1];
-	json_t *hl = json_array(), *o;
+	json_t *o = lama_search_hit_json(h);
 
-	lama_hash_hex(&h->id, id);
-	lama_hash_hex(&h->sender, sender);
-	for (size_t i = 0; hl && i < h->nhl; i++)
-		json_array_append_new(hl, json_pack("[I, I]", (json_int_t)h->hl[i].off,
-						    (json_int_t)h->hl[i].len));
-	/* a snippet is cut on character boundaries of valid text; a text
-	 * that was not UTF-8 shows as empty rather than failing the search */
-	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:o, s:o}", "id", id, "topic", h->topic,
-		      "topic_title", title_of(f, h->topic), "sender", sender, "sender_name",
-		      name_of(f, &h->sender), "time", h->time, "rank", h->rank, "snippet",
-		      json_stringn(h->snippet, h->snippet_len) ?: json_string(""), "highlights",
-		      hl ? hl : json_null());
-	if (!o || json_array_append_new(f->results, o))
+	if (!o)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	if (json_object_set_new(o, "topic_title", json_string(title_of(f, h->topic))) ||
+	    json_object_set_new(o, "sender_name", json_string(name_of(f, &h->sender)))) {
+		json_decref(o);
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	if (json_array_append_new(f->results, o))
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	return 0;
 }

@@ -531,7 +531,8 @@ static int open_rec(lama_search *x, const void *sealed, size_t n, const uint8_t 
 	b->len = n - LAMA_AEAD_OVERHEAD;
 	b->data[b->len] = 0;
 	p = (const uint8_t *)b->data;
-	if (p[0] != SEAL_VERSION || (size_t)REC_HEAD + p[73] > b->len || p[73] == 0)
+	if (p[0] != SEAL_VERSION || (size_t)REC_HEAD + p[73] > b->len || p[73] == 0 ||
+	    p[73] > LAMA_SEARCH_TOPIC_MAX)
 		return lama_error(LAMA_ECORRUPT, "search index: a sealed text is malformed: rebuild it");
 	memcpy(r->id.b, p + 1, 32);
 	memcpy(r->sender.b, p + 33, 32);
@@ -1127,6 +1128,31 @@ out:
 	lama_buf_release_wipe(&plain);
 	lama_buf_release_wipe(&snip);
 	return rc;
+}
+
+json_t *lama_search_hit_json(const struct lama_search_hit *h)
+{
+	char id[LAMA_HASH_HEX + 1], sender[LAMA_HASH_HEX + 1];
+	json_t *snip = json_stringn(h->snippet, h->snippet_len), *hl = json_array(), *o;
+
+	lama_hash_hex(&h->id, id);
+	lama_hash_hex(&h->sender, sender);
+	for (size_t i = 0; snip && hl && i < h->nhl; i++)
+		if (json_array_append_new(hl, json_pack("[I, I]", (json_int_t)h->hl[i].off,
+						       (json_int_t)h->hl[i].len))) {
+			json_decref(hl);
+			hl = NULL;
+		}
+	if (!snip)
+		snip = json_string("");
+	o = json_pack("{s:s, s:s?, s:s, s:f, s:f, s:o?, s:o?}", "id", id, "topic", h->topic, "sender",
+		      sender, "time", h->time, "rank", h->rank, "snippet", snip, "highlights", hl);
+	if (!o || !json_object_get(o, "topic") || !json_object_get(o, "snippet") ||
+	    !json_object_get(o, "highlights")) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 /* ---- keeping up with the archive ---- */

@@ -20,6 +20,7 @@
 #ifndef LAMA_SEARCH_H
 #define LAMA_SEARCH_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -110,6 +111,13 @@ struct lama_search_hit {
  * the newest rank_window of them when more match (docs/search.md). */
 int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama_search_opts *o,
 		      int (*fn)(void *ctx, const struct lama_search_hit *h), void *ctx);
+
+/* A hit as JSON, the shape of query:search's results without the names a
+ * session adds (topic_title, sender_name): {id, topic, sender, time, rank,
+ * snippet, highlights: [[offset, length], ...]} (offsets in bytes of the
+ * UTF-8 snippet). New reference; NULL when out of memory. A snippet that is
+ * not UTF-8 (a text indexed with bad bytes) becomes "" with no highlights. */
+json_t *lama_search_hit_json(const struct lama_search_hit *h);
 
 /* Long work reports here: done of total (total 0 when unknown); a non-zero
  * return stops the work, which returns that value. */

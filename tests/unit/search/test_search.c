@@ -489,6 +489,52 @@ static void test_hostile_texts(void **state)
 	free(big);
 }
 
+static int to_json(void *ctx, const struct lama_search_hit *h)
+{
+	json_t **out = ctx;
+
+	*out = lama_search_hit_json(h);
+	assert_non_null(*out);
+	return 1; /* the first only: and a non-zero return stops and comes back */
+}
+
+/* The JSON of a hit: its members, offsets into the snippet, and a text
+ * that was not UTF-8. */
+static void test_hit_json(void **state)
+{
+	struct lama_search_opts o = { .limit = 5 };
+	json_t *j = NULL;
+	const char *snip;
+	char hex[65];
+	lama_hash h = hid(4);
+
+	(void)state;
+	corpus();
+	assert_int_equal(lama_search_query(x, "bien", 4, &o, to_json, &j), 1);
+	lama_hash_hex(&h, hex);
+	assert_string_equal(json_string_value(json_object_get(j, "id")), hex);
+	assert_string_equal(json_string_value(json_object_get(j, "topic")), "t2");
+	assert_true(json_number_value(json_object_get(j, "time")) == 1.7e12 + 4);
+	assert_true(json_number_value(json_object_get(j, "rank")) < 0);
+	snip = json_string_value(json_object_get(j, "snippet"));
+	assert_non_null(snip);
+	assert_int_equal(json_array_size(json_object_get(j, "highlights")), 1);
+	{
+		json_t *r = json_array_get(json_object_get(j, "highlights"), 0);
+		json_int_t off = json_integer_value(json_array_get(r, 0));
+
+		assert_memory_equal(snip + off, "bien", 4);
+		assert_int_equal(json_integer_value(json_array_get(r, 1)), 4);
+	}
+	json_decref(j);
+	j = NULL;
+	add(8, "t", "broken \xff text");
+	assert_int_equal(lama_search_query(x, "broken", 6, &o, to_json, &j), 1);
+	assert_string_equal(json_string_value(json_object_get(j, "snippet")), "");
+	assert_int_equal(json_array_size(json_object_get(j, "highlights")), 0);
+	json_decref(j);
+}
+
 static int rawsql(const char *sql)
 {
 	sqlite3 *db;
@@ -747,6 +793,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snippet, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_texts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hit_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_tamper, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_at_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
