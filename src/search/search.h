@@ -68,6 +68,12 @@ struct lama_search_doc {
 int lama_search_add(lama_search *x, const struct lama_search_doc *d);
 /* Indexes n messages in one transaction: all or none. */
 int lama_search_add_batch(lama_search *x, const struct lama_search_doc *d, size_t n);
+/* Indexes a MESSAGE as lama_message_json and the IPC protocol write it
+ * ({id, time, sender, text, deleted, ...}; docs/ipc.md) of topic `topic`:
+ * replaced after an edit, removed when deleted or empty. What the main
+ * process hands the index for a message sent, edited, deleted or received.
+ * LAMA_EINVAL naming the member that is missing or malformed. */
+int lama_search_add_message(lama_search *x, const char *topic, const json_t *m);
 /* Forgets a message (deleted). 0 also when it was not indexed. */
 int lama_search_remove(lama_search *x, const lama_hash *id);
 /* Number of messages indexed. */

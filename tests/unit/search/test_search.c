@@ -712,6 +712,19 @@ static int progress(void *ctx, uint64_t done, uint64_t total)
 	return 0;
 }
 
+static const char *view_topic;
+
+static int index_view(void *ctx, const struct lama_message *m)
+{
+	json_t *j = lama_message_json(m, "someone");
+	int rc;
+
+	assert_non_null(j);
+	rc = lama_search_add_message(x, view_topic, j);
+	json_decref(j);
+	return rc;
+}
+
 static void test_sync(void **state)
 {
 	struct lama_kdf_params p = lama_kdf_min();
@@ -752,6 +765,48 @@ static void test_sync(void **state)
 	assert_string_equal(g.topic[1], t1.id);
 	assert_int_equal(q_rc("tortoise", t1.id, 0, &g), 0);
 	assert_int_equal(g.n, 1);
+	/* a message as the IPC protocol shows it: new, edited, deleted */
+	{
+		lama_hash nid;
+		struct lama_outgoing one = { .text = "a gecko appears" };
+		char hex[65], shex[65];
+		json_t *j;
+
+		assert_int_equal(lama_chat_send(s, &t2, &one, 1, &nid), 0);
+		lama_hash_hex(&nid, hex);
+		lama_hash_hex(lama_session_person(s), shex);
+		j = json_pack("{s:s, s:f, s:s, s:s, s:b}", "id", hex, "time", 1.7e12, "sender", shex,
+			      "text", "a gecko appears", "deleted", 0);
+		assert_int_equal(lama_search_add_message(x, t2.id, j), 0);
+		assert_int_equal(q("gecko").n, 1);
+		json_object_set_new(j, "text", json_string("a newt appears"));
+		assert_int_equal(lama_search_add_message(x, t2.id, j), 0);
+		assert_int_equal(q("gecko").n, 0);
+		assert_int_equal(q("newt").n, 1);
+		json_object_set_new(j, "deleted", json_true());
+		assert_int_equal(lama_search_add_message(x, t2.id, j), 0);
+		assert_int_equal(q("newt").n, 0);
+		json_object_set_new(j, "deleted", json_false());
+		json_object_set_new(j, "sender", json_string("nothex"));
+		assert_int_equal(lama_search_add_message(x, t2.id, j), LAMA_EINVAL);
+		json_object_del(j, "time");
+		json_object_set_new(j, "sender", json_string(shex));
+		assert_int_equal(lama_search_add_message(x, t2.id, j), LAMA_EINVAL);
+		json_object_set_new(j, "time", json_integer(5));
+		json_object_set_new(j, "text", json_integer(5));
+		assert_int_equal(lama_search_add_message(x, t2.id, j), LAMA_EINVAL);
+		json_object_set_new(j, "id", json_string("abc"));
+		assert_int_equal(lama_search_add_message(x, t2.id, j), LAMA_EINVAL);
+		json_decref(j);
+		/* the chat's own JSON view of a message is what it takes */
+		assert_int_equal(lama_chat_edit(s, &t2, &nid, "an axolotl appears"), 0);
+		view_topic = t2.id;
+		assert_int_equal(lama_chat_messages(s, &t2, NULL, 1, index_view, NULL, NULL), 0);
+		assert_int_equal(q("axolotl").n, 1);
+		assert_int_equal(lama_chat_edit(s, &t2, &nid, NULL), 0);
+		assert_int_equal(lama_chat_messages(s, &t2, NULL, 1, index_view, NULL, NULL), 0);
+		assert_int_equal(q("axolotl").n, 0);
+	}
 	/* rows follow time within a topic: the newest "the" is the hare's */
 	window = 1;
 	assert_int_equal(q_rc("the", NULL, 1, &g), 0);
