@@ -125,4 +125,19 @@ PY
 for f in "$LAMA_HOME"/users/*/search.db*; do
 	[ "$(stat -c %a "$f")" = 600 ] || fail "$f is not 0600"
 done
+
+# with lama serve running: through query:search once the server has it,
+# else (a server from before it) the same search here, alongside the server
+unset LAMA_NO_SERVER
+"$LAMA_BIN" serve >"$T/serve.out" 2>"$T/serve.err" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -rf "$T"' EXIT
+for _ in $(seq 1 200); do [ -S "$LAMA_HOME/lama.sock" ] && break; sleep 0.05; done
+[ -S "$LAMA_HOME/lama.sock" ] || fail "lama serve did not start: $(cat "$T/serve.err")"
+m6=$(lama send "$tc" "while serving: a wombat")
+[ "$(lama search wombat --json | json 'd["results"][0]["id"]')" = "$m6" ] ||
+	fail "with lama serve running, a message sent a moment ago is not found"
+expect_fail lama search '"open'
+kill "$pid"
+wait "$pid" 2>/dev/null || true
 echo ok
