@@ -304,6 +304,45 @@ static int user_version(lama_search *x, int *v)
 	return rc == SQLITE_OK ? 0 : sql_fail(x, rc, "reading the version");
 }
 
+/* Another SQLite may split words otherwise (newer Unicode tables), and a
+ * contentless row is removed only with the tokens it was indexed with:
+ * under another version the index is marked unbuilt, for a rebuild. */
+static int check_sqlite(lama_search *x)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, same = 0;
+
+	rc = sqlite3_prepare_v2(x->db, "SELECT v = ?1 FROM meta WHERE k = 'sqlite'", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, sqlite3_libversion(), -1, SQLITE_STATIC);
+		if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			same = sqlite3_column_int(st, 0);
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK)
+		return sql_fail(x, rc, "reading the version");
+	if (same)
+		return 0;
+	st = NULL;
+	rc = sqlite3_exec(x->db, "BEGIN IMMEDIATE; DELETE FROM meta WHERE k = 'built'", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(x->db, "INSERT OR REPLACE INTO meta(k, v) VALUES('sqlite', ?1)", -1,
+					&st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, sqlite3_libversion(), -1, SQLITE_STATIC);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(x->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_exec(x->db, "ROLLBACK", NULL, NULL, NULL);
+		return sql_fail(x, rc, "recording the version");
+	}
+	return 0;
+}
+
 int lama_search_open_at(const char *path, const uint8_t token_key[LAMA_KEY_BYTES],
 			const uint8_t seal_key[LAMA_KEY_BYTES], lama_search **out)
 {
@@ -380,6 +419,8 @@ int lama_search_open_at(const char *path, const uint8_t token_key[LAMA_KEY_BYTES
 		rc = lama_error(LAMA_ECORRUPT, "%s is not a search index of this version", path);
 		goto fail;
 	}
+	if ((rc = check_sqlite(x)))
+		goto fail;
 	*out = x;
 	return 0;
 fail:

@@ -342,6 +342,24 @@ static void test_topics_limits(void **state)
 	assert_int_equal(q_rc("many", "t4", 60, &g), 0);
 	assert_int_equal(g.n, 50);
 	assert_int_equal(q_rc("many", NULL, LAMA_SEARCH_LIMIT_MAX + 1, &g), LAMA_EINVAL);
+	/* topic ids over their limit, as a filter and in a document */
+	{
+		char big[LAMA_SEARCH_TOPIC_MAX + 2];
+		struct lama_search_doc d = { .id = hid(500), .sender = hid(1500), .time = 1.7e12 + 500,
+					       .text = "x", .text_len = 1 };
+
+		memset(big, 't', sizeof(big) - 1);
+		big[sizeof(big) - 1] = 0;
+		assert_int_equal(q_rc("many", big, 0, &g), LAMA_EINVAL);
+		assert_int_equal(q_rc("many", "", 0, &g), LAMA_EINVAL);
+		d.topic = big;
+		assert_int_equal(lama_search_add(x, &d), LAMA_EINVAL);
+		big[LAMA_SEARCH_TOPIC_MAX] = 0; /* the longest allowed */
+		assert_int_equal(lama_search_add(x, &d), 0);
+		assert_int_equal(q_rc("x", big, 0, &g), 0);
+		assert_int_equal(g.n, 1);
+		assert_string_equal(g.topic[0], big);
+	}
 }
 
 static void test_snippet(void **state)
@@ -612,6 +630,13 @@ static void test_keys_tamper(void **state)
 	assert_int_equal(q_rc("honey", NULL, 0, &g), LAMA_ECRYPTO);
 	/* other rows still answer */
 	assert_int_equal(q("coffee").n, 1);
+	/* an index made by another SQLite is marked for a rebuild */
+	lama_search_close(x);
+	x = NULL;
+	assert_int_equal(rawsql("INSERT OR REPLACE INTO meta(k, v) VALUES('built', 1);"
+				"UPDATE meta SET v = '3.0.0' WHERE k = 'sqlite'"), SQLITE_OK);
+	assert_int_equal(lama_search_open_at(path, tkey, skey, &x), 0);
+	assert_int_equal(lama_search_is_built(x), 0);
 	/* not an index at all */
 	lama_search_close(x);
 	x = NULL;
