@@ -457,6 +457,12 @@ void lama_session_logout(lama_session *s)
 	lama_free(s);
 }
 
+int lama_session_subkey(lama_session *s, uint64_t id, const char ctx[8],
+			uint8_t out[LAMA_KEY_BYTES])
+{
+	return lama_keychain_subkey(s->kc, id, ctx, out);
+}
+
 lama_archive *lama_session_archive(lama_session *s) { return s->ar; }
 lama_store *lama_session_store(lama_session *s) { return s->st; }
 const lama_recipes *lama_session_recipes(lama_session *s) { return s->recipes; }

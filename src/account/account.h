@@ -63,6 +63,12 @@ const char *lama_session_dir(lama_session *s);
  * must hold, so that code can tell them from copies a peer made. */
 int lama_session_public_keys(lama_session *s, int instance, uint8_t sign_pk[LAMA_SIGN_PK_BYTES],
 			     uint8_t box_pk[LAMA_BOX_PK_BYTES]);
+/* Derives subkey `id` of an 8-character context from the user's master
+ * key (lama_keychain_subkey) into out, which the caller wipes; e.g. the
+ * keys of the search index ("lamasrch"). LAMA_EINVAL for the keychain's
+ * reserved context. */
+int lama_session_subkey(lama_session *s, uint64_t id, const char ctx[8],
+			uint8_t out[LAMA_KEY_BYTES]);
 /* Signs with the person's (or, if instance, this instance's) key. */
 int lama_session_sign(lama_session *s, int instance, const void *msg, size_t n,
 		      uint8_t sig[LAMA_SIG_BYTES]);

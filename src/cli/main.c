@@ -41,6 +41,7 @@ static const struct command {
 	{ "messages", cmd_messages, "read a conversation, newest page first" },
 	{ "edit", cmd_edit, "change the text of a message you sent" },
 	{ "delete", cmd_delete, "delete a message you sent" },
+	{ "search", cmd_search, "find messages by their words, best matches first" },
 	{ "watch", cmd_watch, "print updates from the running lama serve as they happen" },
 };
 
