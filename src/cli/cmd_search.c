@@ -16,66 +16,6 @@
 
 #define USAGE "usage: lama search QUERY [--topic TOPIC] [--limit N] [--rebuild] [--json]"
 
-struct found {
-	lama_session *s;
-	json_t *results;
-	json_t *names;   /* person hex -> display name */
-	json_t *titles;  /* topic id -> title */
-};
-
-static const char *name_of(struct found *f, const lama_hash *person)
-{
-	char hex[LAMA_HASH_HEX + 1];
-	struct lama_person who;
-	const char *n;
-
-	lama_hash_hex(person, hex);
-	if ((n = json_string_value(json_object_get(f->names, hex))))
-		return n;
-	if (lama_leute_get(f->s, person, &who))
-		snprintf(who.name, sizeof(who.name), "%.12s", hex);
-	json_object_set_new(f->names, hex, json_string(who.name));
-	n = json_string_value(json_object_get(f->names, hex));
-	return n ? n : "?";
-}
-
-static const char *title_of(struct found *f, const char *topic)
-{
-	struct lama_topic t;
-	const char *n;
-
-	if ((n = json_string_value(json_object_get(f->titles, topic))))
-		return n;
-	memset(&t, 0, sizeof(t));
-	if (lama_chat_find(f->s, topic, &t) == 0) {
-		json_object_set_new(f->titles, topic, json_string(t.title));
-		lama_topic_release(&t);
-	} else {
-		json_object_set_new(f->titles, topic, json_string("?"));
-	}
-	n = json_string_value(json_object_get(f->titles, topic));
-	return n ? n : "?";
-}
-
-/* One hit as JSON, with the names: the shape of query:search's results
- * (docs/search.md). */
-static int collect(void *ctx, const struct lama_search_hit *h)
-{
-	struct found *f = ctx;
-	json_t *o = lama_search_hit_json(h);
-
-	if (!o)
-		return lama_error(LAMA_ENOMEM, "out of memory");
-	if (json_object_set_new(o, "topic_title", json_string(title_of(f, h->topic))) ||
-	    json_object_set_new(o, "sender_name", json_string(name_of(f, &h->sender)))) {
-		json_decref(o);
-		return lama_error(LAMA_ENOMEM, "out of memory");
-	}
-	if (json_array_append_new(f->results, o))
-		return lama_error(LAMA_ENOMEM, "out of memory");
-	return 0;
-}
-
 struct meter {
 	int shown;
 };
@@ -161,7 +101,6 @@ static int search_remote(cli_conn *k, const char *query, const char *topic, long
 int cmd_search(int argc, char **argv)
 {
 	const char *query = NULL, *topic = NULL;
-	struct found f = { 0 };
 	struct lama_topic t;
 	struct meter m = { 0 };
 	lama_search *x = NULL;
@@ -230,14 +169,6 @@ int cmd_search(int argc, char **argv)
 	}
 	if ((rc = cli_login_models(&s)))
 		goto out;
-	f.s = s;
-	f.results = json_array();
-	f.names = json_object();
-	f.titles = json_object();
-	if (!f.results || !f.names || !f.titles) {
-		rc = lama_error(LAMA_ENOMEM, "out of memory");
-		goto out;
-	}
 	if (topic && (rc = lama_chat_find(s, topic, &t)))
 		goto out;
 	if ((rc = lama_search_open(s, &x)))
@@ -254,21 +185,13 @@ int cmd_search(int argc, char **argv)
 	{
 		struct lama_search_opts o = { .topic = topic ? t.id : NULL, .limit = (size_t)limit };
 
-		if ((rc = lama_search_query(x, query, strlen(query), &o, collect, &f)))
+		if ((rc = lama_search_query_json(s, x, query, strlen(query), &o, &res)))
 			goto out;
-	}
-	res = json_pack("{s:s, s:O}", "query", query, "results", f.results);
-	if (!res) {
-		rc = lama_error(LAMA_EINVAL, "the query is not valid UTF-8 text");
-		goto out;
 	}
 	rc = print(res, json);
 	res = NULL;
 out:
 	json_decref(res);
-	json_decref(f.results);
-	json_decref(f.names);
-	json_decref(f.titles);
 	lama_topic_release(&t);
 	lama_search_close(x);
 	lama_session_logout(s);

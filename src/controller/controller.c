@@ -13,6 +13,7 @@
 #include "chat/chat.h"
 #include "leute/leute.h"
 #include "models/models.h"
+#include "search/search.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/mem.h"
@@ -41,6 +42,7 @@ struct lama_controller {
 	int (*send)(void *client, const char *text, size_t n);
 	struct job *job; /* the backup or restore running off the loop, or NULL */
 	int stopping;    /* lama_controller_stop: no new job */
+	lama_search *search; /* the session's index, opened at the first search */
 };
 
 static int oom(void)
@@ -405,6 +407,9 @@ static json_t *message_update(lama_controller *c, const struct lama_topic *t, co
 	json_t *view = message_view(c, t, id);
 	char hex[LAMA_HASH_HEX + 1];
 
+	/* the index is a cache: a failure here is mended by the next sync */
+	if (view && c->search && lama_search_add_message(c->search, t->id, view) != 0)
+		lama_error_clear();
 	if (view)
 		return json_pack("{s:s, s:o}", "topic", t->id, "message", view);
 	lama_hash_hex(id, hex);
@@ -581,6 +586,58 @@ static int get_contact(void *ctx, const struct lama_ipc_call *call, json_t **res
 	return *result ? 0 : oom();
 }
 
+/* ---- search (src/search; the index worker's work, here until issue 5
+ * moves it there) ---- */
+
+#define SEARCH_DEFAULT 20
+
+static int search(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	const json_t *q = json_object_get(call->payload, "query");
+	const json_t *lim = json_object_get(call->payload, "limit");
+	const char *topic = str(call->payload, "topic");
+	json_int_t limit = lim ? json_integer_value(lim) : SEARCH_DEFAULT;
+	struct lama_topic t = { 0 };
+	int rc;
+
+	if (limit < 1 || limit > LAMA_SEARCH_LIMIT_MAX)
+		return lama_error(LAMA_EINVAL, "limit must be 1 to %d", (int)LAMA_SEARCH_LIMIT_MAX);
+	if (topic && (rc = lama_chat_find(c->s, topic, &t)))
+		return rc;
+	/* first use in this session: open, and bring the index up to the
+	 * archive (everything when it was never built); after that what is
+	 * sent or edited here is indexed as it happens */
+	if (!c->search) {
+		if ((rc = lama_search_open(c->s, &c->search)) == 0)
+			rc = lama_search_is_built(c->search) ? lama_search_sync(c->s, c->search, NULL, NULL)
+							     : lama_search_rebuild(c->s, c->search, NULL, NULL);
+		if (rc) {
+			lama_search_close(c->search);
+			c->search = NULL;
+			goto out;
+		}
+	}
+	{
+		struct lama_search_opts o = { .topic = topic ? t.id : NULL, .limit = (size_t)limit };
+
+		rc = lama_search_query_json(c->s, c->search, json_string_value(q), json_string_length(q), &o,
+					    result);
+	}
+out:
+	lama_topic_release(&t);
+	return rc;
+}
+
+/* The session ends: what belongs to it goes (the index's keys wiped). */
+static void session_end(lama_controller *c)
+{
+	lama_search_close(c->search);
+	c->search = NULL;
+	lama_session_logout(c->s);
+	c->s = NULL;
+}
+
 /* ---- the session ---- */
 
 static int need_locked(lama_controller *c)
@@ -674,8 +731,7 @@ static int logout(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	lama_controller *c = ctx;
 
 	(void)call;
-	lama_session_logout(c->s); /* wipes the keys */
-	c->s = NULL;
+	session_end(c); /* wipes the keys */
 	*result = json_pack("{s:b}", "locked", 1);
 	push(c, "update:stateChanged", json_pack("{s:s, s:b}", "what", "session", "locked", 1));
 	/* the log held the user's updates: a client without the password
@@ -708,8 +764,7 @@ static int reset(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	 * again, so a failed reset changes nothing */
 	lama_session_logout(check);
 	check = NULL;
-	lama_session_logout(c->s);
-	c->s = NULL;
+	session_end(c);
 	rc = lama_account_erase(c->home, name, pw, len);
 	if (rc) {
 		int saved = rc;
@@ -1002,6 +1057,7 @@ static const struct channel {
 	{ "query:getConversation", "topic:s", get_conversation, 0 },
 	{ "query:getContact", "query:s", get_contact, 0 },
 	{ "query:getMessages", "topic:s,limit:i?,before:s?", get_messages, 0 },
+	{ "query:search", "query:s,topic:s?,limit:i?", search, 0 },
 	{ "action:register", "name:s,password:s", do_register, 1 },
 	{ "action:login", "name:s?,password:s", login, 1 },
 	{ "action:logout", "", logout, 0 },
@@ -1075,7 +1131,7 @@ void lama_controller_free(lama_controller *c)
 	if (!c)
 		return;
 	lama_controller_drain(c);
-	lama_session_logout(c->s);
+	session_end(c);
 	lama_free(c->slots);
 	lama_free(c);
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "chat/chat.h"
+#include "leute/leute.h"
 #include "crypto/crypto.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -1503,4 +1504,86 @@ int lama_search_rebuild(lama_session *s, lama_search *x, lama_search_progress pr
 		return rc;
 	}
 	return lama_search_sync(s, x, progress, pctx);
+}
+
+/* ---- results with names, for lama search and query:search ---- */
+
+struct found {
+	lama_session *s;
+	json_t *results;
+	json_t *names;   /* person hex -> display name */
+	json_t *titles;  /* topic id -> title */
+};
+
+static const char *name_of(struct found *f, const lama_hash *person)
+{
+	char hex[LAMA_HASH_HEX + 1];
+	struct lama_person who;
+	const char *n;
+
+	lama_hash_hex(person, hex);
+	if ((n = json_string_value(json_object_get(f->names, hex))))
+		return n;
+	if (lama_leute_get(f->s, person, &who))
+		snprintf(who.name, sizeof(who.name), "%.12s", hex);
+	json_object_set_new(f->names, hex, json_string(who.name));
+	n = json_string_value(json_object_get(f->names, hex));
+	return n ? n : "?";
+}
+
+static const char *title_of(struct found *f, const char *topic)
+{
+	struct lama_topic t;
+	const char *n;
+
+	if ((n = json_string_value(json_object_get(f->titles, topic))))
+		return n;
+	memset(&t, 0, sizeof(t));
+	if (lama_chat_find(f->s, topic, &t) == 0) {
+		json_object_set_new(f->titles, topic, json_string(t.title));
+		lama_topic_release(&t);
+	} else {
+		json_object_set_new(f->titles, topic, json_string("?"));
+	}
+	n = json_string_value(json_object_get(f->titles, topic));
+	return n ? n : "?";
+}
+
+/* One hit as JSON, with the names: the shape of query:search's results
+ * (docs/search.md). */
+static int collect(void *ctx, const struct lama_search_hit *h)
+{
+	struct found *f = ctx;
+	json_t *o = lama_search_hit_json(h);
+
+	if (!o)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	if (json_object_set_new(o, "topic_title", json_string(title_of(f, h->topic))) ||
+	    json_object_set_new(o, "sender_name", json_string(name_of(f, &h->sender)))) {
+		json_decref(o);
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	if (json_array_append_new(f->results, o))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	return 0;
+}
+
+int lama_search_query_json(lama_session *s, lama_search *x, const char *q, size_t n,
+			   const struct lama_search_opts *o, json_t **out)
+{
+	struct found f = { .s = s, .results = json_array(), .names = json_object(),
+			   .titles = json_object() };
+	int rc = 0;
+
+	*out = NULL;
+	if (!f.results || !f.names || !f.titles)
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+	if (!rc)
+		rc = lama_search_query(x, q, n, o, collect, &f);
+	if (!rc && !(*out = json_pack("{s:s%, s:O}", "query", q, n, "results", f.results)))
+		rc = lama_error(LAMA_EINVAL, "the query is not valid UTF-8 text");
+	json_decref(f.results);
+	json_decref(f.names);
+	json_decref(f.titles);
+	return rc;
 }

@@ -125,6 +125,13 @@ int lama_search_query(lama_search *x, const char *q, size_t n, const struct lama
  * not UTF-8 (a text indexed with bad bytes) becomes "" with no highlights. */
 json_t *lama_search_hit_json(const struct lama_search_hit *h);
 
+/* Runs a query (as lama_search_query) and makes the answer of
+ * query:search and `lama search --json`: {query, results: [hit JSON with
+ * topic_title and sender_name]}, the names looked up in the session.
+ * *out a new reference. */
+int lama_search_query_json(lama_session *s, lama_search *x, const char *q, size_t n,
+			   const struct lama_search_opts *o, json_t **out);
+
 /* Long work reports here: done of total (total 0 when unknown); a non-zero
  * return stops the work, which returns that value. */
 typedef int (*lama_search_progress)(void *ctx, uint64_t done, uint64_t total);

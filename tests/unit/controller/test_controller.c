@@ -196,6 +196,27 @@ static void test_journey(void **state)
 		assert_string_equal(err_code(r), "not_found");
 		json_decref(r);
 	}
+	/* search: what was sent is found at once, through the index */
+	json_decref(call("{\"id\":150,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"%s\",\"text\":\"the zebra crossing\"}}", topic));
+	r = call("{\"id\":151,\"channel\":\"query:search\",\"payload\":{\"query\":\"zebra\"}}");
+	{
+		const json_t *hits = json_object_get(json_object_get(r, "result"), "results");
+
+		assert_int_equal(json_array_size(hits), 1);
+		assert_string_equal(json_string_value(json_object_get(json_array_get(hits, 0), "sender_name")), "alice");
+	}
+	json_decref(r);
+	json_decref(call("{\"id\":152,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"%s\",\"text\":\"a second zebra\"}}", topic));
+	r = call("{\"id\":153,\"channel\":\"query:search\",\"payload\":{\"query\":\"zebra\",\"limit\":10}}");
+	assert_int_equal(json_array_size(json_object_get(json_object_get(r, "result"), "results")), 2);
+	json_decref(r);
+	r = call("{\"id\":154,\"channel\":\"query:search\",\"payload\":{\"query\":\"\\\"unclosed\"}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	r = call("{\"id\":155,\"channel\":\"query:search\",\"payload\":{\"query\":\"zebra\",\"limit\":0}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+
 	/* read: unread drops to 0 */
 	r = call("{\"id\":15,\"channel\":\"action:markRead\",\"payload\":{\"topic\":\"%s\"}}", topic);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"), "unread")), 0);
