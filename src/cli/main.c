@@ -42,6 +42,7 @@ static const struct command {
 	{ "edit", cmd_edit, "change the text of a message you sent" },
 	{ "delete", cmd_delete, "delete a message you sent" },
 	{ "watch", cmd_watch, "print updates from the running lama serve as they happen" },
+	{ "worker", cmd_worker, "(internal) a worker process; lama serve starts them" },
 };
 
 static void usage(FILE *f)
