@@ -721,7 +721,17 @@ static void test_owner_killed(void **state)
 			while (!(pids[i] = worker_pid(m, i)))
 				uv_run(&loop, UV_RUN_ONCE);
 		}
-		(void)pid_of(&loop, m); /* they run */
+		{
+			/* both run (past their checks of the parent) */
+			struct res r[2];
+			uint8_t ms[4];
+
+			put32(ms, 50);
+			for (int i = 0; i < 2; i++)
+				assert_int_equal(submit(m, "test", "sleep", ms, 4, 0, 0, &r[i], NULL), 0);
+			run_until(&loop, &r[0].called, 30000);
+			run_until(&loop, &r[1].called, 30000);
+		}
 		if (write(fds[1], pids, sizeof(pids)) != (ssize_t)sizeof(pids))
 			_exit(3);
 		for (;;)
