@@ -432,13 +432,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		return;
 	if (nread < 0) {
 		/* EOF or an error: on_exit follows (SIGKILL in case it lingers) */
-		if (w->rx.len)
+		if (w->dying)
+			return;
+		if (w->rx.len) {
 			worker_end(w, "a frame cut short");
-		else
+		} else {
 			worker_end(w, "its socket closed");
-		/* a plain exit is reported as such, not as our kill */
-		if (!w->rx.len)
+			/* it exited or was killed: say so, not that we ended it */
 			w->why[0] = '\0';
+		}
 		return;
 	}
 	if (lama_buf_add(&w->rx, b->base, (size_t)nread)) {
