@@ -119,6 +119,11 @@ int lama_worker_main(const char *kind, int fd)
 	/* never outlive the manager (also set by cmd_worker before its checks) */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGPIPE, SIG_IGN);
+	/* below the main process: its loop gets a core before a busy worker
+	 * (docs/workers.md#priority); failing changes nothing else */
+	errno = 0;
+	if (nice(LAMA_WORKER_NICE) == -1 && errno)
+		errno = 0;
 	lama_worker_test_fd = fd;
 	lama_put_u32(hello, (uint32_t)getpid());
 	hello[4] = LAMA_FRAME_VERSION;

@@ -50,6 +50,7 @@ struct uv_loop_s; /* uv_loop_t, from <uv.h> */
 #define LAMA_WORKERS_BACKOFF_MIN_MS 100
 #define LAMA_WORKERS_BACKOFF_MAX_MS 5000
 #define LAMA_WORKERS_HEALTHY_MS 60000      /* alive this long: back-off resets */
+#define LAMA_WORKER_NICE 5 /* workers run this much below the main process */
 
 /* --- The manager, in the main process --- */
 
