@@ -510,11 +510,15 @@ static void kill_mid_task(const char *kind, const char *op, const uint8_t *in, s
 	assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
 	run_until(&loop, &r.called, 30000);
 	assert_int_equal(r.rc, 0);
-	assert_int_equal(r.n, en);
-	assert_memory_equal(r.out, expect, en);
-	res_free(&r);
 	pid2 = worker_pid(m, 0);
 	assert_true(pid2 > 0 && pid2 != pid);
+	if (expect) {
+		assert_int_equal(r.n, en);
+		assert_memory_equal(r.out, expect, en);
+	} else { /* sleep answers with the pid of the worker that ran it */
+		assert_int_equal(atol((char *)r.out), pid2);
+	}
+	res_free(&r);
 	assert_int_equal(status_int(m, 0, "restarts"), 1);
 
 	/* not idempotent: fails, naming the worker, the signal and the op */
@@ -528,7 +532,8 @@ static void kill_mid_task(const char *kind, const char *op, const uint8_t *in, s
 	assert_int_equal(status_int(m, 0, "failed"), 1);
 	/* back, with a new pid, after its back-off */
 	assert_int_equal(call(&loop, m, kind, op, in, n, &r), 0);
-	assert_memory_equal(r.out, expect, en);
+	if (expect)
+		assert_memory_equal(r.out, expect, en);
 	res_free(&r);
 	assert_true(worker_pid(m, 0) != pid2);
 	assert_int_equal(status_int(m, 0, "restarts"), 2);
@@ -573,9 +578,9 @@ static void test_kill_test(void **state)
 	uint8_t ms[4];
 
 	(void)state;
-	put32(ms, 0);
-	/* the answer is the pid of whichever worker ran it: check echo instead */
-	kill_mid_task("test", "echo", (const uint8_t *)"ping", 4, (const uint8_t *)"ping", 4);
+	/* long enough that the worker cannot answer before the kill lands */
+	put32(ms, 300);
+	kill_mid_task("test", "sleep", ms, 4, NULL, 0);
 }
 
 /* A worker that crashes on its own (abort) is restarted too. */
@@ -731,6 +736,11 @@ static void test_owner_killed(void **state)
 				assert_int_equal(submit(m, "test", "sleep", ms, 4, 0, 0, &r[i], NULL), 0);
 			run_until(&loop, &r[0].called, 30000);
 			run_until(&loop, &r[1].called, 30000);
+			/* then busy for good: they do not read, so no EOF can end
+			 * them; only PR_SET_PDEATHSIG can */
+			for (int i = 0; i < 2; i++)
+				assert_int_equal(submit(m, "test", "hang", NULL, 0, 0, 0, &r[i], NULL), 0);
+			run_for(&loop, 200);
 		}
 		if (write(fds[1], pids, sizeof(pids)) != (ssize_t)sizeof(pids))
 			_exit(3);
@@ -785,6 +795,53 @@ static void test_close(void **state)
 		res_free(&r[i]);
 }
 
+/* Out of memory in new and submit: a clear error, nothing leaked, nothing
+ * started (LSan and the loop's handle count tell). */
+static void test_oom(void **state)
+{
+	struct lama_worker_pool p = { "test", 2, 0, 0 };
+	uv_loop_t loop;
+	lama_workers *m = NULL;
+	struct res r;
+	int rc = -1;
+
+	(void)state;
+	uv_loop_init(&loop);
+	for (unsigned long n = 1; rc; n++) {
+		lama_mem_fail_after(n, 0);
+		rc = lama_workers_new(&m, &loop, getenv("LAMA_BIN"), &p, 1);
+		lama_mem_fail_after(0, 0);
+		if (rc) {
+			assert_int_equal(rc, LAMA_ENOMEM);
+			assert_null(m);
+			assert_int_equal(uv_loop_alive(&loop), 0);
+		}
+		assert_true(n < 100);
+	}
+	lama_mem_fail_after(1, 0);
+	assert_int_equal(submit(m, "test", "echo", "x", 1, 0, 0, &r, NULL), LAMA_ENOMEM);
+	lama_mem_fail_after(0, 0);
+	assert_int_equal(r.called, 0);
+	assert_int_equal(call(&loop, m, "test", "echo", "x", 1, &r), 0);
+	res_free(&r);
+	finish(&loop, m);
+}
+
+/* `lama worker` by hand: one line, exit 2. */
+static void test_by_hand(void **state)
+{
+	char cmd[4300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "'%s' worker crypto </dev/null 2>/dev/null", getenv("LAMA_BIN"));
+	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+	snprintf(cmd, sizeof(cmd), "'%s' worker crypto %ld 3</dev/null </dev/null 2>/dev/null",
+		 getenv("LAMA_BIN"), (long)getpid());
+	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+	snprintf(cmd, sizeof(cmd), "'%s' worker nokind 1 2>/dev/null", getenv("LAMA_BIN"));
+	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -802,6 +859,8 @@ int main(void)
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_owner_killed),
 		cmocka_unit_test(test_close),
+		cmocka_unit_test(test_oom),
+		cmocka_unit_test(test_by_hand),
 	};
 
 	if (lama_crypto_init())
