@@ -203,7 +203,7 @@ static void start_task(struct worker *w, struct task *t)
 	w->task = t;
 	t->tries++;
 	if (send_frame(w, LAMA_FRAME_TASK, t->id, t->op, t->in, t->n)) {
-		worker_end(w, "its socket failed");
+		worker_end(w, "the task could not be sent");
 		return;
 	}
 	uv_timer_start(&w->timer, on_task_timer, t->timeout_ms, 0);
