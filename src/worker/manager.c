@@ -33,6 +33,8 @@ struct task {
 	void *ctx;
 	int tries;     /* times it was sent to a worker */
 	int delivered; /* done was called (canceled, timed out) */
+	int writes;    /* uv_writes of `in` not yet completed */
+	int dropped;   /* freed as soon as writes is 0 */
 };
 
 struct worker {
@@ -101,6 +103,11 @@ static void task_free(struct task *t)
 {
 	if (!t)
 		return;
+	/* libuv still reads `in` for a write in progress (sent without a copy) */
+	if (t->writes) {
+		t->dropped = 1;
+		return;
+	}
 	if (t->in) {
 		lama_wipe(t->in, t->n); /* a password (kdf), a key (seal) */
 		lama_free(t->in);
@@ -154,43 +161,47 @@ static struct task *queue_pop(struct pool *p)
 
 /* --- writing frames --- */
 
+/* A frame being written: its head here, a task's input straight from the
+ * task (no copy of up to 64 MiB), which stays alive until written. */
 struct wreq {
 	uv_write_t req;
+	struct task *task; /* NULL for a frame without payload */
 	size_t len;
-	uint8_t data[];
+	uint8_t head[4 + LAMA_FRAME_HEAD + LAMA_WORKER_OP_MAX];
 };
 
 static void on_written(uv_write_t *req, int status)
 {
 	struct wreq *r = (struct wreq *)req;
+	struct task *t = r->task;
 
 	/* a failed write shows up as EOF or an exit on the read side */
 	(void)status;
-	lama_wipe(r->data, r->len);
 	lama_free(r);
+	if (t && --t->writes == 0 && t->dropped)
+		task_free(t);
 }
 
-static int send_frame(struct worker *w, unsigned type, uint64_t id, const char *op,
-		      const void *payload, size_t n)
+static int send_frame(struct worker *w, unsigned type, uint64_t id, struct task *t)
 {
-	size_t oplen = op ? strlen(op) : 0;
-	struct wreq *r = lama_malloc(sizeof(*r) + 4 + LAMA_FRAME_HEAD + oplen + n);
-	uv_buf_t b;
+	struct wreq *r = lama_malloc(sizeof(*r));
+	size_t oplen = t ? strlen(t->op) : 0;
+	uv_buf_t b[2];
 	int e;
 
 	if (!r)
 		return lama_error(LAMA_ENOMEM, "out of memory");
-	r->len = lama_frame_head(r->data, type, id, op, oplen, n);
-	if (n)
-		memcpy(r->data + r->len, payload, n);
-	r->len += n;
-	b = uv_buf_init((char *)r->data, (unsigned)r->len);
-	if ((e = uv_write(&r->req, (uv_stream_t *)&w->pipe, &b, 1, on_written))) {
-		lama_wipe(r->data, r->len);
+	r->task = t;
+	r->len = lama_frame_head(r->head, type, id, t ? t->op : NULL, oplen, t ? t->n : 0);
+	b[0] = uv_buf_init((char *)r->head, (unsigned)r->len);
+	b[1] = uv_buf_init(t ? (char *)t->in : NULL, t ? (unsigned)t->n : 0);
+	if ((e = uv_write(&r->req, (uv_stream_t *)&w->pipe, b, t && t->n ? 2 : 1, on_written))) {
 		lama_free(r);
 		return lama_error(LAMA_EIO, "cannot write to the %s worker: %s", w->pool->kind,
 				  uv_strerror(e));
 	}
+	if (t)
+		t->writes++;
 	return 0;
 }
 
@@ -202,7 +213,7 @@ static void start_task(struct worker *w, struct task *t)
 {
 	w->task = t;
 	t->tries++;
-	if (send_frame(w, LAMA_FRAME_TASK, t->id, t->op, t->in, t->n)) {
+	if (send_frame(w, LAMA_FRAME_TASK, t->id, t)) {
 		worker_end(w, "the task could not be sent");
 		return;
 	}
@@ -710,7 +721,7 @@ int lama_workers_cancel(lama_workers *m, uint64_t id)
 			t->delivered = 1;
 			/* the worker finishes the task it is in (it reads one frame at
 			 * a time): its answer is dropped; past the grace it is killed */
-			if (send_frame(w, LAMA_FRAME_CANCEL, id, NULL, NULL, 0))
+			if (send_frame(w, LAMA_FRAME_CANCEL, id, NULL))
 				worker_end(w, "its socket failed");
 			else
 				uv_timer_start(&w->timer, on_task_timer, LAMA_WORKERS_CANCEL_GRACE_MS, 0);
