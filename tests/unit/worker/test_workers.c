@@ -121,6 +121,23 @@ static void run_for(uv_loop_t *loop, unsigned ms)
 	uv_run(loop, UV_RUN_NOWAIT);
 }
 
+/* Runs the loop until every r[i] is done (or ms pass: a failure). */
+static void run_until_all(uv_loop_t *loop, struct res *r, size_t n, unsigned ms)
+{
+	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
+	size_t i = 0;
+
+	for (;;) {
+		while (i < n && r[i].called)
+			i++;
+		if (i == n)
+			return;
+		if (uv_hrtime() > end)
+			fail_msg("task %zu not done after %u ms", i, ms);
+		run_for(loop, 10);
+	}
+}
+
 static lama_workers *mk(uv_loop_t *loop, const char *kind, unsigned size, unsigned qmax,
 			unsigned timeout)
 {
@@ -435,7 +452,6 @@ static void test_least_busy(void **state)
 	lama_workers *m;
 	struct res r[4];
 	uint8_t ms[4];
-	int all = 0;
 
 	(void)state;
 	uv_loop_init(&loop);
@@ -444,10 +460,7 @@ static void test_least_busy(void **state)
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(submit(m, "test", "sleep", ms, 4, 0, 0, &r[i], NULL), 0);
 	assert_int_equal(status_int(m, 0, "queued"), 2);
-	while (!all) {
-		run_until(&loop, &r[3].called, 30000);
-		all = r[0].called && r[1].called && r[2].called && r[3].called;
-	}
+	run_until_all(&loop, r, 4, 30000);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(r[i].rc, 0);
 	assert_string_not_equal((char *)r[0].out, (char *)r[1].out);
@@ -795,6 +808,37 @@ static void test_close(void **state)
 		res_free(&r[i]);
 }
 
+/* Many tasks over two workers: every answer is its own task's. */
+static void test_many(void **state)
+{
+	enum { N = 300 };
+	static struct res r[N];
+	uv_loop_t loop;
+	lama_workers *m;
+
+	(void)state;
+	uv_loop_init(&loop);
+	m = mk(&loop, "test", 2, N, 0);
+	for (int i = 0; i < N; i++) {
+		char in[32];
+		int n = snprintf(in, sizeof(in), "task %d", i);
+
+		assert_int_equal(submit(m, "test", "echo", in, (size_t)n, 0, 0, &r[i], NULL), 0);
+	}
+	run_until_all(&loop, r, N, 30000);
+	for (int i = 0; i < N; i++) {
+		char in[32];
+
+		snprintf(in, sizeof(in), "task %d", i);
+		assert_int_equal(r[i].rc, 0);
+		assert_string_equal((char *)r[i].out, in);
+		res_free(&r[i]);
+	}
+	assert_int_equal(status_int(m, 0, "done") + status_int(m, 1, "done"), N);
+	assert_true(status_int(m, 0, "done") > 0 && status_int(m, 1, "done") > 0);
+	finish(&loop, m);
+}
+
 /* Out of memory in new and submit: a clear error, nothing leaked, nothing
  * started (LSan and the loop's handle count tell). */
 static void test_oom(void **state)
@@ -849,6 +893,7 @@ int main(void)
 		cmocka_unit_test(test_crypto_ops),
 		cmocka_unit_test(test_sync_ops),
 		cmocka_unit_test(test_least_busy),
+		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_queue_bound),
 		cmocka_unit_test(test_kill_crypto),
 		cmocka_unit_test(test_kill_sync),
