@@ -562,6 +562,10 @@ int lama_workers_new(lama_workers **out, uv_loop_t *loop, const char *exe,
 	for (size_t i = 0; i < npools; i++) {
 		if (!pools[i].kind || !lama_frame_name_ok(pools[i].kind, strlen(pools[i].kind)))
 			return lama_error(LAMA_EINVAL, "workers: a pool kind must be [a-z0-9_]{1,32}");
+		/* the workers are this binary: a kind it lacks would only
+		 * restart forever */
+		if (!lama_worker_kind_known(pools[i].kind))
+			return lama_error(LAMA_EINVAL, "workers: no worker kind %s", pools[i].kind);
 		if (pools[i].size > LAMA_WORKERS_POOL_MAX)
 			return lama_error(LAMA_ELIMIT, "workers: a pool of %u (at most %d)",
 					  pools[i].size, LAMA_WORKERS_POOL_MAX);

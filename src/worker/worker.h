@@ -77,8 +77,9 @@ typedef void (*lama_task_done)(void *ctx, int rc, const char *msg, const void *o
 
 /* Spawns every pool's workers on `loop` (a worker that cannot start is
  * retried with back-off; tasks wait for it in the queue). `exe` is the
- * lama binary (lama serve: "/proc/self/exe"); pools are copied. Ignores
- * SIGPIPE for the process. *out owned by the caller (lama_workers_close). */
+ * lama binary (lama serve: "/proc/self/exe"); pools are copied, each of a
+ * kind lama_worker_kind_known (LAMA_EINVAL otherwise). Ignores SIGPIPE
+ * for the process. *out owned by the caller (lama_workers_close). */
 int lama_workers_new(lama_workers **out, struct uv_loop_s *loop, const char *exe,
 		     const struct lama_worker_pool *pools, size_t npools);
 

@@ -862,6 +862,19 @@ static void test_oom(void **state)
 		}
 		assert_true(n < 100);
 	}
+	{
+		struct lama_worker_pool bad[2] = { { "nokind", 1, 0, 0 }, { "test", 1, 0, 0 } };
+		lama_workers *m2;
+
+		assert_int_equal(lama_workers_new(&m2, &loop, "x", bad, 1), LAMA_EINVAL);
+		bad[0].kind = "Bad kind";
+		assert_int_equal(lama_workers_new(&m2, &loop, "x", bad, 1), LAMA_EINVAL);
+		bad[0].kind = "test";
+		assert_int_equal(lama_workers_new(&m2, &loop, "x", bad, 2), LAMA_EINVAL);
+		bad[0].size = LAMA_WORKERS_POOL_MAX + 1;
+		assert_int_equal(lama_workers_new(&m2, &loop, "x", bad, 1), LAMA_ELIMIT);
+		assert_null(m2);
+	}
 	lama_mem_fail_after(1, 0);
 	assert_int_equal(submit(m, "test", "echo", "x", 1, 0, 0, &r, NULL), LAMA_ENOMEM);
 	lama_mem_fail_after(0, 0);
@@ -869,6 +882,30 @@ static void test_oom(void **state)
 	assert_int_equal(call(&loop, m, "test", "echo", "x", 1, &r), 0);
 	res_free(&r);
 	finish(&loop, m);
+}
+
+/* A binary that cannot start: retried on the back-off, tasks wait in the
+ * queue and fail as canceled at close. */
+static void test_bad_exe(void **state)
+{
+	struct lama_worker_pool p = { "test", 1, 0, 0 };
+	uv_loop_t loop;
+	lama_workers *m;
+	struct res r;
+
+	(void)state;
+	uv_loop_init(&loop);
+	assert_int_equal(lama_workers_new(&m, &loop, "/nonexistent/lama", &p, 1), 0);
+	assert_int_equal(worker_pid(m, 0), 0);
+	assert_int_equal(submit(m, "test", "echo", "x", 1, 0, 0, &r, NULL), 0);
+	run_for(&loop, 400); /* 100 + 200 ms of back-off: two more tries */
+	assert_int_equal(r.called, 0);
+	assert_true(status_int(m, 0, "restarts") >= 1 && status_int(m, 0, "restarts") <= 3);
+	assert_int_equal(status_int(m, 0, "queued"), 1);
+	finish(&loop, m);
+	assert_int_equal(r.called, 1);
+	assert_int_equal(r.rc, LAMA_ECANCELED);
+	res_free(&r);
 }
 
 /* `lama worker` by hand: one line, exit 2. */
@@ -906,6 +943,7 @@ int main(void)
 		cmocka_unit_test(test_close),
 		cmocka_unit_test(test_oom),
 		cmocka_unit_test(test_by_hand),
+		cmocka_unit_test(test_bad_exe),
 	};
 
 	if (lama_crypto_init())
