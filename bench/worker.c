@@ -112,7 +112,6 @@ static void bench_dispatch(int rounds)
 	double *e = malloc(sizeof(double) * (size_t)rounds);
 	uv_loop_t loop;
 	lama_workers *m;
-	uv_timer_t wake;
 	int sv[2];
 	pid_t child;
 	uint8_t frame[14];
@@ -120,7 +119,6 @@ static void bench_dispatch(int rounds)
 
 	uv_loop_init(&loop);
 	m = mk(&loop, "test", 1);
-	uv_timer_init(&loop, &wake);
 	for (int i = 0; i < rounds + 100; i++) {
 		struct one o = { 0, 0 };
 		double t0 = bench_now();
@@ -135,7 +133,6 @@ static void bench_dispatch(int rounds)
 			t[i - 100] = (bench_now() - t0) * 1e6;
 	}
 	lama_workers_close(m);
-	uv_close((uv_handle_t *)&wake, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
 
