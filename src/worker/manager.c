@@ -488,6 +488,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	if (at && w->alive) {
 		memmove(w->rx.data, w->rx.data + at, w->rx.len - at);
 		lama_buf_truncate(&w->rx, w->rx.len - at);
+		/* a big result's buffer is not kept for the worker's lifetime */
+		if (!w->rx.len && w->rx.cap > READ_CHUNK * 4)
+			lama_buf_release_wipe(&w->rx);
 	}
 	if (w->alive && !w->dying && !w->task)
 		dispatch(w->pool);
