@@ -328,7 +328,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 
 	uv_timer_stop(&w->timer);
 	w->task = NULL;
-	w->rx.len = 0;
+	lama_buf_release_wipe(&w->rx); /* a part of a frame, maybe of a key */
 	if (w->why[0])
 		snprintf(msg, sizeof(msg), "the %s worker was ended (%s) while running %s", p->kind,
 			 w->why, t ? t->op : "");
