@@ -108,5 +108,6 @@ int cmd_edit(int argc, char **argv);
 int cmd_delete(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 
 #endif

@@ -43,6 +43,7 @@ static const struct command {
 	{ "delete", cmd_delete, "delete a message you sent" },
 	{ "search", cmd_search, "find messages by their words, best matches first" },
 	{ "watch", cmd_watch, "print updates from the running lama serve as they happen" },
+	{ "worker", cmd_worker, "(internal) a worker process; lama serve starts them" },
 };
 
 static void usage(FILE *f)

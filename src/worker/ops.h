@@ -1,0 +1,32 @@
+/* ops.h: the task sets of the worker kinds (private to src/worker; the
+ * payload formats are in docs/workers.md). Each is a lama_worker_op that
+ * checks its whole input before it uses it. */
+#ifndef LAMA_WORKER_OPS_H
+#define LAMA_WORKER_OPS_H
+
+#include "worker/worker.h"
+
+#define LAMA_WORKER_BATCH_MAX 65536 /* items in one batch */
+#define LAMA_WORKER_PW_MAX 1024     /* bytes of a password for kdf */
+
+int lama_worker_ops_crypto(const char *op, const void *in, size_t n, struct lama_buf *out);
+int lama_worker_ops_sync(const char *op, const void *in, size_t n, struct lama_buf *out);
+/* Only for tests: echo, pid, sleep, crash, garbage, hang; needs the fd to
+ * write bad frames. */
+int lama_worker_ops_test(const char *op, const void *in, size_t n, struct lama_buf *out);
+extern int lama_worker_test_fd;
+
+/* A reader over an input, for the formats: each call takes bytes or
+ * fails with LAMA_EINVAL naming `what`. */
+struct lama_rd {
+	const uint8_t *p;
+	size_t left;
+	const char *op;
+};
+int lama_rd_u32(struct lama_rd *r, uint32_t *v, const char *what);
+int lama_rd_u64(struct lama_rd *r, uint64_t *v, const char *what);
+int lama_rd_bytes(struct lama_rd *r, size_t n, const uint8_t **p, const char *what);
+/* LAMA_EINVAL if bytes are left over. */
+int lama_rd_end(struct lama_rd *r);
+
+#endif
