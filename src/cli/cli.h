@@ -109,5 +109,6 @@ int cmd_delete(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_workers(int argc, char **argv);
 
 #endif

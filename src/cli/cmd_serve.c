@@ -23,6 +23,7 @@
 #include "util/err.h"
 #include "util/mem.h"
 #include "web/web.h"
+#include "worker/worker.h"
 
 /* A client of any transport: what the protocol and the state manager see. */
 struct peer {
@@ -234,6 +235,7 @@ int cmd_serve(int argc, char **argv)
 					.on_close = web_close };
 	char urlfile[LAMA_PATH_MAX + 16], url[LAMA_WEB_URL_MAX];
 	lama_web *web = NULL;
+	lama_workers *workers = NULL;
 	int saved = 0;
 	const char *name = NULL;
 	lama_controller *ctl = NULL;
@@ -302,6 +304,16 @@ int cmd_serve(int argc, char **argv)
 	if (rc)
 		goto out;
 	sv.ctl = ctl;
+	{
+		/* the workers: one per core, or the user's `workers` setting */
+		unsigned size = (unsigned)lama_controller_setting(ctl, "workers", 0);
+		struct lama_worker_pool pools[] = { { "crypto", size, 0, 0 }, { "sync", size, 0, 0 } };
+
+		if ((rc = lama_workers_new(&workers, lama_server_loop(srv), "/proc/self/exe", pools,
+					   sizeof(pools) / sizeof(pools[0]))))
+			goto out;
+		lama_controller_set_workers(ctl, workers);
+	}
 	/* the WebSocket on the same loop; its address (with the token) in a
 	 * 0600 file, and on stdout only when that is a terminal, not a log */
 	snprintf(urlfile, sizeof(urlfile), "%s/web.url", cli.home);
@@ -325,6 +337,8 @@ out:
 	finish(ctl, web);
 	if (saved)
 		unlink(urlfile);
+	lama_controller_set_workers(ctl, NULL);
+	lama_workers_close(workers); /* pending tasks end (canceled) before the rest goes */
 	lama_web_close(web); /* runs the loop to let lws go: before the server */
 	lama_controller_drain(ctl); /* the loop is the server's: drain before it goes */
 	lama_server_close(srv); /* closes the clients first */

@@ -43,6 +43,7 @@ static const struct command {
 	{ "delete", cmd_delete, "delete a message you sent" },
 	{ "search", cmd_search, "find messages by their words, best matches first" },
 	{ "watch", cmd_watch, "print updates from the running lama serve as they happen" },
+	{ "workers", cmd_workers, "the running lama serve's worker processes: pid, tasks, restarts" },
 	{ "worker", cmd_worker, "(internal) a worker process; lama serve starts them" },
 };
 

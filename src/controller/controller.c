@@ -14,6 +14,7 @@
 #include "leute/leute.h"
 #include "models/models.h"
 #include "search/search.h"
+#include "worker/worker.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/mem.h"
@@ -43,6 +44,7 @@ struct lama_controller {
 	struct job *job; /* the backup or restore running off the loop, or NULL */
 	int stopping;    /* lama_controller_stop: no new job */
 	lama_search *search; /* the session's index, opened at the first search */
+	lama_workers *workers; /* borrowed; NULL: none */
 };
 
 static int oom(void)
@@ -586,6 +588,36 @@ static int get_contact(void *ctx, const struct lama_ipc_call *call, json_t **res
 	return *result ? 0 : oom();
 }
 
+/* ---- workers ---- */
+
+static int get_workers(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	json_t *list = c->workers ? lama_workers_status(c->workers) : json_array();
+
+	(void)call;
+	*result = list ? json_pack("{s:o}", "workers", list) : NULL;
+	return *result ? 0 : oom();
+}
+
+void lama_controller_set_workers(lama_controller *c, struct lama_workers *w)
+{
+	if (c)
+		c->workers = w;
+}
+
+long long lama_controller_setting(lama_controller *c, const char *name, long long dflt)
+{
+	json_t *set = NULL;
+	long long v = dflt;
+
+	if (c->s && settings_load(c, &set) == 0 && json_is_integer(json_object_get(set, name)))
+		v = json_integer_value(json_object_get(set, name));
+	lama_error_clear();
+	json_decref(set);
+	return v;
+}
+
 /* ---- search (src/search; the index worker's work, here until issue 5
  * moves it there) ---- */
 
@@ -1058,6 +1090,7 @@ static const struct channel {
 	{ "query:getContact", "query:s", get_contact, 0 },
 	{ "query:getMessages", "topic:s,limit:i?,before:s?", get_messages, 0 },
 	{ "query:search", "query:s,topic:s?,limit:i?", search, 0 },
+	{ "query:getWorkers", "", get_workers, 1 },
 	{ "action:register", "name:s,password:s", do_register, 1 },
 	{ "action:login", "name:s?,password:s", login, 1 },
 	{ "action:logout", "", logout, 0 },

@@ -45,6 +45,15 @@ void lama_controller_free(lama_controller *c);
 /* The current session, NULL while locked (borrowed). */
 lama_session *lama_controller_session(const lama_controller *c);
 
+/* The worker manager (borrowed; NULL: none), for query:getWorkers and
+ * the work that goes to workers. Set once, after lama_controller_new. */
+struct lama_workers;
+void lama_controller_set_workers(lama_controller *c, struct lama_workers *w);
+
+/* The integer setting `name` of the logged-in user (docs/ipc.md), or
+ * dflt while locked or when it cannot be read. */
+long long lama_controller_setting(lama_controller *c, const char *name, long long dflt);
+
 /* Shutdown begins: no new backup or restore; the client of a running one
  * is answered now (its work completes; lama_controller_drain waits). */
 void lama_controller_stop(lama_controller *c);

@@ -40,6 +40,8 @@ const char *lama_strerror(int code)
 	case LAMA_EEXIST: return "already exists";
 	case LAMA_ELIMIT: return "size limit exceeded";
 	case LAMA_EBUSY: return "busy";
+	case LAMA_ECANCELED: return "canceled";
+	case LAMA_ETIMEDOUT: return "timed out";
 	}
 	return "unknown error";
 }

@@ -24,6 +24,8 @@ enum lama_err {
 	LAMA_EEXIST = -9,    /* already exists */
 	LAMA_ELIMIT = -10,   /* a size limit was exceeded */
 	LAMA_EBUSY = -11,    /* held by another process */
+	LAMA_ECANCELED = -12, /* a task canceled (or its manager closing) */
+	LAMA_ETIMEDOUT = -13, /* a task over its time limit */
 };
 
 /* Records a message for `code` (printf-style) and returns `code`. */

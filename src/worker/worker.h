@@ -25,14 +25,6 @@
 
 struct uv_loop_s; /* uv_loop_t, from <uv.h> */
 
-/* Until util/err.h has them: a task canceled (by lama_workers_cancel or
- * because the manager closes), and a task over its time limit. */
-#ifndef LAMA_ECANCELED
-#define LAMA_ECANCELED (-20)
-#endif
-#ifndef LAMA_ETIMEDOUT
-#define LAMA_ETIMEDOUT (-21)
-#endif
 
 /* Largest task input and result (the frame adds at most 46 bytes): the
  * ceiling of struct lama_buf, above any object lama accepts; BLOBs go

@@ -10,8 +10,8 @@ lama contacts add --name Bob --email bob@example.org >/dev/null
 "$LAMA_BIN" serve >"$T/serve.out" 2>"$T/serve.err" &
 pid=$!
 sock="$LAMA_HOME/lama.sock"
-for _ in $(seq 1 100); do
-	[ -S "$sock" ] && break
+for _ in $(seq 1 200); do
+	[ -S "$sock" ] && grep -q "socket:" "$T/serve.out" && break
 	sleep 0.05
 done
 [ -S "$sock" ] || fail "no socket: $(cat "$T/serve.err")"
