@@ -755,6 +755,47 @@ static int unlock(const char *dir, const char *pw, size_t pwlen, struct record *
 	return rc;
 }
 
+int lama_account_kdf_input(const char *home, const char *name, uint8_t salt[LAMA_SALT_BYTES],
+			   struct lama_kdf_params *p)
+{
+	char dir[LAMA_PATH_MAX];
+	struct record r;
+	int rc;
+
+	if ((rc = find_user(home, name, dir, sizeof(dir))) || (rc = record_read(dir, &r)))
+		return rc;
+	memcpy(salt, r.salt, LAMA_SALT_BYTES);
+	*p = r.kdf;
+	return 0;
+}
+
+int lama_account_login_key(const char *home, const char *name, const uint8_t wkey[LAMA_KEY_BYTES],
+			   lama_session **out)
+{
+	char dir[LAMA_PATH_MAX], ad[64];
+	struct record r;
+	lama_keychain *kc;
+	int rc;
+
+	*out = NULL;
+	if ((rc = find_user(home, name, dir, sizeof(dir))) || (rc = record_read(dir, &r)))
+		return rc;
+	record_ad(&r, ad);
+	rc = lama_keychain_unlock_key(&kc, wkey, r.wrapped, ad, strlen(ad));
+	if (rc == LAMA_EAUTH || rc == LAMA_ECRYPTO)
+		return lama_error(LAMA_EAUTH, "wrong password");
+	if (rc)
+		return rc;
+	rc = session_open(dir, kc, 0, out);
+	if (!rc)
+		rc = load_identity(*out);
+	if (rc) {
+		lama_session_logout(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 int lama_account_login(const char *home, const char *name, const char *pw, size_t pwlen,
 		       lama_session **out)
 {

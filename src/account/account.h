@@ -38,6 +38,13 @@ int lama_account_register(const char *home, const char *name, const char *pw, si
  * neither changes anything. */
 int lama_account_login(const char *home, const char *name, const char *pw, size_t pwlen,
 		       lama_session **out);
+/* Login in two steps, so the password's Argon2id can run elsewhere (a
+ * crypto worker): the user's salt and cost, then the login with the key
+ * lama_pwhash(password, salt, cost) made. Errors as lama_account_login. */
+int lama_account_kdf_input(const char *home, const char *name, uint8_t salt[LAMA_SALT_BYTES],
+			   struct lama_kdf_params *p);
+int lama_account_login_key(const char *home, const char *name, const uint8_t wkey[LAMA_KEY_BYTES],
+			   lama_session **out);
 /* Rewraps the master key under a new password (the archive is untouched).
  * Atomic: the old password works until the new one does. */
 int lama_account_passwd(const char *home, const char *name, const char *old_pw, size_t oldlen,

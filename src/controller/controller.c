@@ -45,6 +45,7 @@ struct lama_controller {
 	int stopping;    /* lama_controller_stop: no new job */
 	lama_search *search; /* the session's index, opened at the first search */
 	lama_workers *workers; /* borrowed; NULL: none */
+	struct pending_login *login; /* a login waiting for its key, or NULL */
 };
 
 static int oom(void)
@@ -740,6 +741,91 @@ static int do_register(void *ctx, const struct lama_ipc_call *call, json_t **res
 	return logged_in(c, s, result);
 }
 
+/* A login whose Argon2id runs on a crypto worker: the loop goes on
+ * answering meanwhile (0.5 s at the default cost). */
+struct pending_login {
+	lama_controller *c;
+	void *client; /* NULL once gone */
+	json_t *id;
+	char name[LAMA_NAME_MAX + 1]; /* "" when none was given */
+};
+
+static void login_done(void *ctx, int rc, const char *msg, const void *key, size_t n)
+{
+	struct pending_login *pl = ctx;
+	lama_controller *c = pl->c;
+	const char *name = *pl->name ? pl->name : NULL;
+	json_t *result = NULL;
+	lama_session *s = NULL;
+	char *reply = NULL;
+	size_t len = 0;
+
+	c->login = NULL;
+	if (rc)
+		lama_error(rc, "%s", msg ? msg : lama_strerror(rc));
+	else if (n != LAMA_KEY_BYTES)
+		rc = lama_error(LAMA_EFORMAT, "the crypto worker answered %zu bytes for a key", n);
+	else if (c->s)
+		rc = lama_error(LAMA_EEXIST, "a user is logged in: log out first");
+	else if (!(rc = lama_account_login_key(c->home, name, key, &s)))
+		rc = logged_in(c, s, &result);
+	if (!rc)
+		snprintf(c->user, sizeof(c->user), "%s", pl->name);
+	if (pl->client && lama_ipc_reply(pl->id, rc, result, &reply, &len) == 0) {
+		c->send(pl->client, reply, len);
+		lama_free(reply);
+	}
+	lama_error_clear();
+	json_decref(result);
+	json_decref(pl->id);
+	lama_free(pl);
+}
+
+/* Starts the login on a crypto worker: LAMA_IPC_LATER, or an error; with
+ * *here set when no worker could take it (do it on the loop then). */
+static int login_async(lama_controller *c, const struct lama_ipc_call *call, const char *pw,
+		       size_t len, int *here)
+{
+	const char *name = str(call->payload, "name");
+	struct lama_kdf_params p;
+	uint8_t salt[LAMA_SALT_BYTES], *in;
+	struct pending_login *pl;
+	size_t n = 16 + LAMA_SALT_BYTES + len;
+	int rc;
+
+	if ((rc = lama_account_kdf_input(c->home, name, salt, &p)))
+		return rc;
+	if (!(pl = lama_calloc(1, sizeof(*pl))) || !(in = lama_secure_alloc(n))) {
+		lama_free(pl);
+		return oom();
+	}
+	/* the kdf op's input (docs/workers.md): u64 opslimit, u64 memlimit,
+	 * salt, password */
+	for (int i = 0; i < 8; i++) {
+		in[i] = (uint8_t)(p.opslimit >> (56 - 8 * i));
+		in[8 + i] = (uint8_t)(p.memlimit >> (56 - 8 * i));
+	}
+	memcpy(in + 16, salt, LAMA_SALT_BYTES);
+	memcpy(in + 16 + LAMA_SALT_BYTES, pw, len);
+	pl->c = c;
+	pl->client = call->client;
+	pl->id = json_deep_copy(call->id);
+	snprintf(pl->name, sizeof(pl->name), "%s", name ? name : "");
+	rc = pl->id ? lama_workers_submit(c->workers, "crypto", "kdf", in, n, LAMA_TASK_IDEMPOTENT, 0,
+					  login_done, pl, NULL)
+		    : oom();
+	lama_secure_free(in);
+	/* a full queue, no crypto pool, a closing manager */
+	*here = rc == LAMA_EBUSY || rc == LAMA_ENOTFOUND || rc == LAMA_ECANCELED;
+	if (rc) {
+		json_decref(pl->id);
+		lama_free(pl);
+		return rc;
+	}
+	c->login = pl;
+	return LAMA_IPC_LATER;
+}
+
 static int login(void *ctx, const struct lama_ipc_call *call, json_t **result)
 {
 	lama_controller *c = ctx;
@@ -747,6 +833,17 @@ static int login(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	size_t len;
 	lama_session *s;
 	int rc;
+
+	if (c->workers && c->send && !need_locked(c) && !password_of(call, &pw, &len)) {
+		int here = 0;
+
+		rc = login_async(c, call, pw, len, &here);
+		if (!here) {
+			wipe_password(call);
+			return rc;
+		}
+		lama_error_clear(); /* no worker could take it: here, on the loop */
+	}
 
 	if ((rc = need_locked(c)) || (rc = password_of(call, &pw, &len)) ||
 	    (rc = lama_account_login(c->home, str(call->payload, "name"), pw, len, &s))) {
@@ -1060,6 +1157,8 @@ void lama_controller_stop(lama_controller *c)
 
 void lama_controller_forget(lama_controller *c, void *client)
 {
+	if (c && c->login && c->login->client == client)
+		c->login->client = NULL;
 	if (c && c->job && c->job->client == client)
 		c->job->client = NULL;
 }
@@ -1116,6 +1215,8 @@ static int guard(void *ctx, const struct lama_ipc_call *call, json_t **result)
 
 	if (!k->c->s && !k->ch->locked_ok)
 		return lama_error(LAMA_EAUTH, "locked: log in first (action:login)");
+	if (k->c->login && (k->ch->fn == login || k->ch->fn == do_register || k->ch->fn == restore))
+		return lama_error(LAMA_EBUSY, "a login is in progress");
 	/* a restore writes the folder's users: no login or register meanwhile */
 	if (k->c->job && k->c->job->restore && k->ch->fn != get_state && k->ch->fn != ping &&
 	    k->ch->fn != subscribe && k->ch->fn != unsubscribe)

@@ -180,15 +180,40 @@ int lama_master_unwrap(uint8_t master_out[LAMA_KEY_BYTES], const char *pw, size_
 	rc = lama_pwhash(wkey, pw, pwlen, salt, p);
 	if (rc)
 		goto out;
-	/* A wrong password is by far the likely cause; tampering looks the
-	 * same and is reported the same way. */
-	if (lama_aead_open(master_out, in, LAMA_MASTER_WRAPPED_BYTES, ad, adlen, wkey) != 0)
-		rc = lama_error(LAMA_EAUTH, "wrong password");
+	rc = lama_master_unwrap_key(master_out, wkey, in, ad, adlen);
 out:
 	lama_secure_free(wkey);
 	if (rc)
 		lama_wipe(master_out, LAMA_KEY_BYTES);
 	return rc;
+}
+
+int lama_master_unwrap_key(uint8_t master_out[LAMA_KEY_BYTES], const uint8_t wkey[LAMA_KEY_BYTES],
+			   const uint8_t in[LAMA_MASTER_WRAPPED_BYTES], const void *ad, size_t adlen)
+{
+	/* A wrong password is by far the likely cause; tampering looks the
+	 * same and is reported the same way. */
+	if (lama_aead_open(master_out, in, LAMA_MASTER_WRAPPED_BYTES, ad, adlen, wkey) != 0) {
+		lama_wipe(master_out, LAMA_KEY_BYTES);
+		return lama_error(LAMA_EAUTH, "wrong password");
+	}
+	return 0;
+}
+
+int lama_keychain_unlock_key(lama_keychain **out, const uint8_t wkey[LAMA_KEY_BYTES],
+			     const uint8_t in[LAMA_MASTER_WRAPPED_BYTES], const void *ad, size_t adlen)
+{
+	int rc = keychain_alloc(out);
+
+	if (rc)
+		return rc;
+	rc = lama_master_unwrap_key((*out)->master, wkey, in, ad, adlen);
+	if (rc) {
+		lama_keychain_free(*out);
+		*out = NULL;
+		return rc;
+	}
+	return keychain_finish(out);
 }
 
 int lama_keychain_unlock(lama_keychain **out, const char *pw, size_t pwlen,

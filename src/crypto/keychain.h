@@ -94,6 +94,16 @@ int lama_master_unwrap(uint8_t master_out[LAMA_KEY_BYTES], const char *pw, size_
 		       const uint8_t in[LAMA_MASTER_WRAPPED_BYTES], const void *ad,
 		       size_t adlen) LAMA_MUST_CHECK;
 
+/* The same from the wrapping key the password's Argon2id made (lama_pwhash
+ * with the record's salt and cost), computed elsewhere: a crypto worker,
+ * so login does not stall the main loop. */
+int lama_master_unwrap_key(uint8_t master_out[LAMA_KEY_BYTES], const uint8_t wkey[LAMA_KEY_BYTES],
+			   const uint8_t in[LAMA_MASTER_WRAPPED_BYTES], const void *ad,
+			   size_t adlen) LAMA_MUST_CHECK;
+int lama_keychain_unlock_key(lama_keychain **out, const uint8_t wkey[LAMA_KEY_BYTES],
+			     const uint8_t in[LAMA_MASTER_WRAPPED_BYTES], const void *ad,
+			     size_t adlen) LAMA_MUST_CHECK;
+
 /* lama_master_unwrap straight into a new keychain, so the master key never
  * sits in caller memory. *out as for lama_keychain_new. */
 int lama_keychain_unlock(lama_keychain **out, const char *pw, size_t pwlen,

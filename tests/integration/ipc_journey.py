@@ -36,6 +36,9 @@ assert a.err("query:getConversations") == "unauthorized"
 assert a.err("action:login", {"password": "not it"}) == "unauthorized"
 assert a.err("action:login", {"name": "nobody", "password": PW}) == "not_found"
 assert a.ok("action:login", {"name": "alice", "password": PW})["user"]["name"] == "alice"
+# the password's Argon2id ran on a crypto worker, not on the server's loop
+crypto = [w for w in a.ok("query:getWorkers")["workers"] if w["kind"] == "crypto"]
+assert crypto and sum(w["done"] for w in crypto) >= 2, crypto  # the wrong password too
 assert b.push()["payload"]["locked"] is False
 
 bob = a.ok("action:addContact", {"name": "Bob", "email": "bob@example.org"})
