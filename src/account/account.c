@@ -755,6 +755,20 @@ static int unlock(const char *dir, const char *pw, size_t pwlen, struct record *
 	return rc;
 }
 
+/* The session of an unlocked keychain (taken), identity loaded. */
+static int session_start(const char *dir, lama_keychain *kc, lama_session **out)
+{
+	int rc = session_open(dir, kc, 0, out);
+
+	if (!rc)
+		rc = load_identity(*out);
+	if (rc) {
+		lama_session_logout(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 int lama_account_kdf_input(const char *home, const char *name, uint8_t salt[LAMA_SALT_BYTES],
 			   struct lama_kdf_params *p)
 {
@@ -786,14 +800,7 @@ int lama_account_login_key(const char *home, const char *name, const uint8_t wke
 		return lama_error(LAMA_EAUTH, "wrong password");
 	if (rc)
 		return rc;
-	rc = session_open(dir, kc, 0, out);
-	if (!rc)
-		rc = load_identity(*out);
-	if (rc) {
-		lama_session_logout(*out);
-		*out = NULL;
-	}
-	return rc;
+	return session_start(dir, kc, out);
 }
 
 int lama_account_login(const char *home, const char *name, const char *pw, size_t pwlen,
@@ -809,14 +816,7 @@ int lama_account_login(const char *home, const char *name, const char *pw, size_
 		return rc;
 	if ((rc = unlock(dir, pw, pwlen, &r, &kc)))
 		return rc;
-	rc = session_open(dir, kc, 0, out);
-	if (!rc)
-		rc = load_identity(*out);
-	if (rc) {
-		lama_session_logout(*out);
-		*out = NULL;
-	}
-	return rc;
+	return session_start(dir, kc, out);
 }
 
 static int passwd_locked(const char *home, const char *name, const char *old_pw, size_t oldlen,

@@ -345,6 +345,22 @@ static int print_sent(const lama_hash *id, int json)
 	return 0;
 }
 
+/* Line `no` of stdin into line (LINE_MAX_BYTES + 1), without its newline:
+ * 1, or 0 at the end, or LAMA_ELIMIT for a line over a message's size. */
+static int next_line(char *line, size_t no)
+{
+	size_t len;
+
+	if (!fgets(line, LINE_MAX_BYTES + 1, stdin))
+		return 0;
+	len = strlen(line);
+	if (len && line[len - 1] == '\n')
+		line[len - 1] = '\0';
+	else if (!feof(stdin))
+		return lama_error(LAMA_ELIMIT, "line %zu is longer than %u bytes", no, LAMA_CHAT_TEXT_MAX);
+	return 1;
+}
+
 /* One --jsonl line: {"text": "...", "attach": ["FILE", ...], "reply_to":
  * "ID"}; every key but text optional. */
 static int send_json_line(lama_session *s, const struct lama_topic *t, const char *line,
@@ -402,18 +418,10 @@ static int send_lines(lama_session *s, const struct lama_topic *t, int jsonl, in
 
 	if (!line)
 		return lama_error(LAMA_ENOMEM, "out of memory");
-	for (size_t no = 1; fgets(line, LINE_MAX_BYTES + 1, stdin); no++) {
-		size_t len = strlen(line);
+	for (size_t no = 1; (rc = next_line(line, no)) > 0; no++) {
 		lama_hash id;
 
-		if (len && line[len - 1] == '\n') {
-			line[--len] = '\0';
-		} else if (!feof(stdin)) {
-			rc = lama_error(LAMA_ELIMIT, "line %zu is longer than %u bytes", no,
-					LAMA_CHAT_TEXT_MAX);
-			break;
-		}
-		if (len == 0)
+		if (!*line)
 			continue;
 		if (jsonl) {
 			rc = send_json_line(s, t, line, no, &id);
@@ -473,17 +481,8 @@ static int send_remote(cli_conn *k, const char *topic, const char *text, const c
 		return send_remote_one(k, topic, text, reply, json);
 	if (!(line = lama_malloc(LINE_MAX_BYTES + 1)))
 		return lama_error(LAMA_ENOMEM, "out of memory");
-	for (size_t no = 1; fgets(line, LINE_MAX_BYTES + 1, stdin); no++) {
-		size_t len = strlen(line);
-
-		if (len && line[len - 1] == '\n') {
-			line[--len] = '\0';
-		} else if (!feof(stdin)) {
-			rc = lama_error(LAMA_ELIMIT, "line %zu is longer than %u bytes", no,
-					LAMA_CHAT_TEXT_MAX);
-			break;
-		}
-		if (len == 0)
+	for (size_t no = 1; (rc = next_line(line, no)) > 0; no++) {
+		if (!*line)
 			continue;
 		if ((rc = send_remote_one(k, topic, line, NULL, json)))
 			break;
