@@ -44,6 +44,7 @@ struct lama_controller {
 	struct job *job; /* the backup or restore running off the loop, or NULL */
 	int stopping;    /* lama_controller_stop: no new job */
 	lama_search *search; /* the session's index, opened at the first search */
+	int search_stale;    /* a change it missed: sync before the next query */
 	lama_workers *workers; /* borrowed; NULL: none */
 	struct pending_login *login; /* a login waiting for its key, or NULL */
 };
@@ -410,9 +411,12 @@ static json_t *message_update(lama_controller *c, const struct lama_topic *t, co
 	json_t *view = message_view(c, t, id);
 	char hex[LAMA_HASH_HEX + 1];
 
-	/* the index is a cache: a failure here is mended by the next sync */
-	if (view && c->search && lama_search_add_message(c->search, t->id, view) != 0)
+	/* the index is a cache: what it misses (a failure, a message too old
+	 * to show here) is mended by a sync before the next query */
+	if (c->search && (!view || lama_search_add_message(c->search, t->id, view) != 0)) {
 		lama_error_clear();
+		c->search_stale = 1;
+	}
 	if (view)
 		return json_pack("{s:s, s:o}", "topic", t->id, "message", view);
 	lama_hash_hex(id, hex);
@@ -523,6 +527,11 @@ static int change_message(void *ctx, const struct lama_ipc_call *call, json_t **
 	if ((rc = lama_chat_find_message(c->s, &t, str(call->payload, "message"), SCAN_MAX, &id)) ||
 	    (rc = lama_chat_edit(c->s, &t, &id, del ? NULL : str(call->payload, "text"))))
 		goto out;
+	/* a deleted message leaves the index at once, however old it is */
+	if (del && c->search && lama_search_remove(c->search, &id) != 0) {
+		lama_error_clear();
+		c->search_stale = 1;
+	}
 	{
 		char hex[LAMA_HASH_HEX + 1];
 
@@ -650,6 +659,11 @@ static int search(void *ctx, const struct lama_ipc_call *call, json_t **result)
 			c->search = NULL;
 			goto out;
 		}
+		c->search_stale = 0;
+	} else if (c->search_stale) {
+		if ((rc = lama_search_sync(c->s, c->search, NULL, NULL)))
+			goto out;
+		c->search_stale = 0;
 	}
 	{
 		struct lama_search_opts o = { .topic = topic ? t.id : NULL, .limit = (size_t)limit };
@@ -667,6 +681,7 @@ static void session_end(lama_controller *c)
 {
 	lama_search_close(c->search);
 	c->search = NULL;
+	c->search_stale = 0;
 	lama_session_logout(c->s);
 	c->s = NULL;
 }
@@ -781,6 +796,24 @@ static void login_done(void *ctx, int rc, const char *msg, const void *key, size
 	lama_free(pl);
 }
 
+/* A crypto worker runs now (not one that is being restarted). */
+static int crypto_alive(lama_controller *c)
+{
+	json_t *st = lama_workers_status(c->workers);
+	const json_t *w;
+	size_t i;
+	int alive = 0;
+
+	json_array_foreach(st, i, w) {
+		const char *kind = json_string_value(json_object_get(w, "kind"));
+
+		if (kind && !strcmp(kind, "crypto") && json_is_integer(json_object_get(w, "pid")))
+			alive = 1;
+	}
+	json_decref(st);
+	return alive;
+}
+
 /* Starts the login on a crypto worker: LAMA_IPC_LATER, or an error; with
  * *here set when no worker could take it (do it on the loop then). */
 static int login_async(lama_controller *c, const struct lama_ipc_call *call, const char *pw,
@@ -793,6 +826,12 @@ static int login_async(lama_controller *c, const struct lama_ipc_call *call, con
 	size_t n = 16 + LAMA_SALT_BYTES + len;
 	int rc;
 
+	/* the kdf op takes passwords up to LAMA_WORKER_PW_MAX, and a task for
+	 * a pool with no live worker could wait without end: on the loop */
+	if (len > LAMA_WORKER_PW_MAX || !crypto_alive(c)) {
+		*here = 1;
+		return 0;
+	}
 	if ((rc = lama_account_kdf_input(c->home, name, salt, &p)))
 		return rc;
 	if (!(pl = lama_calloc(1, sizeof(*pl))) || !(in = lama_secure_alloc(n))) {
@@ -1141,6 +1180,16 @@ void lama_controller_stop(lama_controller *c)
 	if (!c)
 		return;
 	c->stopping = 1;
+	if (c->login && c->login->client) {
+		lama_error(LAMA_EBUSY, "the server is stopping: log in again when it is back");
+		if (lama_ipc_reply(c->login->id, LAMA_EBUSY, NULL, &reply, &len) == 0) {
+			c->send(c->login->client, reply, len);
+			lama_free(reply);
+			reply = NULL;
+		}
+		lama_error_clear();
+		c->login->client = NULL;
+	}
 	/* its client's connection closes with the server: it gets its reply
 	 * now (the work itself completes before the process exits) */
 	if (j && j->client) {

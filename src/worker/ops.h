@@ -7,7 +7,6 @@
 #include "worker/worker.h"
 
 #define LAMA_WORKER_BATCH_MAX 65536 /* items in one batch */
-#define LAMA_WORKER_PW_MAX 1024     /* bytes of a password for kdf */
 
 int lama_worker_ops_crypto(const char *op, const void *in, size_t n, struct lama_buf *out);
 int lama_worker_ops_sync(const char *op, const void *in, size_t n, struct lama_buf *out);

@@ -59,6 +59,7 @@ struct lama_worker_pool {
 };
 
 /* A task may run twice: retried once when its worker dies under it. */
+#define LAMA_WORKER_PW_MAX 1024 /* bytes of a password for the crypto kdf op */
 #define LAMA_TASK_IDEMPOTENT 1u
 
 /* Called exactly once per accepted task, on the loop: rc 0 with the

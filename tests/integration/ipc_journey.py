@@ -145,4 +145,10 @@ stuck.close(); deaf.close(); half.close()
 
 assert a.ok("action:logout")["locked"] is True
 assert a.err("query:getMessages", {"topic": topic}) == "unauthorized"
+# a password longer than the crypto worker takes still logs in (on the loop)
+long_pw = "p" * 1500
+assert a.ok("action:register", {"name": "bob", "password": long_pw})["user"]["name"] == "bob"
+assert a.ok("action:logout")["locked"] is True
+assert a.ok("action:login", {"name": "bob", "password": long_pw})["user"]["name"] == "bob"
+assert a.ok("action:logout")["locked"] is True
 print("journey: ok (%d messages)" % len(sent))

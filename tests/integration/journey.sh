@@ -19,7 +19,7 @@ grep -q "waiting for action:register" "$T/serve.out" || fail "no locked start: $
 PYTHONPATH="$here" python3 "$here/ipc_journey.py" "$sock" || fail "the journey failed"
 kill -TERM "$pid"
 wait "$pid" || fail "lama serve did not exit 0: $(cat "$T/serve.err")"
-LAMA_PASSWORD="a long enough password" lama messages Bob --limit 1 | grep -q "missed 4" ||
+LAMA_PASSWORD="a long enough password" lama --user alice messages Bob --limit 1 | grep -q "missed 4" ||
 	fail "the last acknowledged message is not in the archive"
-LAMA_PASSWORD="a long enough password" lama check >/dev/null
+LAMA_PASSWORD="a long enough password" lama --user alice check >/dev/null
 echo "journey: ok"

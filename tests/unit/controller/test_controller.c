@@ -217,6 +217,33 @@ static void test_journey(void **state)
 	assert_string_equal(err_code(r), "invalid_payload");
 	json_decref(r);
 
+	/* an old message deleted leaves the search at once; an old one edited
+	 * is found by its new words at the next query */
+	{
+		char zid[65];
+
+		r = call("{\"id\":160,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"%s\",\"text\":\"the okapi secret\"}}", topic);
+		snprintf(zid, sizeof(zid), "%s", json_string_value(json_object_get(json_object_get(r, "result"), "id")));
+		json_decref(r);
+		r = call("{\"id\":161,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"%s\",\"text\":\"the gnu secret\"}}", topic);
+		{
+			char gid[65];
+
+			snprintf(gid, sizeof(gid), "%s", json_string_value(json_object_get(json_object_get(r, "result"), "id")));
+			json_decref(r);
+			for (int i = 0; i < 60; i++)
+				json_decref(call("{\"id\":162,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"%s\",\"text\":\"filler %d\"}}", topic, i));
+			json_decref(call("{\"id\":163,\"channel\":\"action:deleteMessage\",\"payload\":{\"topic\":\"%s\",\"message\":\"%s\"}}", topic, zid));
+			json_decref(call("{\"id\":164,\"channel\":\"action:editMessage\",\"payload\":{\"topic\":\"%s\",\"message\":\"%s\",\"text\":\"the wildebeest\"}}", topic, gid));
+		}
+		r = call("{\"id\":165,\"channel\":\"query:search\",\"payload\":{\"query\":\"secret\"}}");
+		assert_int_equal(json_array_size(json_object_get(json_object_get(r, "result"), "results")), 0);
+		json_decref(r);
+		r = call("{\"id\":166,\"channel\":\"query:search\",\"payload\":{\"query\":\"wildebeest\"}}");
+		assert_int_equal(json_array_size(json_object_get(json_object_get(r, "result"), "results")), 1);
+		json_decref(r);
+	}
+
 	/* read: unread drops to 0 */
 	r = call("{\"id\":15,\"channel\":\"action:markRead\",\"payload\":{\"topic\":\"%s\"}}", topic);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"), "unread")), 0);
