@@ -676,7 +676,15 @@ static int rmtree(const char *dir)
 	return 0;
 }
 
-static int register_locked(const char *home, const char *name, const char *pw, size_t pwlen,
+/* How a new master key is wrapped: under the password (Argon2id here), or
+ * under a key a crypto worker made from it and a salt. */
+struct wrapping {
+	const char *pw;
+	size_t pwlen;
+	const uint8_t *salt, *wkey; /* both or neither */
+};
+
+static int register_locked(const char *home, const char *name, const struct wrapping *w,
 			   const struct lama_kdf_params *kdf, lama_session **out)
 {
 	struct record r;
@@ -688,7 +696,7 @@ static int register_locked(const char *home, const char *name, const char *pw, s
 	*out = NULL;
 	if ((rc = check_name(name)))
 		return rc;
-	if (pwlen == 0)
+	if (!w->wkey && w->pwlen == 0)
 		return lama_error(LAMA_EINVAL, "the password must not be empty");
 	if ((rc = folder_salt(home, salt, 1)))
 		return rc;
@@ -712,7 +720,12 @@ static int register_locked(const char *home, const char *name, const char *pw, s
 	}
 	lama_random(master, LAMA_KEY_BYTES);
 	record_ad(&r, ad);
-	rc = lama_master_wrap(master, pw, pwlen, kdf, r.salt, r.wrapped, ad, strlen(ad));
+	if (w->wkey) {
+		memcpy(r.salt, w->salt, LAMA_SALT_BYTES);
+		rc = lama_master_wrap_key(master, w->wkey, r.wrapped, ad, strlen(ad));
+	} else {
+		rc = lama_master_wrap(master, w->pw, w->pwlen, kdf, r.salt, r.wrapped, ad, strlen(ad));
+	}
 	if (!rc)
 		rc = lama_keychain_new(&kc, master);
 	lama_secure_free(master);
@@ -884,7 +897,21 @@ int lama_account_register(const char *home, const char *name, const char *pw, si
 	*out = NULL;
 	if ((rc = folder_lock(home, &fd)))
 		return rc;
-	rc = register_locked(home, name, pw, pwlen, kdf, out);
+	rc = register_locked(home, name, &(struct wrapping){ .pw = pw, .pwlen = pwlen }, kdf, out);
+	folder_unlock(fd);
+	return rc;
+}
+
+int lama_account_register_key(const char *home, const char *name, const uint8_t salt[LAMA_SALT_BYTES],
+			      const struct lama_kdf_params *kdf, const uint8_t wkey[LAMA_KEY_BYTES],
+			      lama_session **out)
+{
+	int fd, rc;
+
+	*out = NULL;
+	if ((rc = folder_lock(home, &fd)))
+		return rc;
+	rc = register_locked(home, name, &(struct wrapping){ .salt = salt, .wkey = wkey }, kdf, out);
 	folder_unlock(fd);
 	return rc;
 }

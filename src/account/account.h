@@ -45,6 +45,12 @@ int lama_account_kdf_input(const char *home, const char *name, uint8_t salt[LAMA
 			   struct lama_kdf_params *p);
 int lama_account_login_key(const char *home, const char *name, const uint8_t wkey[LAMA_KEY_BYTES],
 			   lama_session **out);
+/* Register in two steps, the same way: the caller picks a fresh random
+ * salt and has wkey = lama_pwhash(password, salt, kdf) made elsewhere.
+ * Errors as lama_account_register. */
+int lama_account_register_key(const char *home, const char *name, const uint8_t salt[LAMA_SALT_BYTES],
+			      const struct lama_kdf_params *kdf, const uint8_t wkey[LAMA_KEY_BYTES],
+			      lama_session **out);
 /* Rewraps the master key under a new password (the archive is untouched).
  * Atomic: the old password works until the new one does. */
 int lama_account_passwd(const char *home, const char *name, const char *old_pw, size_t oldlen,

@@ -738,31 +738,16 @@ static int password_of(const struct lama_ipc_call *call, const char **pw, size_t
 	return 0;
 }
 
-static int do_register(void *ctx, const struct lama_ipc_call *call, json_t **result)
-{
-	lama_controller *c = ctx;
-	const char *pw;
-	size_t len;
-	lama_session *s;
-	int rc;
-
-	if ((rc = need_locked(c)) || (rc = password_of(call, &pw, &len)) ||
-	    (rc = lama_account_register(c->home, str(call->payload, "name"), pw, len, &c->kdf, &s))) {
-		wipe_password(call);
-		return rc;
-	}
-	wipe_password(call);
-	snprintf(c->user, sizeof(c->user), "%s", str(call->payload, "name"));
-	return logged_in(c, s, result);
-}
-
-/* A login whose Argon2id runs on a crypto worker: the loop goes on
- * answering meanwhile (0.5 s at the default cost). */
+/* A login or register whose Argon2id runs on a crypto worker: the loop
+ * goes on answering meanwhile (0.5 s at the default cost). */
 struct pending_login {
 	lama_controller *c;
 	void *client; /* NULL once gone */
 	json_t *id;
 	char name[LAMA_NAME_MAX + 1]; /* "" when none was given */
+	int reg;                      /* a register: with this salt and cost */
+	uint8_t salt[LAMA_SALT_BYTES];
+	struct lama_kdf_params kdf;
 };
 
 static void login_done(void *ctx, int rc, const char *msg, const void *key, size_t n)
@@ -782,7 +767,8 @@ static void login_done(void *ctx, int rc, const char *msg, const void *key, size
 		rc = lama_error(LAMA_EFORMAT, "the crypto worker answered %zu bytes for a key", n);
 	else if (c->s)
 		rc = lama_error(LAMA_EEXIST, "a user is logged in: log out first");
-	else if (!(rc = lama_account_login_key(c->home, name, key, &s)))
+	else if (!(rc = pl->reg ? lama_account_register_key(c->home, name, pl->salt, &pl->kdf, key, &s)
+				: lama_account_login_key(c->home, name, key, &s)))
 		rc = logged_in(c, s, &result);
 	if (!rc)
 		snprintf(c->user, sizeof(c->user), "%s", pl->name);
@@ -817,7 +803,7 @@ static int crypto_alive(lama_controller *c)
 /* Starts the login on a crypto worker: LAMA_IPC_LATER, or an error; with
  * *here set when no worker could take it (do it on the loop then). */
 static int login_async(lama_controller *c, const struct lama_ipc_call *call, const char *pw,
-		       size_t len, int *here)
+		       size_t len, int reg, int *here)
 {
 	const char *name = str(call->payload, "name");
 	struct lama_kdf_params p;
@@ -832,8 +818,13 @@ static int login_async(lama_controller *c, const struct lama_ipc_call *call, con
 		*here = 1;
 		return 0;
 	}
-	if ((rc = lama_account_kdf_input(c->home, name, salt, &p)))
+	if (reg) {
+		/* a fresh salt for the new user, at the server's cost */
+		lama_random(salt, sizeof(salt));
+		p = c->kdf;
+	} else if ((rc = lama_account_kdf_input(c->home, name, salt, &p))) {
 		return rc;
+	}
 	if (!(pl = lama_calloc(1, sizeof(*pl))) || !(in = lama_secure_alloc(n))) {
 		lama_free(pl);
 		return oom();
@@ -847,6 +838,9 @@ static int login_async(lama_controller *c, const struct lama_ipc_call *call, con
 	memcpy(in + 16, salt, LAMA_SALT_BYTES);
 	memcpy(in + 16 + LAMA_SALT_BYTES, pw, len);
 	pl->c = c;
+	pl->reg = reg;
+	memcpy(pl->salt, salt, sizeof(salt));
+	pl->kdf = p;
 	pl->client = call->client;
 	pl->id = json_deep_copy(call->id);
 	snprintf(pl->name, sizeof(pl->name), "%s", name ? name : "");
@@ -876,7 +870,7 @@ static int login(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	if (c->workers && c->send && !need_locked(c) && !password_of(call, &pw, &len)) {
 		int here = 0;
 
-		rc = login_async(c, call, pw, len, &here);
+		rc = login_async(c, call, pw, len, 0, &here);
 		if (!here) {
 			wipe_password(call);
 			return rc;
@@ -891,6 +885,36 @@ static int login(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	}
 	wipe_password(call);
 	snprintf(c->user, sizeof(c->user), "%s", str(call->payload, "name") ? str(call->payload, "name") : "");
+	return logged_in(c, s, result);
+}
+
+static int do_register(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	const char *pw, *name = str(call->payload, "name");
+	size_t len;
+	lama_session *s;
+	int rc;
+
+	if ((rc = need_locked(c)) || (rc = password_of(call, &pw, &len))) {
+		wipe_password(call);
+		return rc;
+	}
+	if (c->workers && c->send) {
+		int here = 0;
+
+		rc = login_async(c, call, pw, len, 1, &here);
+		if (!here) {
+			wipe_password(call);
+			return rc;
+		}
+		lama_error_clear(); /* no worker could take it: here, on the loop */
+	}
+	rc = lama_account_register(c->home, name, pw, len, &c->kdf, &s);
+	wipe_password(call);
+	if (rc)
+		return rc;
+	snprintf(c->user, sizeof(c->user), "%s", name);
 	return logged_in(c, s, result);
 }
 

@@ -160,10 +160,16 @@ int lama_master_wrap(const uint8_t master[LAMA_KEY_BYTES], const char *pw, size_
 	rc = lama_pwhash(wkey, pw, pwlen, salt_out, p);
 	if (rc)
 		goto out;
-	rc = lama_aead_seal(out, master, LAMA_KEY_BYTES, ad, adlen, wkey);
+	rc = lama_master_wrap_key(master, wkey, out, ad, adlen);
 out:
 	lama_secure_free(wkey);
 	return rc;
+}
+
+int lama_master_wrap_key(const uint8_t master[LAMA_KEY_BYTES], const uint8_t wkey[LAMA_KEY_BYTES],
+			 uint8_t out[LAMA_MASTER_WRAPPED_BYTES], const void *ad, size_t adlen)
+{
+	return lama_aead_seal(out, master, LAMA_KEY_BYTES, ad, adlen, wkey);
 }
 
 int lama_master_unwrap(uint8_t master_out[LAMA_KEY_BYTES], const char *pw, size_t pwlen,

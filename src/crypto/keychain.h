@@ -94,6 +94,12 @@ int lama_master_unwrap(uint8_t master_out[LAMA_KEY_BYTES], const char *pw, size_
 		       const uint8_t in[LAMA_MASTER_WRAPPED_BYTES], const void *ad,
 		       size_t adlen) LAMA_MUST_CHECK;
 
+/* lama_master_wrap with the wrapping key made elsewhere (lama_pwhash of
+ * the password with a fresh salt the caller keeps): a crypto worker. */
+int lama_master_wrap_key(const uint8_t master[LAMA_KEY_BYTES], const uint8_t wkey[LAMA_KEY_BYTES],
+			 uint8_t out[LAMA_MASTER_WRAPPED_BYTES], const void *ad,
+			 size_t adlen) LAMA_MUST_CHECK;
+
 /* The same from the wrapping key the password's Argon2id made (lama_pwhash
  * with the record's salt and cost), computed elsewhere: a crypto worker,
  * so login does not stall the main loop. */

@@ -25,6 +25,8 @@ assert sub["reset"] is False and sub["seq"] == st["seq"], sub
 
 user = a.ok("action:register", {"name": "alice", "password": PW})["user"]
 assert user["name"] == "alice" and user["me"] is True, user
+crypto = [w for w in a.ok("query:getWorkers")["workers"] if w["kind"] == "crypto"]
+assert sum(w["done"] for w in crypto) == 1, crypto  # register's Argon2id ran there
 p = b.push()
 assert p["channel"] == "update:stateChanged" and p["payload"]["what"] == "session", p
 assert p["payload"]["locked"] is False and p["seq"] == sub["seq"] + 1, p
@@ -38,7 +40,7 @@ assert a.err("action:login", {"name": "nobody", "password": PW}) == "not_found"
 assert a.ok("action:login", {"name": "alice", "password": PW})["user"]["name"] == "alice"
 # the password's Argon2id ran on a crypto worker, not on the server's loop
 crypto = [w for w in a.ok("query:getWorkers")["workers"] if w["kind"] == "crypto"]
-assert crypto and sum(w["done"] for w in crypto) >= 2, crypto  # the wrong password too
+assert crypto and sum(w["done"] for w in crypto) == 3, crypto  # the wrong password too
 assert b.push()["payload"]["locked"] is False
 
 bob = a.ok("action:addContact", {"name": "Bob", "email": "bob@example.org"})
