@@ -1069,16 +1069,46 @@ struct job {
 	int rc;
 	char msg[256];      /* the worker's error message (errors are per thread) */
 	char *name;         /* the restored user */
+	/* progress: the thread stores, the loop publishes (update:progress) */
+	uv_async_t async;
+	_Atomic uint64_t done, total;
+	uint64_t shown, shown_at; /* last published done, and when (ms) */
 };
+
+/* On the work's thread: note how far it is, wake the loop. */
+static void job_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct job *j = ctx;
+
+	j->done = done;
+	j->total = total;
+	uv_async_send(&j->async);
+}
+
+/* On the loop: at most four updates a second, and the last one. */
+static void job_wake(uv_async_t *a)
+{
+	struct job *j = a->data;
+	uint64_t done = j->done, total = j->total, now = uv_now(j->c->loop);
+
+	if (done == j->shown || (now - j->shown_at < 250 && done != total))
+		return;
+	j->shown = done;
+	j->shown_at = now;
+	push(j->c, "update:progress",
+	     json_pack("{s:s, s:s, s:I, s:I}", "task", j->restore ? "restore" : "backup", "path",
+		       j->path, "done", (json_int_t)done, "total", (json_int_t)total));
+}
 
 static void run_job(uv_work_t *w)
 {
 	struct job *j = w->data;
+	struct lama_backup_progress p = { job_progress, j };
 
 	if (j->restore)
-		j->rc = lama_backup_restore(j->c->home, j->path, j->pw, j->pwlen, &j->name, NULL);
+		j->rc = lama_backup_restore(j->c->home, j->path, j->pw, j->pwlen, &j->name, &p);
 	else
-		j->rc = lama_backup_run(j->backup, j->path, j->pw, j->pwlen, NULL);
+		j->rc = lama_backup_run(j->backup, j->path, j->pw, j->pwlen, &p);
 	if (j->rc)
 		snprintf(j->msg, sizeof(j->msg), "%s", lama_errmsg());
 	sodium_memzero(j->pw, j->pwlen);
@@ -1093,6 +1123,15 @@ static void free_job(struct job *j)
 	lama_free(j);
 }
 
+/* The job is over once its wake-up handle is closed: drain waits for it. */
+static void job_closed(uv_handle_t *h)
+{
+	struct job *j = h->data;
+
+	j->c->job = NULL;
+	free_job(j);
+}
+
 static void after_job(uv_work_t *w, int status)
 {
 	struct job *j = w->data;
@@ -1102,7 +1141,7 @@ static void after_job(uv_work_t *w, int status)
 	size_t len = 0;
 	int rc = j->rc;
 
-	c->job = NULL;
+	job_wake(&j->async); /* the last progress, before the answer */
 	if (status != 0 && !rc)
 		rc = lama_error(LAMA_EIO, "the work was cancelled");
 	else if (rc)
@@ -1120,9 +1159,10 @@ static void after_job(uv_work_t *w, int status)
 		c->send(j->client, reply, len);
 		lama_free(reply);
 	}
+	j->client = NULL;
 	lama_error_clear();
 	json_decref(result);
-	free_job(j);
+	uv_close((uv_handle_t *)&j->async, job_closed);
 }
 
 /* Starts a backup or a restore; the reply comes when it is done. */
@@ -1159,15 +1199,21 @@ static int start_job(lama_controller *c, const struct lama_ipc_call *call, int r
 	memcpy(j->pw, pw, len);
 	j->pwlen = len;
 	j->work.data = j;
+	j->async.data = j;
 	if (!j->id)
 		rc = oom();
 	else if (!restore)
 		rc = lama_backup_prepare(c->s, &j->backup); /* reads the session: here */
-	if (!rc && uv_queue_work(c->loop, &j->work, run_job, after_job) != 0)
+	if (!rc && uv_async_init(c->loop, &j->async, job_wake) != 0)
 		rc = lama_error(LAMA_EIO, "cannot start the work");
 	if (rc) {
 		free_job(j);
 		return rc;
+	}
+	if (uv_queue_work(c->loop, &j->work, run_job, after_job) != 0) {
+		j->c->job = j; /* job_closed clears it */
+		uv_close((uv_handle_t *)&j->async, job_closed);
+		return lama_error(LAMA_EIO, "cannot start the work");
 	}
 	c->job = j;
 	return LAMA_IPC_LATER;
