@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "chat/chat.h"
 #include "cli/cli.h"
 #include "leute/leute.h"
@@ -441,19 +443,81 @@ static int send_lines(lama_session *s, const struct lama_topic *t, int jsonl, in
 	return rc;
 }
 
-/* One message through the server; prints its id like print_sent. */
+/* What the server takes inline (docs/ipc.md, action:sendMessage): more
+ * goes to the archive directly. */
+#define INLINE_MAX ((uint64_t)768 << 10)
+
+/* The files as inline attachments, or *arr NULL when together they are
+ * over INLINE_MAX (or not regular files: the direct path says why). */
+static int attach_inline(const char **files, size_t n, json_t **arr)
+{
+	uint64_t total = 0;
+	int rc = 0;
+
+	*arr = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+
+		if (stat(files[i], &st) != 0 || !S_ISREG(st.st_mode))
+			return 0;
+		total += (uint64_t)st.st_size;
+	}
+	if (total > INLINE_MAX || !(*arr = json_array()))
+		return 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		const char *base = strrchr(files[i], '/');
+		FILE *f = fopen(files[i], "rb");
+		unsigned char *data = lama_malloc(INLINE_MAX + 1);
+		char *b64 = NULL;
+		size_t len = 0;
+
+		if (!f || !data) {
+			rc = f ? lama_error(LAMA_ENOMEM, "out of memory")
+			       : lama_error(LAMA_EIO, "cannot attach %s: %s", files[i], strerror(errno));
+		} else if ((len = fread(data, 1, INLINE_MAX + 1, f)) > INLINE_MAX || ferror(f)) {
+			rc = lama_error(LAMA_EIO, "cannot attach %s: it changed while read", files[i]);
+		} else if (!(b64 = lama_malloc(sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL)))) {
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+		} else {
+			json_t *a = json_object();
+
+			sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL),
+					  data, len, sodium_base64_VARIANT_ORIGINAL);
+			if ((rc = cli_set(a, "name", base ? base + 1 : files[i])) ||
+			    (rc = cli_set(a, "type", mime_of(base ? base + 1 : files[i]))) ||
+			    (rc = cli_set(a, "data", b64)) || json_array_append(*arr, a))
+				rc = rc ? rc : lama_error(LAMA_ENOMEM, "out of memory");
+			json_decref(a);
+		}
+		if (f)
+			fclose(f);
+		lama_free(data);
+		lama_free(b64);
+	}
+	if (rc) {
+		json_decref(*arr);
+		*arr = NULL;
+	}
+	return rc;
+}
+
+/* One message through the server; prints its id like print_sent. att
+ * (inline attachments) is taken. */
 static int send_remote_one(cli_conn *k, const char *topic, const char *text, const char *reply,
-			   int json)
+			   json_t *att, int json)
 {
 	json_t *p = json_object(), *r = NULL;
 	const char *id;
 	int rc;
 
 	if ((rc = cli_set(p, "topic", topic)) || (rc = cli_set(p, "text", text)) ||
-	    (rc = cli_set(p, "reply_to", reply))) {
+	    (rc = cli_set(p, "reply_to", reply)) ||
+	    (att && json_object_set(p, "attachments", att) && (rc = lama_error(LAMA_ENOMEM, "out of memory")))) {
+		json_decref(att);
 		json_decref(p);
 		return rc;
 	}
+	json_decref(att);
 	if ((rc = cli_call(k, "action:sendMessage", p, &r)))
 		return rc;
 	if ((rc = cli_result_str(r, "id", &id))) {
@@ -472,19 +536,19 @@ static int send_remote_one(cli_conn *k, const char *topic, const char *text, con
  * takes no files yet); the archive is safe to share, only the server's
  * clients learn of those messages at their next query. */
 static int send_remote(cli_conn *k, const char *topic, const char *text, const char *reply,
-		       int lines, int json)
+		       json_t *att, int lines, int json)
 {
 	char *line;
 	int rc = 0;
 
 	if (!lines)
-		return send_remote_one(k, topic, text, reply, json);
+		return send_remote_one(k, topic, text ? text : "", reply, att, json);
 	if (!(line = lama_malloc(LINE_MAX_BYTES + 1)))
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	for (size_t no = 1; (rc = next_line(line, no)) > 0; no++) {
 		if (!*line)
 			continue;
-		if ((rc = send_remote_one(k, topic, line, NULL, json)))
+		if ((rc = send_remote_one(k, topic, line, NULL, NULL, json)))
 			break;
 		if (fflush(stdout) == EOF) {
 			rc = lama_error(LAMA_EIO, "cannot write the output: %s", strerror(errno));
@@ -548,16 +612,23 @@ int cmd_send(int argc, char **argv)
 		lama_free(files);
 		return cli_usage("at most %d attachments per message", LAMA_CHAT_ATTACH_MAX);
 	}
-	if (nfiles == 0 && lines != 2) {
+	if (lines != 2) {
+		json_t *inl = NULL;
 		cli_conn *k;
 
 		if ((rc = cli_connect(&k)))
 			goto out;
-		if (k) {
-			rc = send_remote(k, topic, text, reply, lines, json);
+		/* attachments up to INLINE_MAX in all go through the server too */
+		if (k && nfiles && (rc = attach_inline(files, nfiles, &inl))) {
 			cli_disconnect(k);
 			goto out;
 		}
+		if (k && (!nfiles || inl)) {
+			rc = send_remote(k, topic, text, reply, inl, lines, json);
+			cli_disconnect(k);
+			goto out;
+		}
+		cli_disconnect(k);
 	}
 	if ((rc = cli_login_models(&s)))
 		goto out;

@@ -4,6 +4,7 @@
 #include "controller/controller.h"
 
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -423,6 +424,69 @@ static json_t *message_update(lama_controller *c, const struct lama_topic *t, co
 	return json_pack("{s:s, s:s}", "topic", t->id, "id", hex);
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000);
+}
+
+/* Attachments sent inline: {name, type?, data (base64)} each, decoded and
+ * stored as BLOBs. Bounded so a request stays under the message size. */
+#define INLINE_MAX ((size_t)768 << 10) /* decoded bytes of all of them */
+
+static int store_inline(lama_controller *c, const json_t *list, struct lama_attachment *att,
+			size_t *n)
+{
+	const json_t *a;
+	size_t i, total = 0;
+	uint8_t *buf = NULL;
+	int rc = 0;
+
+	*n = json_array_size(list);
+	if (*n > LAMA_CHAT_ATTACH_MAX)
+		return lama_error(LAMA_EINVAL, "at most %d attachments", LAMA_CHAT_ATTACH_MAX);
+	if (*n && !(buf = lama_malloc(INLINE_MAX)))
+		return oom();
+	json_array_foreach(list, i, a) {
+		const char *name = str(a, "name"), *type = str(a, "type"), *data = str(a, "data");
+		const json_t *d = json_object_get(a, "data");
+		lama_blob_writer *w;
+		size_t len = 0;
+
+		if (!json_is_object(a) || !name || !*name || !data ||
+		    (json_object_get(a, "type") && !type) ||
+		    json_object_size(a) != 2u + (json_object_get(a, "type") != NULL)) {
+			rc = lama_error(LAMA_EINVAL, "an attachment is {name, type?, data}: data in base64");
+			break;
+		}
+		if (sodium_base642bin(buf, INLINE_MAX - total, data, json_string_length(d), NULL, &len,
+				      NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
+			rc = json_string_length(d) / 4 * 3 > INLINE_MAX - total
+				     ? lama_error(LAMA_ELIMIT, "inline attachments are at most %zu KiB in all",
+						  INLINE_MAX >> 10)
+				     : lama_error(LAMA_EINVAL, "attachment %s: data is not base64", name);
+			break;
+		}
+		total += len;
+		if ((rc = lama_blob_write_begin(lama_session_store(c->s), &w)))
+			break;
+		if ((rc = lama_blob_write(w, buf, len))) {
+			lama_blob_write_abort(w);
+			break;
+		}
+		if ((rc = lama_blob_write_end(w, &att[i].blob, NULL))) /* frees w */
+			break;
+		att[i].name = name;
+		att[i].type = type ? type : "";
+		att[i].size = len;
+		att[i].mtime = now_ms();
+	}
+	lama_free(buf);
+	return rc;
+}
+
 static int send_message(void *ctx, const struct lama_ipc_call *call, json_t **result)
 {
 	lama_controller *c = ctx;
@@ -437,8 +501,15 @@ static int send_message(void *ctx, const struct lama_ipc_call *call, json_t **re
 	if (reply && (rc = lama_chat_find_message(c->s, &t, reply, SCAN_MAX, &rid)))
 		goto out;
 	m.reply_to = reply ? &rid : NULL;
-	if ((rc = lama_chat_send(c->s, &t, &m, 1, &id)))
-		goto out;
+	{
+		struct lama_attachment att[LAMA_CHAT_ATTACH_MAX];
+
+		if ((rc = store_inline(c, json_object_get(call->payload, "attachments"), att, &m.nattach)))
+			goto out;
+		m.attach = att;
+		if ((rc = lama_chat_send(c->s, &t, &m, 1, &id)))
+			goto out;
+	}
 	/* durable now: answer, and tell every client */
 	{
 		char hex[LAMA_HASH_HEX + 1];
@@ -1318,7 +1389,7 @@ static const struct channel {
 	{ "action:restore", "path:s,password:s", restore, 1 },
 	{ "action:subscribe", "epoch:s?,since:i?", subscribe, 1 },
 	{ "action:unsubscribe", "", unsubscribe, 1 },
-	{ "action:sendMessage", "topic:s,text:s,reply_to:s?", send_message, 0 },
+	{ "action:sendMessage", "topic:s,text:s,reply_to:s?,attachments:a?", send_message, 0 },
 	{ "action:editMessage", "topic:s,message:s,text:s", edit_message, 0 },
 	{ "action:deleteMessage", "topic:s,message:s", delete_message, 0 },
 	{ "action:markRead", "topic:s,message:s?", mark_read, 0 },

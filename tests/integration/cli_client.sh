@@ -41,6 +41,16 @@ printf 'line one\nline two\n' | lama send Bob --lines >/dev/null
 lama topic new --with Bob 2>/dev/null >/dev/null # exists: no push
 lama contacts add --name Carol --email carol@example.org >/dev/null
 lama topic read Bob
+# a small attachment goes through the server (inline), byte for byte
+head -c 200000 /dev/urandom >"$T/small.bin"
+aid=$(lama send Bob "with a file" --attach "$T/small.bin")
+blob=$(LAMA_NO_SERVER=1 lama messages Bob --json --limit 1 | python3 -c '
+import json, sys
+m = json.load(sys.stdin)["messages"][-1]
+assert m["attachments"][0]["name"] == "small.bin" and m["attachments"][0]["size"] == 200000, m
+print(m["attachments"][0]["blob"])')
+LAMA_NO_SERVER=1 lama blob get "$blob" -o "$T/small.out"
+cmp -s "$T/small.bin" "$T/small.out" || fail "the inline attachment changed on its way"
 # errors come back as one line, with the direct path's exit code
 expect_fail lama send "no such topic" hi
 echo "$ERR" | grep -q "no topic\|not found\|no such" || fail "unclear error: $ERR"
@@ -60,7 +70,7 @@ import json, sys
 pushes = [json.loads(l) for l in open(sys.argv[1])]
 chans = [(p["channel"], p["payload"].get("what")) for p in pushes]
 texts = [p["payload"]["message"]["text"] for p in pushes if p["channel"] == "update:messageReceived"]
-assert texts == ["through the server", "line one", "line two"], texts
+assert texts == ["through the server", "line one", "line two", "with a file"], texts
 changed = [p for p in pushes if p["channel"] == "update:messageChanged"]
 assert changed[0]["payload"]["message"]["id"] == sys.argv[2]
 assert changed[0]["payload"]["message"]["text"] == "edited through the server"
@@ -69,7 +79,7 @@ seqs = [p["seq"] for p in pushes]
 assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
 PY
 # LAMA_NO_SERVER: the archive directly, beside the server
-LAMA_NO_SERVER=1 lama messages Bob --limit 1 | grep -q "line two" || fail "direct read beside the server"
+LAMA_NO_SERVER=1 lama messages Bob --limit 1 | grep -q "with a file" || fail "direct read beside the server"
 
 kill -TERM "$pid"
 wait "$pid" || fail "lama serve did not exit 0"
