@@ -445,7 +445,7 @@ static int send_lines(lama_session *s, const struct lama_topic *t, int jsonl, in
 
 /* What the server takes inline (docs/ipc.md, action:sendMessage): more
  * goes to the archive directly. */
-#define INLINE_MAX ((uint64_t)768 << 10)
+#define INLINE_MAX ((uint64_t)512 << 10)
 
 /* The files as inline attachments, or *arr NULL when together they are
  * over INLINE_MAX (or not regular files: the direct path says why). */

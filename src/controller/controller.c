@@ -434,7 +434,7 @@ static double now_ms(void)
 
 /* Attachments sent inline: {name, type?, data (base64)} each, decoded and
  * stored as BLOBs. Bounded so a request stays under the message size. */
-#define INLINE_MAX ((size_t)768 << 10) /* decoded bytes of all of them */
+#define INLINE_MAX ((size_t)512 << 10) /* decoded bytes of all of them */
 
 static int store_inline(lama_controller *c, const json_t *list, struct lama_attachment *att,
 			size_t *n)

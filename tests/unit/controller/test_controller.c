@@ -279,6 +279,44 @@ static void test_errors(void **state)
 	r = call("{\"id\":7,\"channel\":\"query:getState\",\"payload\":{\"x\":1}}");
 	assert_string_equal(err_code(r), "invalid_payload");
 	json_decref(r);
+	/* inline attachments: the shape, base64, the size */
+	r = call("{\"id\":8,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"Bob\",\"text\":\"\",\"attachments\":[{\"name\":\"a.txt\",\"data\":\"not base64!\"}]}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	r = call("{\"id\":9,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"Bob\",\"text\":\"\",\"attachments\":[{\"name\":\"a.txt\",\"data\":\"aGk=\",\"extra\":1}]}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	r = call("{\"id\":10,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"Bob\",\"text\":\"\",\"attachments\":[\"a.txt\"]}}");
+	assert_string_equal(err_code(r), "invalid_payload");
+	json_decref(r);
+	{
+		size_t big = (600u << 10) / 3 * 4; /* 600 KiB decoded: over the bound */
+		char *req = malloc(big + 256);
+		char *reply = NULL;
+		size_t n = 0;
+		json_t *rr;
+
+		int at = snprintf(req, big + 256, "{\"id\":11,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"Bob\",\"text\":\"\",\"attachments\":[{\"name\":\"big\",\"data\":\"");
+		memset(req + at, 'A', big);
+		snprintf(req + at + big, 256, "\"}]}}");
+		assert_int_equal(lama_ipc_handle(d, req, strlen(req), caller, &reply, &n), 0);
+		rr = json_loadb(reply, n, 0, NULL);
+		assert_string_equal(err_code(rr), "limit");
+		json_decref(rr);
+		lama_free(reply);
+		free(req);
+	}
+	r = call("{\"id\":12,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"Bob\",\"text\":\"\",\"attachments\":[{\"name\":\"hi.txt\",\"type\":\"text/plain\",\"data\":\"aGkK\"}]}}");
+	assert_null(json_object_get(r, "error"));
+	json_decref(r);
+	r = call("{\"id\":13,\"channel\":\"query:getMessages\",\"payload\":{\"topic\":\"Bob\",\"limit\":1}}");
+	{
+		const json_t *a = json_array_get(json_object_get(json_array_get(json_object_get(json_object_get(r, "result"), "messages"), 0), "attachments"), 0);
+
+		assert_string_equal(json_string_value(json_object_get(a, "name")), "hi.txt");
+		assert_int_equal(json_integer_value(json_object_get(a, "size")), 3);
+	}
+	json_decref(r);
 }
 
 static const char *res_str(const json_t *r, const char *key)
