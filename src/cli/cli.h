@@ -54,6 +54,9 @@ int cli_print_json(json_t *v);
  * (U+2028, U+2029) become U+FFFD; a byte that does not start valid UTF-8
  * becomes '?'. */
 void cli_put_clean(FILE *f, const char *s, size_t n);
+/* An option's decimal number within [min, max] into *out: 0, or -1 for
+ * anything else (the caller names the option in its usage error). */
+int cli_number(const char *arg, long min, long max, long *out);
 /* Formats ms since the epoch as local "YYYY-MM-DD HH:MM" ("-" for 0). */
 void cli_when(double ms, char *out, size_t n);
 

@@ -829,11 +829,7 @@ int cmd_messages(int argc, char **argv)
 	}
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
-			char *end;
-
-			errno = 0;
-			limit = strtol(argv[++i], &end, 10);
-			if (errno || *end || limit < 1 || limit > 10000)
+			if (cli_number(argv[++i], 1, 10000, &limit))
 				return cli_usage("--limit must be a number from 1 to 10000");
 		} else if (!strcmp(argv[i], "--before") && i + 1 < argc) {
 			before = argv[++i];

@@ -125,11 +125,7 @@ int cmd_search(int argc, char **argv)
 	}
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
-			char *end;
-
-			errno = 0;
-			limit = strtol(argv[++i], &end, 10);
-			if (errno || *end || limit < 1 || limit > LAMA_SEARCH_LIMIT_MAX)
+			if (cli_number(argv[++i], 1, LAMA_SEARCH_LIMIT_MAX, &limit))
 				return cli_usage("--limit must be a number from 1 to %d", LAMA_SEARCH_LIMIT_MAX);
 		} else if (!strcmp(argv[i], "--topic") && i + 1 < argc) {
 			topic = argv[++i];

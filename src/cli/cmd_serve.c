@@ -267,10 +267,9 @@ int cmd_serve(int argc, char **argv)
 		else if (!strcmp(argv[i], "--locked"))
 			locked = 1;
 		else if (!strcmp(argv[i], "--web-port") && i + 1 < argc) {
-			char *end;
-			long port = strtol(argv[++i], &end, 10);
+			long port;
 
-			if (*end || end == argv[i] || port < 0 || port > 65535)
+			if (cli_number(argv[++i], 0, 65535, &port))
 				return cli_usage("--web-port must be a port number (0 to 65535)");
 			wcfg.port = (int)port;
 		}

@@ -58,6 +58,19 @@ static void usage(FILE *f)
 		   "Run `lama COMMAND --help` for a command's options.\n");
 }
 
+int cli_number(const char *arg, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || end == arg || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
 void cli_when(double ms, char *out, size_t n)
 {
 	time_t t = (time_t)(ms / 1000);

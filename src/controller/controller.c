@@ -809,6 +809,22 @@ static int password_of(const struct lama_ipc_call *call, const char **pw, size_t
 	return 0;
 }
 
+/* Answers a request that was left for later (LAMA_IPC_LATER): rc and
+ * result as for a handler, the message from lama_error. A client gone
+ * meanwhile (*client NULL) gets nothing; *client is NULL after. */
+static void reply_late(lama_controller *c, void **client, const json_t *id, int rc,
+		       const json_t *result)
+{
+	char *reply = NULL;
+	size_t len = 0;
+
+	if (*client && lama_ipc_reply(id, rc, result, &reply, &len) == 0)
+		c->send(*client, reply, len);
+	lama_free(reply);
+	lama_error_clear();
+	*client = NULL;
+}
+
 /* A login or register whose Argon2id runs on a crypto worker: the loop
  * goes on answering meanwhile (0.5 s at the default cost). */
 struct pending_login {
@@ -828,8 +844,6 @@ static void login_done(void *ctx, int rc, const char *msg, const void *key, size
 	const char *name = *pl->name ? pl->name : NULL;
 	json_t *result = NULL;
 	lama_session *s = NULL;
-	char *reply = NULL;
-	size_t len = 0;
 
 	c->login = NULL;
 	if (rc)
@@ -843,11 +857,7 @@ static void login_done(void *ctx, int rc, const char *msg, const void *key, size
 		rc = logged_in(c, s, &result);
 	if (!rc)
 		snprintf(c->user, sizeof(c->user), "%s", pl->name);
-	if (pl->client && lama_ipc_reply(pl->id, rc, result, &reply, &len) == 0) {
-		c->send(pl->client, reply, len);
-		lama_free(reply);
-	}
-	lama_error_clear();
+	reply_late(c, &pl->client, pl->id, rc, result);
 	json_decref(result);
 	json_decref(pl->id);
 	lama_free(pl);
@@ -1208,8 +1218,6 @@ static void after_job(uv_work_t *w, int status)
 	struct job *j = w->data;
 	lama_controller *c = j->c;
 	json_t *result = NULL;
-	char *reply = NULL;
-	size_t len = 0;
 	int rc = j->rc;
 
 	job_wake(&j->async); /* the last progress, before the answer */
@@ -1226,12 +1234,7 @@ static void after_job(uv_work_t *w, int status)
 			push(c, "update:stateChanged", json_pack("{s:s, s:s?}", "what", "restored",
 								 "name", j->name));
 	}
-	if (j->client && lama_ipc_reply(j->id, rc, result, &reply, &len) == 0) {
-		c->send(j->client, reply, len);
-		lama_free(reply);
-	}
-	j->client = NULL;
-	lama_error_clear();
+	reply_late(c, &j->client, j->id, rc, result);
 	json_decref(result);
 	uv_close((uv_handle_t *)&j->async, job_closed);
 }
@@ -1315,33 +1318,21 @@ static int restore(void *ctx, const struct lama_ipc_call *call, json_t **result)
 void lama_controller_stop(lama_controller *c)
 {
 	struct job *j = c ? c->job : NULL;
-	char *reply = NULL;
-	size_t len = 0;
 
 	if (!c)
 		return;
 	c->stopping = 1;
-	if (c->login && c->login->client) {
-		lama_error(LAMA_EBUSY, "the server is stopping: log in again when it is back");
-		if (lama_ipc_reply(c->login->id, LAMA_EBUSY, NULL, &reply, &len) == 0) {
-			c->send(c->login->client, reply, len);
-			lama_free(reply);
-			reply = NULL;
-		}
-		lama_error_clear();
-		c->login->client = NULL;
-	}
+	if (c->login && c->login->client)
+		reply_late(c, &c->login->client, c->login->id,
+			   lama_error(LAMA_EBUSY, "the server is stopping: log in again when it is back"),
+			   NULL);
 	/* its client's connection closes with the server: it gets its reply
 	 * now (the work itself completes before the process exits) */
 	if (j && j->client) {
-		lama_error(LAMA_EBUSY, "the server is stopping: the %s goes on to the end before it exits (%s)",
-			   j->restore ? "restore" : "backup", j->path);
-		if (lama_ipc_reply(j->id, LAMA_EBUSY, NULL, &reply, &len) == 0) {
-			c->send(j->client, reply, len);
-			lama_free(reply);
-		}
-		lama_error_clear();
-		j->client = NULL;
+		reply_late(c, &j->client, j->id,
+			   lama_error(LAMA_EBUSY, "the server is stopping: the %s goes on to the end before it exits (%s)",
+				      j->restore ? "restore" : "backup", j->path),
+			   NULL);
 	}
 }
 
