@@ -401,11 +401,45 @@ out:
 
 /* ---- the session ---- */
 
+/* A worker's session (lama_account_worker_open) has no master key. */
+static int no_keychain(void)
+{
+	return lama_error(LAMA_EINVAL, "a worker's session holds no keys but the archive's");
+}
+
+/* The archive's storage key and index key, from the master key. */
+static int archive_keys(lama_keychain *kc, uint8_t enc[LAMA_KEY_BYTES], uint8_t idx[LAMA_KEY_BYTES])
+{
+	int rc = lama_keychain_subkey(kc, 1, "lamastor", enc);
+
+	if (!rc)
+		rc = lama_keychain_subkey(kc, 2, "lamaindx", idx);
+	return rc;
+}
+
+/* The store, recipes and archive of a session whose dir is set. */
+static int session_archive(lama_session *s, const uint8_t enc[LAMA_KEY_BYTES],
+			   const uint8_t idx[LAMA_KEY_BYTES], int create)
+{
+	char path[LAMA_PATH_MAX];
+	int rc;
+
+	if (snprintf(path, sizeof(path), "%s/%s", s->dir, ARCHIVE_FILE) >= (int)sizeof(path))
+		return lama_error(LAMA_ELIMIT, "path too long");
+	rc = lama_store_open(&s->st, path, enc, idx, create ? LAMA_STORE_CREATE : 0);
+	if (!rc)
+		rc = lama_recipes_new(&s->recipes);
+	if (!rc)
+		rc = lama_recipes_add_builtin(s->recipes);
+	if (!rc)
+		rc = lama_archive_new(&s->ar, s->st, s->recipes);
+	return rc;
+}
+
 static int session_open(const char *dir, lama_keychain *kc, int create, lama_session **out)
 {
 	lama_session *s = lama_calloc(1, sizeof(*s));
 	uint8_t enc[32], idx[32];
-	char path[LAMA_PATH_MAX];
 	int rc;
 
 	*out = NULL;
@@ -420,20 +454,11 @@ static int session_open(const char *dir, lama_keychain *kc, int create, lama_ses
 		lama_session_logout(s);
 		return rc;
 	}
-	rc = lama_keychain_subkey(kc, 1, "lamastor", enc);
+	rc = archive_keys(kc, enc, idx);
 	if (!rc)
-		rc = lama_keychain_subkey(kc, 2, "lamaindx", idx);
-	snprintf(path, sizeof(path), "%s/%s", dir, ARCHIVE_FILE);
-	if (!rc)
-		rc = lama_store_open(&s->st, path, enc, idx, create ? LAMA_STORE_CREATE : 0);
+		rc = session_archive(s, enc, idx, create);
 	lama_wipe(enc, sizeof(enc));
 	lama_wipe(idx, sizeof(idx));
-	if (!rc)
-		rc = lama_recipes_new(&s->recipes);
-	if (!rc)
-		rc = lama_recipes_add_builtin(s->recipes);
-	if (!rc)
-		rc = lama_archive_new(&s->ar, s->st, s->recipes);
 	if (rc) {
 		lama_session_logout(s);
 		return rc;
@@ -460,6 +485,8 @@ void lama_session_logout(lama_session *s)
 int lama_session_subkey(lama_session *s, uint64_t id, const char ctx[8],
 			uint8_t out[LAMA_KEY_BYTES])
 {
+	if (!s->kc)
+		return no_keychain();
 	return lama_keychain_subkey(s->kc, id, ctx, out);
 }
 
@@ -481,6 +508,8 @@ static int keychain_put(lama_session *s, const char *name, const void *secret, s
 	char kvname[64];
 	int rc;
 
+	if (!s->kc)
+		return no_keychain();
 	snprintf(kvname, sizeof(kvname), "keychain/%s", name);
 	rc = lama_keychain_wrap(s->kc, name, secret, n, &w);
 	if (!rc)
@@ -495,6 +524,8 @@ static int keychain_get(lama_session *s, const char *name, void *secret, size_t 
 	char kvname[64];
 	int rc;
 
+	if (!s->kc)
+		return no_keychain();
 	snprintf(kvname, sizeof(kvname), "keychain/%s", name);
 	rc = lama_store_kv_get(s->st, kvname, &w);
 	if (!rc)
@@ -780,6 +811,43 @@ static int session_start(const char *dir, lama_keychain *kc, lama_session **out)
 		*out = NULL;
 	}
 	return rc;
+}
+
+int lama_account_worker_keys(lama_session *s, uint8_t keys[LAMA_WORKER_KEYS_BYTES])
+{
+	int rc;
+
+	if (!s->kc)
+		return no_keychain();
+	rc = archive_keys(s->kc, keys, keys + LAMA_KEY_BYTES);
+	if (rc)
+		lama_wipe(keys, LAMA_WORKER_KEYS_BYTES);
+	return rc;
+}
+
+int lama_account_worker_open(const char *dir, const uint8_t keys[LAMA_WORKER_KEYS_BYTES],
+			     lama_session **out)
+{
+	lama_session *s;
+	int rc;
+
+	*out = NULL;
+	if (!dir || !*dir || strlen(dir) >= sizeof(s->dir))
+		return lama_error(LAMA_EINVAL, "a user folder path of 1 to %d bytes is needed",
+				  LAMA_PATH_MAX - 1);
+	if (!(s = lama_calloc(1, sizeof(*s))))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	s->lock_fd = -1; /* the parent's session holds the user lock */
+	rc = session_archive(s, keys, keys + LAMA_KEY_BYTES, 0);
+	if (!rc)
+		rc = load_identity(s);
+	if (rc) {
+		lama_session_logout(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
 }
 
 int lama_account_kdf_input(const char *home, const char *name, uint8_t salt[LAMA_SALT_BYTES],

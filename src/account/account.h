@@ -86,6 +86,31 @@ int lama_session_subkey(lama_session *s, uint64_t id, const char ctx[8],
 int lama_session_sign(lama_session *s, int instance, const void *msg, size_t n,
 		      uint8_t sig[LAMA_SIG_BYTES]);
 
+/* --- The archive in a worker process (docs/accounts.md#workers) --- */
+
+/* The storage key then the index key: what opening the archive needs. */
+#define LAMA_WORKER_KEYS_BYTES (2 * LAMA_KEY_BYTES)
+
+/* Writes the session's archive keys (derived from the master key, the
+ * same every login) into keys, for a worker process the main process
+ * starts. Never the password nor the master key: a worker holding these
+ * can read and write the archive, nothing else (no signing, no keychain).
+ * The caller wipes keys (lama_wipe) once handed over. LAMA_EINVAL on a
+ * worker's own session. */
+int lama_account_worker_keys(lama_session *s, uint8_t keys[LAMA_WORKER_KEYS_BYTES]);
+/* Opens the archive of user folder `dir` (lama_session_dir of the
+ * parent's session) with those keys, in a worker process. Takes no user
+ * lock: the parent's session holds it for as long as it hands out tasks,
+ * and a worker must not keep a user from being erased after logout. Never
+ * creates: LAMA_ENOTFOUND without an archive, LAMA_EAUTH for keys that do
+ * not open it. The session has the archive, store, recipes, person and
+ * instance; everything that needs the keychain (lama_session_sign,
+ * _subkey, _public_keys, lama_account_worker_keys) fails with
+ * LAMA_EINVAL. No merge rules are registered (lama_models_rules). *out
+ * owned by the caller (lama_session_logout, which wipes the keys). */
+int lama_account_worker_open(const char *dir, const uint8_t keys[LAMA_WORKER_KEYS_BYTES],
+			     lama_session **out);
+
 /* --- Backup and restore (src/backup) --- */
 
 struct lama_buf;

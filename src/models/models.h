@@ -14,4 +14,11 @@
  * (one transaction per model). */
 int lama_models_init(lama_session *s);
 
+/* Registers the merge rules of every model on the session's archive and
+ * creates nothing: for a session that must not write the user's model
+ * objects, such as a worker's (lama_account_worker_open), which merges
+ * versions that arrive from peers exactly as the main process would.
+ * lama_models_init registers the same rules. */
+int lama_models_rules(lama_session *s);
+
 #endif

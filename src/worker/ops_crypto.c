@@ -6,6 +6,7 @@
 #include "util/err.h"
 #include "util/mem.h"
 #include "worker/ops.h"
+#include "worker/warchive.h"
 
 int lama_rd_bytes(struct lama_rd *r, size_t n, const uint8_t **p, const char *what)
 {
@@ -206,5 +207,6 @@ int lama_worker_ops_crypto(const char *op, const void *in, size_t n, struct lama
 		return op_aead(&r, out, 1);
 	if (!strcmp(op, "open"))
 		return op_aead(&r, out, 0);
+	if (!strcmp(op, "chain_verify")) return lama_worker_trust_chain_verify(in, n, out);
 	return lama_error(LAMA_ENOTFOUND, "the crypto worker has no op %s", op);
 }

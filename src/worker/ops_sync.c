@@ -1,10 +1,19 @@
 /* ops_sync.c: the "sync" worker's ops (docs/workers.md#sync): diff of two
- * sorted hash sets, hash_batch to check received objects. */
+ * sorted hash sets, hash_batch to check received objects; apply, which
+ * checks a batch of received objects and stores it in one transaction,
+ * and merge, over the user's archive (warchive.h). */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "archive/archive.h"
+#include "crypto/crypto.h"
 #include "util/err.h"
 #include "util/hash.h"
+#include "util/mem.h"
+#include "worker/frame.h"
 #include "worker/ops.h"
+#include "worker/warchive.h"
 
 /* u32 count, count x hash[32], strictly ascending */
 static int read_set(struct lama_rd *r, const uint8_t **set, uint32_t *count, const char *name)
@@ -100,6 +109,713 @@ static int op_hash_batch(struct lama_rd *r, struct lama_buf *out)
 	return lama_rd_end(r);
 }
 
+/* ---- apply ---- */
+
+enum { ITEM_OBJECT = 1, ITEM_ID = 2, ITEM_CLOB = 3 };
+enum { NODE_NONE, NODE_EDGE, NODE_CHANGE, NODE_MERGE };
+
+#define APPLY_KEY_WORK 4096 /* candidate keys loaded and tried per signature */
+#define APPLY_REFS_MAX 256  /* Keys or Profiles of an issuer read from the archive */
+#define APPLY_DESC_MAX 256  /* descriptions read per Profile */
+
+struct item {
+	uint32_t index; /* in the batch, for messages */
+	uint8_t kind;
+	lama_hash hash;
+	const uint8_t *p;
+	uint32_t n;
+	json_t *obj;   /* kind ITEM_OBJECT */
+	int versioned; /* its type has ID fields */
+	int node;      /* NODE_* for version nodes */
+	double depth;
+	int was;       /* stored before the batch */
+};
+
+struct apply {
+	lama_session *s;
+	lama_archive *a;
+	const lama_recipes *rec;
+	struct item *items;
+	uint32_t count;
+	struct item **by_hash; /* sorted by hash, to find an item */
+	lama_hash *ids;        /* the IDs whose versions arrived */
+	size_t nids;
+};
+
+static const char *type_of(const json_t *o)
+{
+	const char *t = json_string_value(json_object_get(o, "$type$"));
+
+	return t ? t : "";
+}
+
+/* A field holding a hash; 0 or -1. */
+static int get_hash(const json_t *o, const char *field, lama_hash *h)
+{
+	const json_t *v = json_object_get(o, field);
+
+	return json_is_string(v) && !lama_hash_parse(json_string_value(v), json_string_length(v), h)
+		       ? 0
+		       : -1;
+}
+
+/* Exactly 2n lower-case hex digits (as trust writes keys and signatures). */
+static int lc_hex(const json_t *v, uint8_t *out, size_t n)
+{
+	const char *s = json_string_value(v);
+
+	if (!s || json_string_length(v) != 2 * n)
+		return -1;
+	for (size_t i = 0; i < 2 * n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return -1;
+	return lama_hex_decode(s, 2 * n, out, n) ? -1 : 0;
+}
+
+static int by_hash_cmp(const void *x, const void *y)
+{
+	const struct item *a = *(struct item *const *)x, *b = *(struct item *const *)y;
+
+	return memcmp(a->hash.b, b->hash.b, sizeof(a->hash.b));
+}
+
+static struct item *find_item(struct apply *ap, const lama_hash *h)
+{
+	size_t lo = 0, hi = ap->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(ap->by_hash[mid]->hash.b, h->b, sizeof(h->b));
+
+		if (!c)
+			return ap->by_hash[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Object h from the batch (borrowed into *o with a reference taken) or the
+ * archive. LAMA_ENOTFOUND if in neither. */
+static int load_obj(struct apply *ap, const lama_hash *h, json_t **o)
+{
+	struct item *it = find_item(ap, h);
+
+	if (it && it->obj) {
+		*o = json_incref(it->obj);
+		return 0;
+	}
+	return lama_archive_get(ap->a, h, o);
+}
+
+static int refuse(const struct item *it, int code, const char *why)
+{
+	char hex[LAMA_HASH_HEX + 1];
+
+	lama_hash_hex(&it->hash, hex);
+	return lama_error(code, "apply: object %u (%.16s...) %s", it->index, hex, why);
+}
+
+/* -- signatures -- */
+
+struct keyctx {
+	struct apply *ap;
+	const lama_hash *issuer;
+	const uint8_t *sig;
+	char msg[LAMA_HASH_HEX + 1];
+	size_t work, known;
+	int ok;
+};
+
+static void try_key(struct keyctx *k, const json_t *v)
+{
+	uint8_t pk[LAMA_SIGN_PK_BYTES];
+
+	k->work++;
+	if (lc_hex(v, pk, sizeof(pk)))
+		return; /* a key lama cannot read is no key */
+	k->known++;
+	if (lama_verify(k->sig, k->msg, LAMA_HASH_HEX, pk) == 0)
+		k->ok = 1;
+}
+
+/* A Keys object owned by the issuer, or a Profile of the issuer with its
+ * SignKey descriptions. Failing loads are no keys; < 0 only for errors
+ * that are not about the object (memory, I/O). */
+static int try_holder(struct keyctx *k, const json_t *o)
+{
+	lama_hash owner;
+
+	if (!strcmp(type_of(o), "Keys")) {
+		if (!get_hash(o, "owner", &owner) && lama_hash_eq(&owner, k->issuer))
+			try_key(k, json_object_get(o, "publicSignKey"));
+		return 0;
+	}
+	if (strcmp(type_of(o), "Profile") || get_hash(o, "personId", &owner) ||
+	    !lama_hash_eq(&owner, k->issuer))
+		return 0;
+	const json_t *desc = json_object_get(o, "personDescription");
+
+	for (size_t j = 0; j < json_array_size(desc) && j < APPLY_DESC_MAX && !k->ok; j++) {
+		const json_t *dv = json_array_get(desc, j);
+		json_t *d = NULL;
+		lama_hash dh;
+		int rc;
+
+		if (k->work++ >= APPLY_KEY_WORK)
+			return 0;
+		if (!json_is_string(dv) || lama_hash_parse(json_string_value(dv), json_string_length(dv), &dh))
+			continue;
+		rc = load_obj(k->ap, &dh, &d);
+		if (rc == LAMA_ENOMEM || rc == LAMA_EIO)
+			return rc;
+		lama_error_clear();
+		if (!rc && !strcmp(type_of(d), "SignKey"))
+			try_key(k, json_object_get(d, "key"));
+		json_decref(d);
+	}
+	return 0;
+}
+
+static int holder_ref(void *ctx, const char *type, const lama_hash *src)
+{
+	struct keyctx *k = ctx;
+	json_t *o = NULL;
+	int rc;
+
+	(void)type;
+	if (k->ok || k->work++ >= APPLY_KEY_WORK)
+		return 1; /* stop */
+	if (find_item(k->ap, src))
+		return 0; /* tried with the batch already */
+	rc = lama_archive_get(k->ap->a, src, &o);
+	if (rc == LAMA_ENOMEM || rc == LAMA_EIO)
+		return rc;
+	lama_error_clear();
+	if (!rc)
+		rc = try_holder(k, o);
+	json_decref(o);
+	return rc < 0 ? rc : k->ok;
+}
+
+/* A Signature {issuer, data, signature} must verify with some key of its
+ * issuer that the batch or the archive holds (whether that key is trusted
+ * is a question for lama_trust_verify: chain_verify). */
+static int check_signature(struct apply *ap, struct item *it)
+{
+	uint8_t sig[LAMA_SIG_BYTES];
+	struct keyctx k = { .ap = ap, .sig = sig };
+	lama_hash issuer, data;
+	int rc;
+
+	if (get_hash(it->obj, "issuer", &issuer) || get_hash(it->obj, "data", &data))
+		return refuse(it, LAMA_EINVAL, "is a Signature without a valid issuer or data");
+	if (lc_hex(json_object_get(it->obj, "signature"), sig, sizeof(sig)))
+		return refuse(it, LAMA_EINVAL, "is a Signature whose signature is not 128 lower-case hex digits");
+	k.issuer = &issuer;
+	lama_hash_hex(&data, k.msg);
+	for (uint32_t i = 0; i < ap->count && !k.ok && k.work < APPLY_KEY_WORK; i++)
+		if (ap->items[i].obj && (rc = try_holder(&k, ap->items[i].obj)))
+			return rc;
+	if (!k.ok && k.work < APPLY_KEY_WORK) {
+		rc = lama_archive_referrers_max(ap->a, &issuer, "Keys", APPLY_REFS_MAX, holder_ref, &k, NULL);
+		if (rc < 0)
+			return rc;
+	}
+	if (!k.ok && k.work < APPLY_KEY_WORK) {
+		rc = lama_archive_referrers_max(ap->a, &issuer, "Profile", APPLY_REFS_MAX, holder_ref, &k, NULL);
+		if (rc < 0)
+			return rc;
+	}
+	if (k.ok)
+		return 0;
+	if (k.work >= APPLY_KEY_WORK)
+		return refuse(it, LAMA_ELIMIT, "is a Signature whose issuer has too many keys to try");
+	if (!k.known)
+		return refuse(it, LAMA_EINVAL, "is a Signature by an issuer with no known key (send their Keys or Profile first)");
+	return refuse(it, LAMA_ECRYPTO, "is a Signature that verifies with no known key of its issuer");
+}
+
+/* -- reading and checking the batch -- */
+
+static int read_items(struct lama_rd *r, struct apply *ap)
+{
+	uint32_t count;
+	int rc;
+
+	if ((rc = lama_rd_u32(r, &count, "the count")))
+		return rc;
+	if (count > LAMA_WORKER_BATCH_MAX)
+		return lama_error(LAMA_ELIMIT, "apply: %u objects (at most %d)", count,
+				  LAMA_WORKER_BATCH_MAX);
+	if ((size_t)count * (1 + LAMA_HASH_BYTES + 4) > r->left)
+		return lama_error(LAMA_EINVAL, "apply: %u objects do not fit in %zu bytes", count,
+				  r->left);
+	ap->items = lama_calloc(count ? count : 1, sizeof(*ap->items));
+	ap->by_hash = lama_calloc(count ? count : 1, sizeof(*ap->by_hash));
+	ap->ids = lama_calloc(count ? count : 1, sizeof(*ap->ids));
+	if (!ap->items || !ap->by_hash || !ap->ids)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	ap->count = count;
+	for (uint32_t i = 0; i < count; i++) {
+		struct item *it = &ap->items[i];
+		const uint8_t *k, *h;
+
+		it->index = i;
+		if ((rc = lama_rd_bytes(r, 1, &k, "a kind")) ||
+		    (rc = lama_rd_bytes(r, LAMA_HASH_BYTES, &h, "a hash")) ||
+		    (rc = lama_rd_u32(r, &it->n, "a length")) ||
+		    (rc = lama_rd_bytes(r, it->n, &it->p, "an object")))
+			return rc;
+		it->kind = *k;
+		memcpy(it->hash.b, h, LAMA_HASH_BYTES);
+		ap->by_hash[i] = it;
+	}
+	return lama_rd_end(r);
+}
+
+static int node_kind(const char *type)
+{
+	if (!strcmp(type, "VersionNodeEdge"))
+		return NODE_EDGE;
+	if (!strcmp(type, "VersionNodeChange"))
+		return NODE_CHANGE;
+	if (!strcmp(type, "VersionNodeMerge"))
+		return NODE_MERGE;
+	return NODE_NONE;
+}
+
+/* Everything that needs no writing: hashes, parsing, kinds, duplicates,
+ * signatures. */
+static int check_items(struct apply *ap)
+{
+	int rc;
+
+	for (uint32_t i = 0; i < ap->count; i++) {
+		struct item *it = &ap->items[i];
+		lama_hash h;
+		int is_id = 0;
+
+		if (it->kind < ITEM_OBJECT || it->kind > ITEM_CLOB)
+			return refuse(it, LAMA_EINVAL, "has an unknown kind (1 object, 2 ID object, 3 CLOB)");
+		if (it->n > LAMA_STORE_OBJECT_MAX)
+			return refuse(it, LAMA_ELIMIT, "is larger than an object may be");
+		lama_sha256(it->p, it->n, &h);
+		if (!lama_hash_eq(&h, &it->hash))
+			return refuse(it, LAMA_EINVAL, "is not the SHA-256 of its bytes");
+		if (it->kind == ITEM_CLOB)
+			continue;
+		rc = lama_object_parse(ap->rec, (const char *)it->p, it->n, &it->obj, &is_id);
+		if (rc == LAMA_ENOMEM)
+			return rc;
+		if (rc) {
+			char why[200];
+
+			snprintf(why, sizeof(why), "does not parse: %s", lama_errmsg());
+			return refuse(it, LAMA_EINVAL, why);
+		}
+		if (is_id != (it->kind == ITEM_ID))
+			return refuse(it, LAMA_EINVAL, is_id ? "is an ID object sent as an object"
+							    : "is an object sent as an ID object");
+		if (is_id) {
+			json_decref(it->obj); /* nothing more to know from it */
+			it->obj = NULL;
+			continue;
+		}
+		it->versioned = lama_recipes_is_versioned(ap->rec, type_of(it->obj)) == 1;
+		it->node = node_kind(type_of(it->obj));
+		if (it->node) {
+			it->depth = json_number_value(json_object_get(it->obj, "depth"));
+			if (!isfinite(it->depth) || it->depth < 0 || it->depth > 1e15 ||
+			    it->depth != floor(it->depth))
+				return refuse(it, LAMA_EINVAL, "is a version node of impossible depth");
+		}
+	}
+	qsort(ap->by_hash, ap->count, sizeof(*ap->by_hash), by_hash_cmp);
+	for (uint32_t i = 1; i < ap->count; i++)
+		if (lama_hash_eq(&ap->by_hash[i - 1]->hash, &ap->by_hash[i]->hash)) {
+			const struct item *a = ap->by_hash[i - 1], *b = ap->by_hash[i];
+
+			return refuse(a->index > b->index ? a : b, LAMA_EINVAL, "is in the batch twice");
+		}
+	for (uint32_t i = 0; i < ap->count; i++)
+		if (ap->items[i].obj && !strcmp(type_of(ap->items[i].obj), "Signature") &&
+		    (rc = check_signature(ap, &ap->items[i])))
+			return rc;
+	return 0;
+}
+
+/* -- storing -- */
+
+struct refctx {
+	lama_store *st;
+	const char *type;
+	const lama_hash *src;
+};
+
+static int add_ref(void *ctx, const char *itemprop, enum lama_ref_kind kind, const lama_hash *target)
+{
+	struct refctx *c = ctx;
+
+	(void)itemprop;
+	(void)kind;
+	return lama_store_ref_add(c->st, target, c->type, c->src);
+}
+
+/* A versioned object as it came, without a version node of its own (the
+ * nodes of the batch make it a version): the object, its ID object and
+ * its reverse maps, as the archive stores them. */
+static int store_versioned(struct apply *ap, struct item *it)
+{
+	struct lama_buf md = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+	lama_store *st = lama_session_store(ap->s);
+	struct refctx c = { st, type_of(it->obj), &it->hash };
+	int rc, is_new = 0;
+
+	rc = lama_store_put_hashed(st, LAMA_KIND_OBJECT, it->p, it->n, &it->hash, &is_new);
+	if (!rc)
+		rc = lama_object_id_microdata(ap->rec, it->obj, &md);
+	if (!rc)
+		rc = lama_store_put(st, LAMA_KIND_ID, md.data, md.len, NULL, NULL);
+	if (!rc && is_new)
+		rc = lama_object_foreach_ref(ap->rec, it->obj, add_ref, &c);
+	lama_buf_release(&md);
+	return rc;
+}
+
+static int store_item(struct apply *ap, struct item *it)
+{
+	struct lama_put_info info;
+	lama_hash h;
+	int rc;
+
+	switch (it->kind) {
+	case ITEM_CLOB:
+		rc = lama_archive_put_clob(ap->a, (const char *)it->p, it->n, &h);
+		if (rc == LAMA_EINVAL)
+			return refuse(it, rc, "is a CLOB that is not UTF-8 text");
+		return rc;
+	case ITEM_ID:
+		return lama_store_put_hashed(lama_session_store(ap->s), LAMA_KIND_ID, it->p, it->n,
+					     &it->hash, NULL);
+	default:
+		if (it->versioned)
+			return store_versioned(ap, it);
+		/* strict parsing gave the object these bytes serialize to */
+		rc = lama_archive_put(ap->a, it->obj, 0, &info);
+		if (!rc && !lama_hash_eq(&info.hash, &it->hash))
+			rc = refuse(it, LAMA_EIO, "was stored under another hash");
+		return rc;
+	}
+}
+
+static int note_id(struct apply *ap, const lama_hash *id)
+{
+	for (size_t i = 0; i < ap->nids; i++)
+		if (lama_hash_eq(&ap->ids[i], id))
+			return 0;
+	ap->ids[ap->nids++] = *id; /* at most one per item */
+	return 0;
+}
+
+static int id_of(struct apply *ap, const json_t *obj, lama_hash *id)
+{
+	return lama_object_hash(ap->rec, obj, NULL, id);
+}
+
+/* An edge or change: the archive records the version after its
+ * predecessor and must make the very node that arrived. */
+static int apply_change(struct apply *ap, struct item *it)
+{
+	struct lama_put_info info;
+	json_t *data = NULL;
+	lama_hash dh, prev;
+	int has_prev = it->node == NODE_CHANGE && json_object_get(it->obj, "prev");
+	int rc;
+
+	if (get_hash(it->obj, "data", &dh) || (has_prev && get_hash(it->obj, "prev", &prev)))
+		return refuse(it, LAMA_EINVAL, "is a version node without valid references");
+	rc = load_obj(ap, &dh, &data);
+	if (rc == LAMA_ENOTFOUND)
+		return refuse(it, LAMA_EINVAL, "is a version of an object neither sent nor stored");
+	if (rc)
+		return rc;
+	rc = lama_archive_put_version(ap->a, data, has_prev ? &prev : NULL,
+				      json_number_value(json_object_get(it->obj, "creationTime")), &info);
+	json_decref(data);
+	if (rc == LAMA_ENOMEM || rc == LAMA_EIO || rc == LAMA_EBUSY)
+		return rc;
+	if (rc) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "is a version that cannot be recorded: %s", lama_errmsg());
+		return refuse(it, LAMA_EINVAL, why);
+	}
+	if (!lama_hash_eq(&info.node, &it->hash))
+		return refuse(it, LAMA_EINVAL, "is a version node other than the one its fields make (depth or time)");
+	return note_id(ap, &info.id_hash);
+}
+
+static int node_of_id(struct apply *ap, const lama_hash *node, const lama_hash *id, double *depth)
+{
+	json_t *n = NULL, *data = NULL;
+	lama_hash dh, pid;
+	int rc = load_obj(ap, node, &n);
+
+	if (!rc && (!node_kind(type_of(n)) || get_hash(n, "data", &dh)))
+		rc = lama_error(LAMA_EINVAL, "not a version node");
+	if (!rc)
+		rc = load_obj(ap, &dh, &data);
+	if (!rc)
+		rc = id_of(ap, data, &pid);
+	if (!rc && !lama_hash_eq(&pid, id))
+		rc = lama_error(LAMA_EINVAL, "a version of another ID");
+	if (!rc)
+		*depth = json_number_value(json_object_get(n, "depth"));
+	json_decref(n);
+	json_decref(data);
+	return rc;
+}
+
+static int find_src(void *ctx, const char *type, const lama_hash *src)
+{
+	(void)type;
+	return lama_hash_eq(ctx, src);
+}
+
+/* A merge made elsewhere: its nodes must be versions of its data's ID, one
+ * level below it; it is recorded in the history and replaces them among
+ * the heads, as a merge made here would. */
+static int apply_merge(struct apply *ap, struct item *it)
+{
+	lama_store *st = lama_session_store(ap->s);
+	const json_t *set = json_object_get(json_object_get(it->obj, "nodes"), "$set"), *v;
+	lama_hash dh, id, *heads = NULL, *next = NULL;
+	json_t *data = NULL;
+	double max = -1, d;
+	size_t i, nh = 0, m = 0;
+	int rc, known;
+
+	if (get_hash(it->obj, "data", &dh) || json_array_size(set) < 2)
+		return refuse(it, LAMA_EINVAL, "is a merge without valid references");
+	rc = load_obj(ap, &dh, &data);
+	if (rc == LAMA_ENOTFOUND)
+		return refuse(it, LAMA_EINVAL, "is a merge of an object neither sent nor stored");
+	if (!rc)
+		rc = id_of(ap, data, &id);
+	json_decref(data);
+	if (rc)
+		return rc;
+	json_array_foreach(set, i, v) {
+		lama_hash ph;
+
+		if (lama_hash_parse(json_string_value(v), json_string_length(v), &ph))
+			return refuse(it, LAMA_EINVAL, "is a merge naming a node that is no hash");
+		rc = node_of_id(ap, &ph, &id, &d);
+		if (rc == LAMA_ENOMEM || rc == LAMA_EIO)
+			return rc;
+		if (rc)
+			return refuse(it, LAMA_EINVAL, "is a merge of nodes that are not versions of its ID");
+		if (d > max)
+			max = d;
+	}
+	if (it->depth != max + 1)
+		return refuse(it, LAMA_EINVAL, "is a merge of impossible depth");
+	known = lama_store_refs(st, &id, "VersionNodeMerge", find_src, &it->hash);
+	if (known < 0)
+		return known;
+	if (!known) {
+		if ((rc = lama_store_ref_add(st, &id, "VersionNodeMerge", &it->hash)) ||
+		    (rc = lama_store_heads_get(st, &id, &heads, &nh)))
+			return rc;
+		if (!(next = lama_calloc(nh + 1, sizeof(*next)))) {
+			lama_free(heads);
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		}
+		for (size_t k = 0; k < nh; k++) {
+			int drop = lama_hash_eq(&heads[k], &it->hash);
+
+			json_array_foreach(set, i, v) {
+				char hex[LAMA_HASH_HEX + 1];
+
+				lama_hash_hex(&heads[k], hex);
+				if (!strcmp(json_string_value(v), hex))
+					drop = 1;
+			}
+			if (!drop)
+				next[m++] = heads[k];
+		}
+		next[m++] = it->hash;
+		rc = lama_store_heads_set(st, &id, next, m);
+		lama_free(heads);
+		lama_free(next);
+		if (rc)
+			return rc;
+	}
+	return note_id(ap, &id);
+}
+
+static int node_cmp(const void *x, const void *y)
+{
+	const struct item *a = *(struct item *const *)x, *b = *(struct item *const *)y;
+
+	if (a->depth != b->depth)
+		return a->depth < b->depth ? -1 : 1;
+	return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* u32 n, n x (id[32], u32 nheads, nheads x node[32]) */
+static int add_heads(struct lama_buf *out, lama_archive *a, const lama_hash *ids, size_t n)
+{
+	uint8_t b4[4];
+	int rc;
+
+	lama_put_u32(b4, (uint32_t)n);
+	if ((rc = lama_buf_add(out, b4, 4)))
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		lama_hash *heads = NULL;
+		size_t nh = 0;
+
+		if ((rc = lama_archive_heads(a, &ids[i], &heads, &nh)))
+			return rc;
+		lama_put_u32(b4, (uint32_t)nh);
+		rc = lama_buf_add(out, ids[i].b, LAMA_HASH_BYTES);
+		if (!rc)
+			rc = lama_buf_add(out, b4, 4);
+		for (size_t k = 0; !rc && k < nh; k++)
+			rc = lama_buf_add(out, heads[k].b, LAMA_HASH_BYTES);
+		lama_free(heads);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Inside the transaction: what was stored before, every item, the version
+ * nodes by depth, then the merges. */
+static int apply_all(struct apply *ap, struct item **nodes)
+{
+	size_t nn = 0;
+	int rc;
+
+	for (uint32_t i = 0; i < ap->count; i++) {
+		rc = lama_store_has(lama_session_store(ap->s), &ap->items[i].hash);
+		if (rc < 0)
+			return rc;
+		ap->items[i].was = rc;
+	}
+	for (uint32_t i = 0; i < ap->count; i++) {
+		if ((rc = store_item(ap, &ap->items[i])))
+			return rc;
+		if (ap->items[i].node)
+			nodes[nn++] = &ap->items[i];
+	}
+	qsort(nodes, nn, sizeof(*nodes), node_cmp);
+	for (size_t i = 0; i < nn; i++)
+		if ((rc = nodes[i]->node == NODE_MERGE ? apply_merge(ap, nodes[i])
+						       : apply_change(ap, nodes[i])))
+			return rc;
+	/* concurrent versions merge by the models' rules, as in the main process */
+	for (size_t i = 0; i < ap->nids; i++)
+		if ((rc = lama_archive_merge(ap->a, &ap->ids[i], NULL)))
+			return rc;
+	return 0;
+}
+
+/* handle, u32 count, count x (u8 kind, hash[32], bytes32) ->
+ * count x u8 (1 new, 0 known), then the heads of the IDs that got versions */
+static int op_apply(struct lama_rd *r, struct lama_buf *out)
+{
+	struct apply ap = { 0 };
+	struct item **nodes = NULL;
+	lama_store *st;
+	int rc;
+
+	if ((rc = lama_warchive_get(r, &ap.s)))
+		return rc;
+	ap.a = lama_session_archive(ap.s);
+	ap.rec = lama_session_recipes(ap.s);
+	st = lama_session_store(ap.s);
+	if ((rc = read_items(r, &ap)) || (rc = check_items(&ap)))
+		goto out;
+	if (!(nodes = lama_calloc(ap.count ? ap.count : 1, sizeof(*nodes)))) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* one transaction: all or nothing, and nobody writes in between */
+	if ((rc = lama_store_begin(st)))
+		goto out;
+	rc = apply_all(&ap, nodes);
+	if (!rc)
+		rc = lama_buf_grow(out, ap.count);
+	if (!rc) {
+		for (uint32_t i = 0; i < ap.count; i++)
+			out->data[out->len + i] = !ap.items[i].was;
+		out->len += ap.count;
+		rc = add_heads(out, ap.a, ap.ids, ap.nids);
+	}
+	if (rc) {
+		lama_store_rollback(st);
+		lama_buf_truncate(out, 0);
+	} else if ((rc = lama_store_commit(st))) {
+		lama_buf_truncate(out, 0);
+	}
+out:
+	for (uint32_t i = 0; ap.items && i < ap.count; i++)
+		json_decref(ap.items[i].obj);
+	lama_free(ap.items);
+	lama_free(ap.by_hash);
+	lama_free(ap.ids);
+	lama_free(nodes);
+	return rc;
+}
+
+/* handle, u32 count, count x id[32] -> the IDs' heads after merging, as
+ * apply gives them */
+static int op_merge(struct lama_rd *r, struct lama_buf *out)
+{
+	const uint8_t *p;
+	lama_session *s;
+	lama_hash *ids = NULL;
+	uint32_t count;
+	int rc;
+
+	if ((rc = lama_warchive_get(r, &s)) || (rc = lama_rd_u32(r, &count, "the count")))
+		return rc;
+	if (count > LAMA_WORKER_BATCH_MAX)
+		return lama_error(LAMA_ELIMIT, "merge: %u IDs (at most %d)", count,
+				  LAMA_WORKER_BATCH_MAX);
+	if ((size_t)count * LAMA_HASH_BYTES != r->left)
+		return lama_error(LAMA_EINVAL, "merge: %u IDs are not %zu bytes", count, r->left);
+	if ((rc = lama_rd_bytes(r, (size_t)count * LAMA_HASH_BYTES, &p, "the IDs")))
+		return rc;
+	if (!(ids = lama_calloc(count ? count : 1, sizeof(*ids))))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	memcpy(ids, p, (size_t)count * LAMA_HASH_BYTES);
+	/* all IDs or none: a failed merge leaves every one as it was */
+	rc = lama_store_begin(lama_session_store(s));
+	for (uint32_t i = 0; !rc && i < count; i++) {
+		rc = lama_archive_merge(lama_session_archive(s), &ids[i], NULL);
+		if (rc == LAMA_ENOTFOUND) { /* an ID without versions: no heads */
+			lama_error_clear();
+			rc = 0;
+		}
+	}
+	if (!rc)
+		rc = add_heads(out, lama_session_archive(s), ids, count);
+	if (rc) {
+		lama_store_rollback(lama_session_store(s));
+		lama_buf_truncate(out, 0);
+	} else if ((rc = lama_store_commit(lama_session_store(s)))) {
+		lama_buf_truncate(out, 0);
+	}
+	lama_free(ids);
+	return rc;
+}
+
 int lama_worker_ops_sync(const char *op, const void *in, size_t n, struct lama_buf *out)
 {
 	struct lama_rd r = { in, n, op };
@@ -108,5 +824,9 @@ int lama_worker_ops_sync(const char *op, const void *in, size_t n, struct lama_b
 		return op_diff(&r, out);
 	if (!strcmp(op, "hash_batch"))
 		return op_hash_batch(&r, out);
+	if (!strcmp(op, "apply"))
+		return op_apply(&r, out);
+	if (!strcmp(op, "merge"))
+		return op_merge(&r, out);
 	return lama_error(LAMA_ENOTFOUND, "the sync worker has no op %s", op);
 }
