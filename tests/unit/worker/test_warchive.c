@@ -1,0 +1,1174 @@
+/* test_warchive.c: the user's archive in worker processes. The real lama
+ * binary ($LAMA_BIN) runs as sync and crypto workers under a real manager,
+ * opening the archive of a user this process is logged in as (alice):
+ * apply of received batches (what the main process reads back, refusals
+ * that change nothing, channel merges against in-process merges over
+ * random interleavings, SIGKILL in the middle, concurrent writes), merge,
+ * chain_verify against lama_trust_verify, hostile inputs, and the
+ * account's worker session itself. Peers are other users (bob) in other
+ * folders of this process, whose objects are exported as a peer would
+ * send them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "account/account.h"
+#include "channel/channel.h"
+#include "crypto/crypto.h"
+#include "models/models.h"
+#include "testutil.h"
+#include "trust/trust.h"
+#include "util/err.h"
+#include "util/hash.h"
+#include "util/mem.h"
+#include "worker/warchive.h"
+#include "worker/worker.h"
+
+#define NOW 1700000000000.0
+
+static char home_a[4096], home_b[4096], home_e[4096];
+static lama_session *alice, *bob, *eve; /* eve: the expected merges */
+
+/* ---- the loop and the manager ---- */
+
+struct res {
+	int called, rc;
+	char msg[512];
+	uint8_t *out;
+	size_t n;
+};
+
+static void on_done(void *ctx, int rc, const char *msg, const void *out, size_t n)
+{
+	struct res *r = ctx;
+
+	r->called++;
+	r->rc = rc;
+	snprintf(r->msg, sizeof(r->msg), "%s", msg ? msg : "");
+	free(r->out);
+	r->out = malloc(n + 1);
+	assert_non_null(r->out);
+	if (n)
+		memcpy(r->out, out, n);
+	r->n = n;
+}
+
+static void res_free(struct res *r)
+{
+	free(r->out);
+	memset(r, 0, sizeof(*r));
+}
+
+static void on_wake(uv_timer_t *h)
+{
+	(void)h;
+}
+
+static void run_until(uv_loop_t *loop, const int *flag, unsigned ms)
+{
+	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
+	uv_timer_t t;
+
+	uv_timer_init(loop, &t);
+	uv_timer_start(&t, on_wake, 5, 5);
+	while (!*flag && uv_hrtime() < end)
+		uv_run(loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+	if (!*flag)
+		fail_msg("timed out after %u ms", ms);
+}
+
+static uv_loop_t loop;
+static lama_workers *m;
+
+static void mgr_start(void)
+{
+	struct lama_worker_pool p[2] = { { "sync", 1, 0, 0 }, { "crypto", 1, 0, 0 } };
+
+	uv_loop_init(&loop);
+	assert_non_null(getenv("LAMA_BIN"));
+	assert_int_equal(lama_workers_new(&m, &loop, getenv("LAMA_BIN"), p, 2), 0);
+}
+
+static void mgr_stop(void)
+{
+	lama_workers_close(m);
+	m = NULL;
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static long worker_pid(size_t i)
+{
+	json_t *s = lama_workers_status(m);
+	json_t *pid = json_object_get(json_array_get(s, i), "pid");
+	long v = json_is_integer(pid) ? (long)json_integer_value(pid) : 0;
+
+	json_decref(s);
+	return v;
+}
+
+static int call(const char *kind, const char *op, struct lama_buf *in, unsigned flags,
+		struct res *r)
+{
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(lama_workers_submit(m, kind, op, in->data, in->len, flags, 0, on_done, r,
+					     NULL), 0);
+	run_until(&loop, &r->called, 60000);
+	return r->rc;
+}
+
+/* ---- batches ---- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+struct item {
+	uint8_t kind;
+	lama_hash hash;
+	uint8_t *p;
+	uint32_t n;
+};
+
+struct batch {
+	struct item *v;
+	size_t n, cap;
+};
+
+static int batch_has(const struct batch *b, const lama_hash *h)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (lama_hash_eq(&b->v[i].hash, h))
+			return 1;
+	return 0;
+}
+
+static void batch_add(struct batch *b, uint8_t kind, const lama_hash *h, const void *p, size_t n)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap ? 2 * b->cap : 64;
+		b->v = realloc(b->v, b->cap * sizeof(*b->v));
+		assert_non_null(b->v);
+	}
+	b->v[b->n].kind = kind;
+	b->v[b->n].hash = *h;
+	b->v[b->n].p = malloc(n ? n : 1);
+	memcpy(b->v[b->n].p, p, n);
+	b->v[b->n].n = (uint32_t)n;
+	b->n++;
+}
+
+/* An object as its microdata, hashed. */
+static void batch_obj(struct batch *b, lama_session *s, json_t *o, lama_hash *h)
+{
+	struct lama_buf md = LAMA_BUF_INIT(LAMA_BUF_MAX);
+	lama_hash x;
+
+	assert_int_equal(lama_object_microdata(lama_session_recipes(s), o, &md), 0);
+	lama_sha256(md.data, md.len, &x);
+	batch_add(b, 1, &x, md.data, md.len);
+	if (h)
+		*h = x;
+	lama_buf_release(&md);
+	json_decref(o);
+}
+
+static void batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->v[i].p);
+	free(b->v);
+	memset(b, 0, sizeof(*b));
+}
+
+static void batch_shuffle(struct batch *b, uint64_t *seed)
+{
+	for (size_t i = b->n; i > 1; i--) {
+		size_t j = rnd(seed, (unsigned)i);
+		struct item t = b->v[i - 1];
+
+		b->v[i - 1] = b->v[j];
+		b->v[j] = t;
+	}
+}
+
+/* The handle of alice's archive, then the batch. */
+static void apply_input(const struct batch *b, struct lama_buf *in)
+{
+	uint8_t h[4 + 1 + 32 + 4];
+
+	*in = (struct lama_buf)LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+	assert_int_equal(lama_warchive_handle(alice, in), 0);
+	put32(h, (uint32_t)b->n);
+	assert_int_equal(lama_buf_add(in, h, 4), 0);
+	for (size_t i = 0; i < b->n; i++) {
+		h[0] = b->v[i].kind;
+		memcpy(h + 1, b->v[i].hash.b, 32);
+		put32(h + 33, b->v[i].n);
+		assert_int_equal(lama_buf_add(in, h, 37), 0);
+		assert_int_equal(lama_buf_add(in, b->v[i].p, b->v[i].n), 0);
+	}
+}
+
+static int apply(const struct batch *b, unsigned flags, struct res *r)
+{
+	struct lama_buf in;
+	int rc;
+
+	apply_input(b, &in);
+	rc = call("sync", "apply", &in, flags, r);
+	lama_buf_release_wipe(&in);
+	return rc;
+}
+
+/* How many of the batch alice's archive has. */
+static size_t stored(const struct batch *b)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		int rc = lama_store_has(lama_session_store(alice), &b->v[i].hash);
+
+		assert_true(rc >= 0);
+		k += (size_t)rc;
+	}
+	return k;
+}
+
+/* Every item reads back from alice's archive as it was sent. */
+static void assert_read_back(const struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct lama_buf got = LAMA_BUF_INIT(LAMA_BUF_MAX);
+
+		if (lama_store_get(lama_session_store(alice), &b->v[i].hash, NULL, &got))
+			fail_msg("item %zu: %s", i, lama_errmsg());
+		assert_int_equal(got.len, b->v[i].n);
+		assert_memory_equal(got.data, b->v[i].p, got.len);
+		lama_buf_release(&got);
+	}
+}
+
+/* ---- exporting what a peer would send ---- */
+
+struct walk {
+	lama_session *s;
+	struct batch *b;
+	lama_hash *q;
+	size_t nq, cap;
+	int up; /* also the referrers of every object (signatures, certificates) */
+};
+
+static void walk_push(struct walk *w, const lama_hash *h)
+{
+	if (batch_has(w->b, h))
+		return;
+	for (size_t i = 0; i < w->nq; i++)
+		if (lama_hash_eq(&w->q[i], h))
+			return;
+	if (w->nq == w->cap) {
+		w->cap = w->cap ? 2 * w->cap : 256;
+		w->q = realloc(w->q, w->cap * sizeof(*w->q));
+	}
+	w->q[w->nq++] = *h;
+}
+
+static int walk_ref(void *ctx, const char *itemprop, enum lama_ref_kind kind, const lama_hash *t)
+{
+	(void)itemprop;
+	if (kind != LAMA_REF_BLOB)
+		walk_push(ctx, t);
+	return 0;
+}
+
+static int walk_src(void *ctx, const char *type, const lama_hash *src)
+{
+	(void)type;
+	walk_push(ctx, src);
+	return 0;
+}
+
+/* Everything reachable from start in s's archive: references down, and
+ * with up the referrers too (version nodes of IDs always). */
+static void export_from(lama_session *s, const lama_hash *start, size_t n, int up, struct batch *b)
+{
+	struct walk w = { .s = s, .b = b, .up = up };
+	lama_archive *a = lama_session_archive(s);
+
+	for (size_t i = 0; i < n; i++)
+		walk_push(&w, &start[i]);
+	while (w.nq) {
+		lama_hash h = w.q[--w.nq];
+		struct lama_buf md = LAMA_BUF_INIT(LAMA_BUF_MAX);
+		enum lama_store_kind kind;
+		json_t *o = NULL;
+
+		if (batch_has(b, &h))
+			continue;
+		if (lama_store_get(lama_session_store(s), &h, &kind, &md)) {
+			lama_error_clear(); /* not in this archive (a BLOB, a missing one) */
+			lama_buf_release(&md);
+			continue;
+		}
+		batch_add(b, kind == LAMA_KIND_ID ? 2 : kind == LAMA_KIND_CLOB ? 3 : 1, &h, md.data,
+			  md.len);
+		lama_buf_release(&md);
+		if (kind == LAMA_KIND_ID) {
+			const char *types[] = { "VersionNodeEdge", "VersionNodeChange", "VersionNodeMerge" };
+
+			for (int t = 0; t < 3; t++)
+				assert_int_equal(lama_archive_referrers(a, &h, types[t], walk_src, &w), 0);
+		}
+		if (up && kind != LAMA_KIND_OBJECT)
+			assert_int_equal(lama_archive_referrers(a, &h, NULL, walk_src, &w), 0);
+		if (kind != LAMA_KIND_OBJECT)
+			continue;
+		assert_int_equal(lama_archive_get(a, &h, &o), 0);
+		assert_int_equal(lama_object_foreach_ref(lama_session_recipes(s), o, walk_ref, &w), 0);
+		if (up)
+			assert_int_equal(lama_archive_referrers(a, &h, NULL, walk_src, &w), 0);
+		json_decref(o);
+	}
+	free(w.q);
+}
+
+/* ---- setup ---- */
+
+static lama_session *mkuser(char *home, const char *name)
+{
+	struct lama_kdf_params p = lama_kdf_min();
+	lama_session *s;
+
+	snprintf(home, 4096, "%s", tu_tmpdir());
+	if (lama_account_register(home, name, "pw", 2, &p, &s) || lama_models_init(s))
+		fail_msg("register %s: %s", name, lama_errmsg());
+	return s;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	alice = mkuser(home_a, "alice");
+	bob = mkuser(home_b, "bob");
+	eve = mkuser(home_e, "eve");
+	mgr_start();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	mgr_stop();
+	lama_session_logout(alice);
+	lama_session_logout(bob);
+	lama_session_logout(eve);
+	alice = bob = eve = NULL;
+	tu_rmtree(home_a);
+	tu_rmtree(home_b);
+	tu_rmtree(home_e);
+	return 0;
+}
+
+static lama_hash put_in(lama_session *s, json_t *o)
+{
+	struct lama_put_info info;
+
+	assert_non_null(o);
+	if (lama_archive_put(lama_session_archive(s), o, 0, &info))
+		fail_msg("put: %s", lama_errmsg());
+	json_decref(o);
+	return info.hash;
+}
+
+static lama_hash name_obj(lama_session *s, const char *name)
+{
+	return put_in(s, json_pack("{s:s, s:s}", "$type$", "PersonName", "name", name));
+}
+
+static const char *hexs(const lama_hash *h)
+{
+	static char buf[4][LAMA_HASH_HEX + 1];
+	static int i;
+
+	i = (i + 1) % 4;
+	lama_hash_hex(h, buf[i]);
+	return buf[i];
+}
+
+/* ---- tests ---- */
+
+/* A valid batch: a CLOB, plain objects and a versioned Person with its
+ * version node arrive; the main process reads them back byte for byte;
+ * again, everything is known and nothing changes. */
+static void test_apply_valid(void **state)
+{
+	struct batch b = { 0 };
+	struct res r;
+	lama_hash start[2], id;
+	uint64_t seed = 7;
+
+	(void)state;
+	start[0] = name_obj(bob, "bob's name");
+	{
+		struct lama_put_info info;
+		json_t *p = json_pack("{s:s, s:s, s:s}", "$type$", "Person", "email",
+				      "dora@example.org", "name", "Dora");
+
+		assert_int_equal(lama_archive_put(lama_session_archive(bob), p, 0, &info), 0);
+		json_decref(p);
+		start[1] = info.id_hash;
+		id = info.id_hash;
+	}
+	export_from(bob, start, 2, 0, &b);
+	batch_add(&b, 3, &(lama_hash){ 0 }, "", 0); /* placeholder, replaced below */
+	lama_sha256("héllo", strlen("héllo"), &b.v[b.n - 1].hash);
+	free(b.v[b.n - 1].p);
+	b.v[b.n - 1].p = (uint8_t *)strdup("héllo");
+	b.v[b.n - 1].n = (uint32_t)strlen("héllo");
+	batch_shuffle(&b, &seed);
+	assert_true(b.n >= 5); /* name, ID object, Person, its edge, the CLOB */
+	assert_int_equal(stored(&b), 0);
+
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	/* all new, and one ID with one head: the node alice now has */
+	assert_true(r.n >= b.n + 4);
+	for (size_t i = 0; i < b.n; i++)
+		assert_int_equal(r.out[i], 1);
+	assert_int_equal(get32(r.out + b.n), 1);
+	assert_memory_equal(r.out + b.n + 4, id.b, 32);
+	assert_int_equal(get32(r.out + b.n + 36), 1);
+	{
+		lama_hash *heads;
+		size_t nh;
+
+		assert_int_equal(lama_archive_heads(lama_session_archive(alice), &id, &heads, &nh), 0);
+		assert_int_equal(nh, 1);
+		assert_memory_equal(r.out + b.n + 40, heads[0].b, 32);
+		lama_free(heads);
+	}
+	assert_int_equal(r.n, b.n + 4 + 32 + 4 + 32);
+	assert_int_equal(stored(&b), b.n);
+	assert_read_back(&b);
+	{
+		lama_hash cur;
+		json_t *o;
+
+		assert_int_equal(lama_archive_current(lama_session_archive(alice), &id, &cur), 0);
+		assert_int_equal(lama_archive_get(lama_session_archive(alice), &cur, &o), 0);
+		assert_string_equal(json_string_value(json_object_get(o, "name")), "Dora");
+		json_decref(o);
+	}
+	res_free(&r);
+	/* again: all known, the same heads */
+	assert_int_equal(apply(&b, 0, &r), 0);
+	for (size_t i = 0; i < b.n; i++)
+		assert_int_equal(r.out[i], 0);
+	assert_int_equal(r.n, b.n + 4 + 32 + 4 + 32);
+	res_free(&r);
+	batch_free(&b);
+}
+
+/* One bad object refuses the whole batch, naming it; nothing is stored. */
+static void refused(struct batch *b, size_t bad, int code, const char *why)
+{
+	struct res r;
+	char want[32];
+
+	assert_int_equal(apply(b, 0, &r), code);
+	snprintf(want, sizeof(want), "object %zu ", bad);
+	if (!strstr(r.msg, want) || !strstr(r.msg, why))
+		fail_msg("message \"%s\", wanted \"%s\" and \"%s\"", r.msg, want, why);
+	res_free(&r);
+	assert_int_equal(stored(b), 0);
+}
+
+/* Adds bob's Keys objects (referrers of his person) and what they name. */
+static int keys_cb(void *ctx, const char *type, const lama_hash *src)
+{
+	struct batch *k = ctx;
+
+	(void)type;
+	batch_add(k, 1, src, "", 0);
+	return 0;
+}
+
+static void add_keys(struct batch *b)
+{
+	struct batch k = { 0 };
+	lama_hash hs[8];
+	size_t n;
+
+	assert_int_equal(lama_archive_referrers(lama_session_archive(bob), lama_session_person(bob),
+						"Keys", keys_cb, &k), 0);
+	assert_true(k.n >= 1 && k.n <= 8);
+	for (n = 0; n < k.n; n++)
+		hs[n] = k.v[n].hash;
+	batch_free(&k);
+	export_from(bob, hs, n, 0, b);
+}
+
+static void test_apply_refused(void **state)
+{
+	struct batch b = { 0 };
+	lama_hash x, sig;
+	struct lama_trust_signer me;
+	uint64_t seed = 11;
+
+	(void)state;
+	for (int i = 0; i < 20; i++) {
+		char n[32];
+
+		snprintf(n, sizeof(n), "refused %d", i);
+		x = name_obj(bob, n);
+		export_from(bob, &x, 1, 0, &b);
+	}
+	/* a wrong hash */
+	b.v[13].hash.b[5] ^= 1;
+	refused(&b, 13, LAMA_EINVAL, "is not the SHA-256 of its bytes");
+	b.v[13].hash.b[5] ^= 1;
+	/* not microdata (hash right) */
+	b.v[4].p[3] ^= 0x20;
+	lama_sha256(b.v[4].p, b.v[4].n, &b.v[4].hash);
+	refused(&b, 4, LAMA_EINVAL, "does not parse");
+	b.v[4].p[3] ^= 0x20;
+	lama_sha256(b.v[4].p, b.v[4].n, &b.v[4].hash);
+	/* an object sent as an ID object, an unknown kind, a CLOB not UTF-8 */
+	b.v[19].kind = 2;
+	refused(&b, 19, LAMA_EINVAL, "an object sent as an ID object");
+	b.v[19].kind = 9;
+	refused(&b, 19, LAMA_EINVAL, "unknown kind");
+	b.v[19].kind = 1;
+	batch_add(&b, 3, &x, "\xff\xfe", 2);
+	lama_sha256("\xff\xfe", 2, &b.v[20].hash);
+	refused(&b, 20, LAMA_EINVAL, "not UTF-8");
+	free(b.v[20].p);
+	b.n--;
+	/* the same object twice */
+	batch_add(&b, 1, &b.v[2].hash, b.v[2].p, b.v[2].n);
+	refused(&b, 20, LAMA_EINVAL, "twice");
+	free(b.v[20].p);
+	b.n--;
+
+	/* signatures: bob signs x; without bob's keys there is nothing to check
+	 * it with; with them it is accepted; altered, refused */
+	lama_trust_session_signer(bob, &me);
+	assert_int_equal(lama_trust_sign(lama_session_archive(bob), &me, &x, &sig), 0);
+	{
+		struct batch s = { 0 };
+		json_t *o;
+		struct res r;
+		char *txt;
+		size_t k;
+
+		export_from(bob, &sig, 1, 0, &s);
+		k = s.n;
+		for (size_t i = 0; i < b.n; i++)
+			if (!batch_has(&s, &b.v[i].hash))
+				batch_add(&s, b.v[i].kind, &b.v[i].hash, b.v[i].p, b.v[i].n);
+		batch_shuffle(&s, &seed);
+		for (k = 0; k < s.n; k++) {
+			if (lama_hash_eq(&s.v[k].hash, &sig))
+				break;
+		}
+		refused(&s, k, LAMA_EINVAL, "no known key");
+		/* the altered signature: one hex digit, re-serialized (hash right) */
+		assert_int_equal(lama_archive_get(lama_session_archive(bob), &sig, &o), 0);
+		txt = strdup(json_string_value(json_object_get(o, "signature")));
+		txt[7] = txt[7] == '0' ? '1' : '0';
+		json_object_set_new(o, "signature", json_string(txt));
+		free(txt);
+		{
+			struct batch f = { 0 };
+			lama_hash fh;
+
+			for (size_t i = 0; i < s.n; i++)
+				if (!lama_hash_eq(&s.v[i].hash, &sig))
+					batch_add(&f, s.v[i].kind, &s.v[i].hash, s.v[i].p, s.v[i].n);
+			size_t at = f.n;
+
+			batch_obj(&f, bob, json_incref(o), &fh);
+			add_keys(&f);
+			refused(&f, at, LAMA_ECRYPTO, "verifies with no known key");
+			batch_free(&f);
+		}
+		json_decref(o);
+		add_keys(&s);
+		if (apply(&s, 0, &r))
+			fail_msg("apply with keys: %s", r.msg);
+		res_free(&r);
+		assert_int_equal(stored(&s), s.n);
+		batch_free(&s);
+	}
+	batch_free(&b);
+}
+
+/* ---- channels: merged in the worker as in-process ---- */
+
+/* One round: n entries with distinct times, each appended on alice's side
+ * or bob's (in random order), bob's exported in a shuffled batch and
+ * applied by the worker; the head alice's main process then reads is the
+ * one eve's archive gets by appending all n itself (a list of a given set
+ * of entries has one head), and the worker reported it. */
+static void channel_round(uint64_t *seed, int round)
+{
+	char cid[32];
+	lama_hash chan, ca, cb, ce, head_a, head_e, *heads;
+	uint64_t cnt_a, cnt_e;
+	size_t n = 2 + rnd(seed, 9), nh;
+	struct batch b = { 0 };
+	struct res r;
+
+	snprintf(cid, sizeof(cid), "round-%d", round);
+	assert_int_equal(lama_channel_create(lama_session_archive(alice), cid, NULL, &ca), 0);
+	assert_int_equal(lama_channel_create(lama_session_archive(bob), cid, NULL, &cb), 0);
+	assert_int_equal(lama_channel_create(lama_session_archive(eve), cid, NULL, &ce), 0);
+	assert_true(lama_hash_eq(&ca, &cb) && lama_hash_eq(&ca, &ce));
+	chan = ca;
+	for (size_t i = 0; i < n; i++) {
+		char name[64];
+		double t = NOW + (double)rnd(seed, 100000) * 7 + (double)i; /* distinct */
+		int side = (int)rnd(seed, 3); /* 0 alice, 1 bob, 2 both */
+		lama_hash d;
+
+		snprintf(name, sizeof(name), "r%d e%zu", round, i);
+		if (side != 1) {
+			d = name_obj(alice, name);
+			assert_int_equal(lama_channel_append(lama_session_archive(alice), &chan, &d, &t, 1, NULL), 0);
+		}
+		if (side != 0) {
+			d = name_obj(bob, name);
+			assert_int_equal(lama_channel_append(lama_session_archive(bob), &chan, &d, &t, 1, NULL), 0);
+		}
+		d = name_obj(eve, name);
+		assert_int_equal(lama_channel_append(lama_session_archive(eve), &chan, &d, &t, 1, NULL), 0);
+	}
+	export_from(bob, &chan, 1, 0, &b);
+	batch_shuffle(&b, seed);
+	if (apply(&b, 0, &r))
+		fail_msg("round %d: %s", round, r.msg);
+	/* the output's heads for the channel: one, alice's */
+	{
+		const uint8_t *o = r.out + b.n;
+		uint32_t nid = get32(o), k;
+
+		o += 4;
+		for (k = 0; k < nid; k++) {
+			uint32_t c = get32(o + 32);
+
+			if (!memcmp(o, chan.b, 32)) {
+				assert_int_equal(c, 1);
+				assert_int_equal(lama_archive_heads(lama_session_archive(alice), &chan, &heads, &nh), 0);
+				assert_int_equal(nh, 1);
+				assert_memory_equal(o + 36, heads[0].b, 32);
+				lama_free(heads);
+				break;
+			}
+			o += 36 + 32 * (size_t)c;
+		}
+		assert_true(k < nid);
+	}
+	res_free(&r);
+	assert_int_equal(lama_channel_count(lama_session_archive(alice), &chan, &cnt_a, &head_a), 0);
+	assert_int_equal(lama_channel_count(lama_session_archive(eve), &chan, &cnt_e, &head_e), 0);
+	assert_int_equal(cnt_a, n);
+	assert_int_equal(cnt_e, n);
+	if (!lama_hash_eq(&head_a, &head_e))
+		fail_msg("round %d: head %s, in-process %s", round, hexs(&head_a), hexs(&head_e));
+	/* and bob, merging alice's in-process the same way, agrees */
+	batch_free(&b);
+}
+
+static void test_apply_channels(void **state)
+{
+	uint64_t seed = 0x5eed;
+
+	(void)state;
+	for (int round = 0; round < 8; round++)
+		channel_round(&seed, round);
+}
+
+/* ---- merge ---- */
+
+/* Concurrent Profile versions (descriptions as add/remove sets, a rule of
+ * the models) made in alice's archive, merged by the worker: the node is
+ * the one eve's archive makes merging the same versions in-process. */
+static void test_merge_op(void **state)
+{
+	lama_session *ss[2] = { alice, eve };
+	lama_hash node[2], id = { { 0 } }, d1 = { { 0 } }, d2 = { { 0 } };
+	struct lama_buf in = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+	struct res r;
+	uint8_t cnt[4];
+
+	(void)state;
+	for (int k = 0; k < 2; k++) {
+		lama_archive *a = lama_session_archive(ss[k]);
+		struct lama_put_info base, v1, v2;
+		json_t *p;
+
+		d1 = name_obj(ss[k], "first");
+		d2 = name_obj(ss[k], "second");
+		p = json_pack("{s:s, s:s, s:s, s:s, s:[], s:[]}", "$type$", "Profile", "profileId",
+			      "merge-test", "personId", hexs(lama_session_person(bob)), "owner",
+			      hexs(lama_session_person(bob)), "communicationEndpoint", "personDescription");
+		assert_int_equal(lama_archive_put_version(a, p, NULL, NOW, &base), 0);
+		json_array_append_new(json_object_get(p, "personDescription"), json_string(hexs(&d1)));
+		assert_int_equal(lama_archive_put_version(a, p, &base.node, NOW + 1, &v1), 0);
+		json_array_clear(json_object_get(p, "personDescription"));
+		json_array_append_new(json_object_get(p, "personDescription"), json_string(hexs(&d2)));
+		assert_int_equal(lama_archive_put_version(a, p, &base.node, NOW + 2, &v2), 0);
+		json_decref(p);
+		id = v1.id_hash;
+		if (k == 1)
+			assert_int_equal(lama_archive_merge(a, &id, &node[1]), 0);
+	}
+	assert_int_equal(lama_warchive_handle(alice, &in), 0);
+	put32(cnt, 2);
+	assert_int_equal(lama_buf_add(&in, cnt, 4), 0);
+	assert_int_equal(lama_buf_add(&in, id.b, 32), 0);
+	memset(cnt, 0x42, 4); /* and an ID nobody has: no heads */
+	assert_int_equal(lama_buf_add(&in, cnt, 4), 0);
+	assert_int_equal(lama_buf_add(&in, id.b, 28), 0);
+	if (call("sync", "merge", &in, 0, &r))
+		fail_msg("merge: %s", r.msg);
+	assert_int_equal(r.n, 4 + 36 + 32 + 36);
+	assert_int_equal(get32(r.out), 2);
+	assert_memory_equal(r.out + 4, id.b, 32);
+	assert_int_equal(get32(r.out + 36), 1);
+	memcpy(node[0].b, r.out + 40, 32);
+	assert_int_equal(get32(r.out + 72 + 32), 0);
+	if (!lama_hash_eq(&node[0], &node[1]))
+		fail_msg("worker merged to %s, in-process to %s", hexs(&node[0]), hexs(&node[1]));
+	{
+		lama_hash cur;
+		json_t *o;
+
+		/* both descriptions stayed: the set rule ran in the worker */
+		assert_int_equal(lama_archive_current(lama_session_archive(alice), &id, &cur), 0);
+		assert_int_equal(lama_archive_get(lama_session_archive(alice), &cur, &o), 0);
+		assert_int_equal(json_array_size(json_object_get(o, "personDescription")), 2);
+		json_decref(o);
+	}
+	res_free(&r);
+	lama_buf_release_wipe(&in);
+}
+
+/* ---- killed, concurrent ---- */
+
+static void big_batch(struct batch *b, int n, const char *tag)
+{
+	for (int i = 0; i < n; i++) {
+		char name[64];
+		lama_hash h;
+
+		snprintf(name, sizeof(name), "%s %d", tag, i);
+		batch_obj(b, bob, json_pack("{s:s, s:s}", "$type$", "PersonName", "name", name), &h);
+	}
+}
+
+/* SIGKILL of the worker in the middle of a big apply: alice's archive has
+ * all of the batch or none of it, never a part; retried (idempotent), it
+ * is applied once. */
+static void test_apply_killed(void **state)
+{
+	struct batch b = { 0 };
+	struct lama_buf in;
+	struct res r;
+	long pid;
+	size_t k;
+
+	(void)state;
+	big_batch(&b, 6000, "killed");
+	apply_input(&b, &in);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		unsigned flags = attempt ? LAMA_TASK_IDEMPOTENT : 0;
+
+		while (!(pid = worker_pid(0)))
+			uv_run(&loop, UV_RUN_ONCE);
+		memset(&r, 0, sizeof(r));
+		assert_int_equal(lama_workers_submit(m, "sync", "apply", in.data, in.len, flags, 0,
+						     on_done, &r, NULL), 0);
+		/* let it start: the input is sent and being checked */
+		for (int i = 0; i < 10; i++) {
+			uv_run(&loop, UV_RUN_NOWAIT);
+			usleep(5000);
+		}
+		assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+		run_until(&loop, &r.called, 60000);
+		k = stored(&b);
+		assert_true(k == 0 || k == b.n); /* atomic */
+		if (!attempt) {
+			assert_int_equal(r.rc, LAMA_EIO);
+			assert_non_null(strstr(r.msg, "signal 9"));
+			assert_int_equal(k, 0);
+		} else {
+			if (r.rc)
+				fail_msg("retried apply: %s", r.msg);
+			assert_int_equal(k, b.n);
+			/* applied once: every object new in the run that stored it */
+			for (size_t i = 0; i < b.n; i++)
+				assert_int_equal(r.out[i], 1);
+		}
+		res_free(&r);
+	}
+	assert_read_back(&b);
+	{
+		/* the same batch, already known, and a fresh one: how long an
+		 * apply of this size takes (the kill above must land inside) */
+		struct batch b2 = { 0 };
+		uint64_t t0;
+
+		big_batch(&b2, 6000, "timed");
+		t0 = uv_hrtime();
+		assert_int_equal(apply(&b2, 0, &r), 0);
+		fprintf(stderr, "# apply of %zu objects: %.0f ms\n", b2.n, (double)(uv_hrtime() - t0) / 1e6);
+		res_free(&r);
+		batch_free(&b2);
+	}
+	lama_buf_release_wipe(&in);
+	batch_free(&b);
+}
+
+/* The main process writes while the worker applies a big batch: no
+ * "busy" surfaces on either side and both land. */
+static void test_apply_concurrent(void **state)
+{
+	struct batch b = { 0 };
+	struct lama_buf in;
+	struct res r;
+	lama_hash mine[400];
+	int n = 0;
+
+	(void)state;
+	big_batch(&b, 3000, "concurrent");
+	apply_input(&b, &in);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(lama_workers_submit(m, "sync", "apply", in.data, in.len, 0, 0, on_done, &r,
+					     NULL), 0);
+	while ((!r.called || n < 50) && n < 400) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "main %d", n);
+		mine[n] = name_obj(alice, name); /* fails the test on LAMA_EBUSY */
+		n++;
+		uv_run(&loop, UV_RUN_NOWAIT);
+	}
+	run_until(&loop, &r.called, 60000);
+	if (r.rc)
+		fail_msg("apply: %s", r.msg);
+	res_free(&r);
+	assert_int_equal(stored(&b), b.n);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(lama_store_has(lama_session_store(alice), &mine[i]), 1);
+	lama_buf_release_wipe(&in);
+	batch_free(&b);
+}
+
+/* ---- chain_verify ---- */
+
+struct ident {
+	lama_hash person, profile;
+	uint8_t pk[LAMA_SIGN_PK_BYTES], sk[LAMA_SIGN_SK_BYTES];
+	struct lama_trust_signer s;
+};
+
+/* A person with a Profile holding their signing key (as tests/unit/trust
+ * makes them), in s's archive. */
+static void mk_ident(lama_session *s, struct ident *id, const char *email)
+{
+	struct lama_put_info info;
+	json_t *p = json_pack("{s:s, s:s}", "$type$", "Person", "email", email);
+	char khex[65];
+	lama_hash k;
+
+	assert_int_equal(lama_sign_keypair(id->pk, id->sk), 0);
+	assert_int_equal(lama_archive_put(lama_session_archive(s), p, 0, &info), 0);
+	json_decref(p);
+	id->person = info.id_hash;
+	lama_hex_encode(id->pk, 32, khex);
+	k = put_in(s, json_pack("{s:s, s:s}", "$type$", "SignKey", "key", khex));
+	id->profile = put_in(s, json_pack("{s:s, s:s, s:s, s:s, s:[], s:[s]}", "$type$", "Profile",
+					  "profileId", "default", "personId", hexs(&id->person),
+					  "owner", hexs(&id->person), "communicationEndpoint",
+					  "personDescription", hexs(&k)));
+	lama_trust_sk_signer(&id->person, id->sk, &id->s);
+}
+
+static int flip_sign(void *ctx, const void *msg, size_t n, uint8_t sig[LAMA_SIG_BYTES])
+{
+	lama_sign(sig, msg, n, ctx);
+	sig[10] ^= 0x10;
+	return 0;
+}
+
+static void test_chain_verify(void **state)
+{
+	struct ident R, A, B, C, D, F;
+	lama_archive *ba = lama_session_archive(bob), *aa = lama_session_archive(alice);
+	struct lama_trust_validity past = { NOW - 2000, NOW - 1000 };
+	struct lama_trust_root root = { 0 };
+	struct lama_trust_signer flip;
+	lama_hash c[7], x, start[7];
+	uint8_t what[7] = { 1, 1, 1, 1, 1, 1, 2 };
+	enum lama_trust_reason want[7] = { LAMA_TRUST_VALID, LAMA_TRUST_VALID, LAMA_TRUST_EXPIRED,
+					   LAMA_TRUST_REVOKED, LAMA_TRUST_FORGED, LAMA_TRUST_VALID,
+					   LAMA_TRUST_VALID };
+	struct batch b = { 0 };
+	struct lama_buf in = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+	struct res r;
+	uint8_t tmp[8];
+
+	(void)state;
+	mk_ident(bob, &R, "root@example.org");
+	mk_ident(bob, &A, "a@example.org");
+	mk_ident(bob, &B, "b@example.org");
+	mk_ident(bob, &C, "c@example.org");
+	mk_ident(bob, &D, "d@example.org");
+	x = name_obj(bob, "vouched for");
+	assert_int_equal(lama_trust_grant_right(ba, &R.s, &A.person, LAMA_TRUST_RIGHT_EVERYBODY, NULL, &c[0]), 0);
+	assert_int_equal(lama_trust_certify_keys(ba, &R.s, &A.profile, NULL, &c[5]), 0);
+	assert_int_equal(lama_trust_certify_keys(ba, &A.s, &B.profile, NULL, &c[1]), 0);
+	assert_int_equal(lama_trust_certify_keys(ba, &A.s, &C.profile, &past, &c[2]), 0);
+	assert_int_equal(lama_trust_certify_keys(ba, &A.s, &D.profile, NULL, &c[3]), 0);
+	assert_int_equal(lama_trust_revoke(ba, &A.s, &c[3], NOW - 10, "lost", NULL), 0);
+	assert_int_equal(lama_trust_affirm(ba, &B.s, &x, NULL, NULL), 0);
+	c[6] = x;
+	/* bob's archive, as a peer sends it, through the worker's apply */
+	start[0] = R.person, start[1] = A.person, start[2] = B.person, start[3] = C.person;
+	start[4] = D.person, start[5] = x, start[6] = c[3];
+	export_from(bob, start, 7, 1, &b);
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	res_free(&r);
+	/* a forged certificate written by the main process itself */
+	mk_ident(alice, &F, "f@example.org");
+	flip = A.s;
+	flip.sign = flip_sign;
+	assert_int_equal(lama_trust_certify_keys(aa, &flip, &F.profile, NULL, &c[4]), 0);
+
+	root.person = R.person;
+	root.nkeys = 1;
+	memcpy(root.keys[0], R.pk, 32);
+	assert_int_equal(lama_warchive_handle(alice, &in), 0);
+	assert_int_equal(lama_buf_add(&in, R.person.b, 32), 0);
+	put32(tmp, 1);
+	assert_int_equal(lama_buf_add(&in, tmp, 4), 0);
+	assert_int_equal(lama_buf_add(&in, R.pk, 32), 0);
+	put32(tmp, (uint32_t)((uint64_t)NOW >> 32));
+	put32(tmp + 4, (uint32_t)(uint64_t)NOW);
+	assert_int_equal(lama_buf_add(&in, tmp, 8), 0);
+	put32(tmp, 7);
+	assert_int_equal(lama_buf_add(&in, tmp, 4), 0);
+	for (int i = 0; i < 7; i++) {
+		assert_int_equal(lama_buf_add(&in, &what[i], 1), 0);
+		assert_int_equal(lama_buf_add(&in, c[i].b, 32), 0);
+	}
+	if (call("crypto", "chain_verify", &in, 0, &r))
+		fail_msg("chain_verify: %s", r.msg);
+	{
+		const uint8_t *o = r.out, *end = r.out + r.n;
+
+		for (int i = 0; i < 7; i++) {
+			struct lama_trust_result t;
+
+			assert_true(o + 35 <= end);
+			if (what[i] == 1)
+				assert_int_equal(lama_trust_verify(aa, &root, NOW, &c[i], &t), 0);
+			else
+				assert_int_equal(lama_trust_affirmed(aa, &root, NOW, &c[i], &t), 0);
+			if (o[0] != want[i] || t.reason != want[i])
+				fail_msg("item %d: worker %u (%.*s), in-process %u (%s), wanted %u", i,
+					 o[0], o[34], (const char *)o + 35, t.reason, t.message, want[i]);
+			assert_memory_equal(o + 2, (t.reason ? &t.link : &t.issuer)->b, 32);
+			assert_int_equal(o[34], strnlen(t.message, 255));
+			assert_memory_equal(o + 35, t.message, o[34]);
+			if (i != 4) { /* and as bob's archive has it */
+				struct lama_trust_result tb;
+
+				if (what[i] == 1)
+					assert_int_equal(lama_trust_verify(ba, &root, NOW, &c[i], &tb), 0);
+				else
+					assert_int_equal(lama_trust_affirmed(ba, &root, NOW, &c[i], &tb), 0);
+				assert_int_equal(tb.reason, want[i]);
+			}
+			o += 35 + o[34];
+		}
+		assert_true(o == end);
+	}
+	res_free(&r);
+	/* hostile: no keys, too many, a bad check, a time past any date */
+	{
+		size_t h = in.len - (7 * 33 + 4 + 8 + 32 + 4 + 32);
+
+		in.data[h + 35] = 5; /* 5 root keys */
+		assert_int_equal(call("crypto", "chain_verify", &in, 0, &r), LAMA_EINVAL);
+		res_free(&r);
+		in.data[h + 35] = 1;
+		in.data[in.len - 33] = 3;
+		assert_int_equal(call("crypto", "chain_verify", &in, 0, &r), LAMA_EINVAL);
+		assert_non_null(strstr(r.msg, "item 6"));
+		res_free(&r);
+		in.data[in.len - 33] = 2;
+		in.len -= 1;
+		assert_int_equal(call("crypto", "chain_verify", &in, 0, &r), LAMA_EINVAL);
+		res_free(&r);
+	}
+	lama_buf_release_wipe(&in);
+	batch_free(&b);
+}
+
+/* ---- hostile inputs, wrong keys ---- */
+
+static void test_hostile(void **state)
+{
+	struct batch b = { 0 };
+	struct lama_buf in;
+	struct res r;
+	size_t hl;
+
+	(void)state;
+	big_batch(&b, 3, "hostile");
+	apply_input(&b, &in);
+	hl = 4 + strlen(lama_session_dir(alice)) + 64;
+	/* cut anywhere: refused, nothing stored */
+	for (size_t cut = 0; cut < in.len; cut += 1 + cut / 3) {
+		struct lama_buf t = in;
+
+		t.len = cut;
+		assert_int_equal(call("sync", "apply", &t, 0, &r), LAMA_EINVAL);
+		res_free(&r);
+	}
+	assert_int_equal(stored(&b), 0);
+	/* a count too big for the bytes, and past the batch limit */
+	put32((uint8_t *)in.data + hl, 1000);
+	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_EINVAL);
+	assert_non_null(strstr(r.msg, "do not fit"));
+	res_free(&r);
+	put32((uint8_t *)in.data + hl, 70000);
+	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_ELIMIT);
+	res_free(&r);
+	put32((uint8_t *)in.data + hl, 3);
+	/* a length past the end */
+	put32((uint8_t *)in.data + hl + 4 + 33, 0x7fffffff);
+	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_EINVAL);
+	res_free(&r);
+	put32((uint8_t *)in.data + hl + 4 + 33, b.v[0].n);
+	/* wrong keys: a clear error, no secret in it, and nothing stored */
+	in.data[4 + strlen(lama_session_dir(alice)) + 3] ^= 1;
+	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_EAUTH);
+	res_free(&r);
+	in.data[4 + strlen(lama_session_dir(alice)) + 3] ^= 1;
+	assert_int_equal(stored(&b), 0);
+	/* a folder with no archive, an empty one, a NUL in it */
+	{
+		struct lama_buf t = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+		uint8_t z[4 + 64 + 4] = { 0 };
+
+		put32(z, 0);
+		assert_int_equal(lama_buf_add(&t, z, sizeof(z)), 0);
+		assert_int_equal(call("sync", "merge", &t, 0, &r), LAMA_EINVAL);
+		res_free(&r);
+		lama_buf_truncate(&t, 0);
+		put32(z, 4);
+		assert_int_equal(lama_buf_add(&t, z, 4), 0);
+		assert_int_equal(lama_buf_add(&t, "/nox", 4), 0);
+		assert_int_equal(lama_buf_add(&t, z + 4, 64 + 4), 0);
+		assert_int_equal(call("sync", "merge", &t, 0, &r), LAMA_ENOTFOUND);
+		res_free(&r);
+		t.data[6] = 0;
+		assert_int_equal(call("sync", "merge", &t, 0, &r), LAMA_EINVAL);
+		res_free(&r);
+		lama_buf_release(&t);
+	}
+	/* and right again afterwards */
+	if (call("sync", "apply", &in, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	res_free(&r);
+	assert_int_equal(stored(&b), b.n);
+	lama_buf_release_wipe(&in);
+	batch_free(&b);
+}
+
+/* ---- the account's worker session ---- */
+
+/* The keys open the archive with no user lock and no keychain; the user
+ * can be erased after logout while a worker still has it open, and the
+ * worker notices the archive is gone. */
+static void test_worker_session(void **state)
+{
+	struct lama_kdf_params p = lama_kdf_min();
+	uint8_t keys[LAMA_WORKER_KEYS_BYTES], sig[LAMA_SIG_BYTES], k2[LAMA_KEY_BYTES];
+	char home[4096], dir[4096];
+	lama_session *s, *w;
+	struct lama_buf in = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+	struct res r;
+	uint8_t z[4] = { 0 };
+
+	(void)state;
+	snprintf(home, sizeof(home), "%s", tu_tmpdir());
+	assert_int_equal(lama_account_register(home, "carl", "pw", 2, &p, &s), 0);
+	assert_int_equal(lama_models_init(s), 0);
+	snprintf(dir, sizeof(dir), "%s", lama_session_dir(s));
+	assert_int_equal(lama_account_worker_keys(s, keys), 0);
+	assert_int_equal(lama_account_worker_open(dir, keys, &w), 0);
+	assert_true(lama_hash_eq(lama_session_person(w), lama_session_person(s)));
+	assert_int_equal(lama_models_rules(w), 0);
+	assert_int_equal(lama_session_sign(w, 0, "x", 1, sig), LAMA_EINVAL);
+	assert_int_equal(lama_session_subkey(w, 1, "lamasrch", k2), LAMA_EINVAL);
+	assert_int_equal(lama_account_worker_keys(w, keys), LAMA_EINVAL);
+	lama_session_logout(w);
+	keys[0] ^= 1;
+	assert_int_equal(lama_account_worker_open(dir, keys, &w), LAMA_EAUTH);
+	assert_null(w);
+	assert_int_equal(lama_account_worker_open("/nonexistent", keys, &w), LAMA_ENOTFOUND);
+	/* the worker opens carl's archive and keeps it */
+	assert_int_equal(lama_warchive_handle(s, &in), 0);
+	assert_int_equal(lama_buf_add(&in, z, 4), 0);
+	assert_int_equal(call("sync", "merge", &in, 0, &r), 0);
+	res_free(&r);
+	lama_session_logout(s);
+	assert_int_equal(lama_account_erase(home, "carl", "pw", 2), 0);
+	assert_int_equal(call("sync", "merge", &in, 0, &r), LAMA_ENOTFOUND);
+	res_free(&r);
+	lama_buf_release_wipe(&in);
+	lama_wipe(keys, sizeof(keys));
+	tu_rmtree(home);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_worker_session),
+		cmocka_unit_test(test_apply_valid),
+		cmocka_unit_test(test_apply_refused),
+		cmocka_unit_test(test_apply_channels),
+		cmocka_unit_test(test_merge_op),
+		cmocka_unit_test(test_chain_verify),
+		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_apply_concurrent),
+		cmocka_unit_test(test_apply_killed),
+	};
+
+	if (lama_crypto_init())
+		return 1;
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
