@@ -19,7 +19,14 @@
  * latency: a 5 ms repeating uv timer's lateness (ms after its due time)
  * on the manager's loop for --seconds, p99, while 2 crypto workers are
  * kept saturated with verify_batch tasks, against the same timer with the
- * workers idle. */
+ * workers idle.
+ *
+ * apply: --apply-batches (20) batches of --apply-batch (1000) small new
+ * objects (PersonName microdata, as a peer sends them) applied to a user's
+ * archive through one sync worker (op apply: hashes, parsing, one
+ * transaction per batch), objects per second; baseline: the same number
+ * of other objects stored in this process with lama_archive_put, one
+ * transaction per batch, alternating with the worker batch by batch. */
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +41,9 @@
 #include "common.h"
 #include "crypto/crypto.h"
 #include "util/err.h"
+#include "account/account.h"
+#include "worker/frame.h"
+#include "worker/warchive.h"
 #include "worker/worker.h"
 
 static char lama[4096];
@@ -391,6 +401,106 @@ static void bench_verify(double secs, unsigned batch, unsigned inflight)
 	free(res);
 }
 
+static void on_apply(void *ctx, int rc, const char *msg, const void *out, size_t n)
+{
+	struct one *o = ctx;
+
+	(void)out;
+	(void)n;
+	if (rc)
+		bench_fail("apply failed: %s", msg ? msg : "?");
+	o->called = 1;
+	o->rc = rc;
+}
+
+/* A batch of count new PersonName objects for the apply op, after the
+ * handle of s (in, released by the caller with lama_buf_release_wipe). */
+static void apply_batch(lama_session *s, unsigned count, unsigned tag, struct lama_buf *in)
+{
+	uint8_t h[4 + 1 + 32 + 4];
+
+	*in = (struct lama_buf)LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+	bench_check(lama_warchive_handle(s, in), "handle");
+	lama_put_u32(h, count);
+	bench_check(lama_buf_add(in, h, 4), "batch");
+	for (unsigned i = 0; i < count; i++) {
+		struct lama_buf md = LAMA_BUF_INIT(4096);
+		char name[64];
+		json_t *o;
+		lama_hash hh;
+
+		snprintf(name, sizeof(name), "applied %u.%u", tag, i);
+		o = json_pack("{s:s, s:s}", "$type$", "PersonName", "name", name);
+		bench_check(lama_object_microdata(lama_session_recipes(s), o, &md), "microdata");
+		json_decref(o);
+		lama_sha256(md.data, md.len, &hh);
+		h[0] = 1;
+		memcpy(h + 1, hh.b, 32);
+		lama_put_u32(h + 33, (uint32_t)md.len);
+		bench_check(lama_buf_add(in, h, 37), "batch");
+		bench_check(lama_buf_add(in, md.data, md.len), "batch");
+		lama_buf_release(&md);
+	}
+}
+
+static void bench_apply(unsigned nbatch, unsigned per)
+{
+	struct lama_kdf_params kp = lama_kdf_min();
+	struct lama_worker_pool p = { "sync", 1, 0, 0 };
+	double *tw = malloc(sizeof(double) * nbatch), *tl = malloc(sizeof(double) * nbatch);
+	double sw = 0, sl = 0;
+	char home[4200], extra[256];
+	lama_session *s;
+	lama_workers *m;
+	uv_loop_t loop;
+
+	bench_mkdtemp("/tmp", "lama-bench-apply", home, sizeof(home));
+	bench_check(lama_account_register(home, "bench", "pw", 2, &kp, &s), "register");
+	uv_loop_init(&loop);
+	bench_check(lama_workers_new(&m, &loop, lama, &p, 1), "workers");
+	for (unsigned b = 0; b < nbatch; b++) {
+		struct lama_buf in;
+		struct one o = { 0 };
+		double t0;
+
+		apply_batch(s, per, b, &in);
+		t0 = bench_now();
+		bench_check(lama_workers_submit(m, "sync", "apply", in.data, in.len, 0, 0, on_apply,
+						&o, NULL), "submit");
+		while (!o.called)
+			uv_run(&loop, UV_RUN_ONCE);
+		tw[b] = bench_now() - t0;
+		sw += tw[b];
+		lama_buf_release_wipe(&in);
+		/* the baseline: as many other objects stored here */
+		t0 = bench_now();
+		bench_check(lama_store_begin(lama_session_store(s)), "begin");
+		for (unsigned i = 0; i < per; i++) {
+			char name[64];
+			json_t *obj;
+
+			snprintf(name, sizeof(name), "local %u.%u", b, i);
+			obj = json_pack("{s:s, s:s}", "$type$", "PersonName", "name", name);
+			bench_check(lama_archive_put(lama_session_archive(s), obj, 0, NULL), "put");
+			json_decref(obj);
+		}
+		bench_check(lama_store_commit(lama_session_store(s)), "commit");
+		tl[b] = bench_now() - t0;
+		sl += tl[b];
+	}
+	snprintf(extra, sizeof(extra), "\"batch\": %u, \"batches\": %u, \"batch_ms_p50\": %.2f, \"local_batch_ms_p50\": %.2f",
+		 per, nbatch, bench_median(tw, nbatch) * 1e3, bench_median(tl, nbatch) * 1e3);
+	bench_emit("worker.apply.objects_per_s", "objects/s", nbatch * per / sw,
+		   "archive_put.objects_per_s", nbatch * per / sl, extra);
+	lama_workers_close(m);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	uv_loop_close(&loop);
+	lama_session_logout(s);
+	bench_rmtree(home);
+	free(tw);
+	free(tl);
+}
+
 int main(int argc, char **argv)
 {
 	int rounds = atoi(bench_opt(argc, argv, "rounds", "2000"));
@@ -417,5 +527,8 @@ int main(int argc, char **argv)
 		bench_dispatch(rounds);
 	if (!strcmp(only, "all") || !strcmp(only, "verify"))
 		bench_verify(secs, batch, inflight);
+	if (!strcmp(only, "all") || !strcmp(only, "apply"))
+		bench_apply((unsigned)atoi(bench_opt(argc, argv, "apply-batches", "20")),
+			    (unsigned)atoi(bench_opt(argc, argv, "apply-batch", "1000")));
 	return 0;
 }

@@ -594,7 +594,7 @@ static int apply_merge(struct apply *ap, struct item *it)
 	const json_t *set = json_object_get(json_object_get(it->obj, "nodes"), "$set"), *v;
 	lama_hash dh, id, *heads = NULL, *next = NULL;
 	json_t *data = NULL;
-	double max = -1, d;
+	double max = -1, d = 0;
 	size_t i, nh = 0, m = 0;
 	int rc, known;
 

@@ -490,6 +490,7 @@ static void test_apply_valid(void **state)
 /* One bad object refuses the whole batch, naming it; nothing is stored. */
 static void refused(struct batch *b, size_t bad, int code, const char *why)
 {
+	size_t before = stored(b);
 	struct res r;
 	char want[32];
 
@@ -498,7 +499,7 @@ static void refused(struct batch *b, size_t bad, int code, const char *why)
 	if (!strstr(r.msg, want) || !strstr(r.msg, why))
 		fail_msg("message \"%s\", wanted \"%s\" and \"%s\"", r.msg, want, why);
 	res_free(&r);
-	assert_int_equal(stored(b), 0);
+	assert_int_equal(stored(b), before);
 }
 
 /* Adds bob's Keys objects (referrers of his person) and what they name. */
@@ -541,6 +542,7 @@ static void test_apply_refused(void **state)
 		x = name_obj(bob, n);
 		export_from(bob, &x, 1, 0, &b);
 	}
+	assert_int_equal(stored(&b), 0);
 	/* a wrong hash */
 	b.v[13].hash.b[5] ^= 1;
 	refused(&b, 13, LAMA_EINVAL, "is not the SHA-256 of its bytes");
@@ -706,6 +708,84 @@ static void test_apply_channels(void **state)
 		channel_round(&seed, round);
 }
 
+
+/* Versions merged on the peer arrive with its merge node: alice ends on
+ * that very node (eve, merging the same versions in-process, makes the
+ * same), and a version after the merge follows it. */
+static void test_apply_merge_nodes(void **state)
+{
+	lama_archive *ba = lama_session_archive(bob), *ea = lama_session_archive(eve);
+	struct lama_put_info base, v1, v2, v3, e0, e1, e2;
+	lama_hash mb, me, *heads, d1, d2;
+	struct batch b = { 0 };
+	struct res r;
+	size_t nh;
+	uint64_t seed = 99;
+	json_t *p;
+
+	(void)state;
+	d1 = name_obj(bob, "one");
+	d2 = name_obj(bob, "two");
+	name_obj(eve, "one");
+	name_obj(eve, "two");
+	p = json_pack("{s:s, s:s, s:s, s:s, s:[], s:[]}", "$type$", "Profile", "profileId",
+		      "merged-on-peer", "personId", hexs(lama_session_person(bob)), "owner",
+		      hexs(lama_session_person(bob)), "communicationEndpoint", "personDescription");
+	assert_int_equal(lama_archive_put_version(ba, p, NULL, NOW, &base), 0);
+	assert_int_equal(lama_archive_put_version(ea, p, NULL, NOW, &e0), 0);
+	json_array_append_new(json_object_get(p, "personDescription"), json_string(hexs(&d1)));
+	assert_int_equal(lama_archive_put_version(ba, p, &base.node, NOW + 1, &v1), 0);
+	assert_int_equal(lama_archive_put_version(ea, p, &e0.node, NOW + 1, &e1), 0);
+	json_array_set_new(json_object_get(p, "personDescription"), 0, json_string(hexs(&d2)));
+	assert_int_equal(lama_archive_put_version(ba, p, &base.node, NOW + 2, &v2), 0);
+	assert_int_equal(lama_archive_put_version(ea, p, &e0.node, NOW + 2, &e2), 0);
+	assert_int_equal(lama_archive_merge(ba, &v1.id_hash, &mb), 0);
+	assert_int_equal(lama_archive_merge(ea, &v1.id_hash, &me), 0);
+	assert_true(lama_hash_eq(&mb, &me));
+	export_from(bob, &v1.id_hash, 1, 0, &b);
+	batch_shuffle(&b, &seed);
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	res_free(&r);
+	assert_int_equal(lama_archive_heads(lama_session_archive(alice), &v1.id_hash, &heads, &nh), 0);
+	assert_int_equal(nh, 1);
+	if (!lama_hash_eq(&heads[0], &mb))
+		fail_msg("head %s, the peer's merge %s", hexs(&heads[0]), hexs(&mb));
+	lama_free(heads);
+	/* a version after the merge */
+	json_array_clear(json_object_get(p, "personDescription"));
+	assert_int_equal(lama_archive_put_version(ba, p, &mb, NOW + 3, &v3), 0);
+	json_decref(p);
+	batch_free(&b);
+	export_from(bob, &v1.id_hash, 1, 0, &b);
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	res_free(&r);
+	assert_int_equal(lama_archive_heads(lama_session_archive(alice), &v1.id_hash, &heads, &nh), 0);
+	assert_int_equal(nh, 1);
+	assert_true(lama_hash_eq(&heads[0], &v3.node));
+	lama_free(heads);
+	/* a merge node that lies about its depth is refused */
+	{
+		struct batch f = { 0 };
+		json_t *mn;
+		size_t at;
+
+		assert_int_equal(lama_archive_get(ba, &mb, &mn), 0);
+		json_object_set_new(mn, "depth", json_real(7));
+		export_from(bob, &v2.node, 1, 0, &f);
+		at = f.n;
+		batch_obj(&f, bob, mn, NULL);
+		refused(&f, at, LAMA_EINVAL, "merge of impossible depth");
+		batch_free(&f);
+		assert_int_equal(lama_archive_heads(lama_session_archive(alice), &v1.id_hash, &heads, &nh), 0);
+		assert_int_equal(nh, 1);
+		assert_true(lama_hash_eq(&heads[0], &v3.node));
+		lama_free(heads);
+	}
+	batch_free(&b);
+}
+
 /* ---- merge ---- */
 
 /* Concurrent Profile versions (descriptions as add/remove sets, a rule of
@@ -797,7 +877,7 @@ static void test_apply_killed(void **state)
 	size_t k;
 
 	(void)state;
-	big_batch(&b, 6000, "killed");
+	big_batch(&b, 12000, "killed");
 	apply_input(&b, &in);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		unsigned flags = attempt ? LAMA_TASK_IDEMPOTENT : 0;
@@ -1161,6 +1241,7 @@ int main(void)
 		cmocka_unit_test(test_apply_valid),
 		cmocka_unit_test(test_apply_refused),
 		cmocka_unit_test(test_apply_channels),
+		cmocka_unit_test(test_apply_merge_nodes),
 		cmocka_unit_test(test_merge_op),
 		cmocka_unit_test(test_chain_verify),
 		cmocka_unit_test(test_hostile),
