@@ -30,6 +30,7 @@
 #include "util/err.h"
 #include "util/hash.h"
 #include "util/mem.h"
+#include "worker/ops.h"
 #include "worker/warchive.h"
 #include "worker/worker.h"
 
@@ -1234,6 +1235,41 @@ static void test_worker_session(void **state)
 	tu_rmtree(home);
 }
 
+/* ---- allocation failures (the op run in this process) ---- */
+
+/* Every allocation of apply failing in turn: an error, nothing stored,
+ * nothing leaked (ASan), and then it succeeds. */
+static void test_oom(void **state)
+{
+	struct batch b = { 0 };
+	struct lama_buf in, out = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+	lama_hash x;
+	unsigned long n;
+	int rc = -1;
+
+	(void)state;
+	x = name_obj(bob, "oom");
+	lama_channel_create(lama_session_archive(bob), "oom", NULL, &x);
+	export_from(bob, &x, 1, 0, &b);
+	apply_input(&b, &in);
+	for (n = 1; n < 100000 && rc; n++) {
+		lama_warchive_close(); /* the opening's allocations too */
+		lama_mem_fail_after(n, 0);
+		rc = lama_worker_ops_sync("apply", in.data, in.len, &out);
+		lama_mem_fail_after(0, 0);
+		lama_buf_release(&out);
+		if (rc) {
+			assert_int_equal(stored(&b), 0);
+			lama_error_clear();
+		}
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(stored(&b), b.n);
+	lama_warchive_close();
+	lama_buf_release_wipe(&in);
+	batch_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1247,6 +1283,7 @@ int main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_apply_concurrent),
 		cmocka_unit_test(test_apply_killed),
+		cmocka_unit_test(test_oom),
 	};
 
 	if (lama_crypto_init())
