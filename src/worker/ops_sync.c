@@ -129,6 +129,7 @@ struct item {
 	int node;      /* NODE_* for version nodes */
 	double depth;
 	int was;       /* stored before the batch */
+	int named;     /* the data of an edge or change of the batch */
 };
 
 struct apply {
@@ -440,6 +441,16 @@ static int check_items(struct apply *ap)
 
 			return refuse(a->index > b->index ? a : b, LAMA_EINVAL, "is in the batch twice");
 		}
+	/* versions an edge or change names are stored by recording it, as
+	 * the archive stores them (reverse maps as the models set them) */
+	for (uint32_t i = 0; i < ap->count; i++) {
+		struct item *it = &ap->items[i], *d;
+		lama_hash dh;
+
+		if ((it->node == NODE_EDGE || it->node == NODE_CHANGE) &&
+		    !get_hash(it->obj, "data", &dh) && (d = find_item(ap, &dh)) && d->versioned)
+			d->named = 1;
+	}
 	for (uint32_t i = 0; i < ap->count; i++)
 		if (ap->items[i].obj && !strcmp(type_of(ap->items[i].obj), "Signature") &&
 		    (rc = check_signature(ap, &ap->items[i])))
@@ -464,9 +475,10 @@ static int add_ref(void *ctx, const char *itemprop, enum lama_ref_kind kind, con
 	return lama_store_ref_add(c->st, target, c->type, c->src);
 }
 
-/* A versioned object as it came, without a version node of its own (the
- * nodes of the batch make it a version): the object, its ID object and
- * its reverse maps, as the archive stores them. */
+/* A versioned object that no edge or change of the batch names (the data
+ * of a merge, or no version at all): the object, its ID object and its
+ * reverse maps, as the archive stores them, but for all types (the
+ * archive's list of unindexed ones is its own). */
 static int store_versioned(struct apply *ap, struct item *it)
 {
 	struct lama_buf md = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
@@ -502,7 +514,7 @@ static int store_item(struct apply *ap, struct item *it)
 					     &it->hash, NULL);
 	default:
 		if (it->versioned)
-			return store_versioned(ap, it);
+			return it->named ? 0 : store_versioned(ap, it);
 		/* strict parsing gave the object these bytes serialize to */
 		rc = lama_archive_put(ap->a, it->obj, 0, &info);
 		if (!rc && !lama_hash_eq(&info.hash, &it->hash))
