@@ -813,15 +813,12 @@ out:
 	return rc;
 }
 
-int lama_leute_init(lama_session *s)
+int lama_leute_rules(lama_archive *a)
 {
 	static const char *const bags[][2] = {
 		{ "Profile", "personDescription" }, { "Profile", "communicationEndpoint" },
 		{ "Leute", "other" }, { "Leute", "group" },
 	};
-	lama_archive *a = lama_session_archive(s);
-	lama_store *st = lama_session_store(s);
-	lama_hash id, h;
 	int rc;
 
 	for (size_t i = 0; i < sizeof(bags) / sizeof(bags[0]); i++)
@@ -829,7 +826,17 @@ int lama_leute_init(lama_session *s)
 			return rc;
 	/* every Leute version names every contact; nobody asks backwards
 	 * (contacts are found through Someone), so no reverse-map rows */
-	if ((rc = lama_archive_set_unindexed(a, "Leute")))
+	return lama_archive_set_unindexed(a, "Leute");
+}
+
+int lama_leute_init(lama_session *s)
+{
+	lama_archive *a = lama_session_archive(s);
+	lama_store *st = lama_session_store(s);
+	lama_hash id, h;
+	int rc;
+
+	if ((rc = lama_leute_rules(a)))
 		return rc;
 	if ((rc = leute_id(s, &id)))
 		return rc;

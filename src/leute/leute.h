@@ -70,6 +70,9 @@ struct lama_person {
  * LAMA_ECORRUPT rather than guess; LAMA_ELIMIT when more than 64 Keys name
  * the owner and none of those read is the session's. */
 int lama_leute_init(lama_session *s);
+/* Only the merge rules of Profile and Leute (sets) on an archive, creating
+ * nothing: what lama_leute_init registers first, for lama_models_rules. */
+int lama_leute_rules(lama_archive *a);
 
 /* The user (is_me set). LAMA_ENOTFOUND before lama_leute_init. */
 int lama_leute_me(lama_session *s, struct lama_person *out);

@@ -8,30 +8,12 @@
 #include "leute/leute.h"
 #include "trust/trust.h"
 
-/* Leute's rules as lama_leute_init registers them (it cannot register
- * them without also creating the user's people, which needs their keys);
- * tests/unit/worker/test_warchive.c merges these types both ways. To do
- * in src/leute: a lama_leute_rules(archive) that both call. */
-static int leute_rules(lama_archive *a)
-{
-	static const char *const bags[][2] = {
-		{ "Profile", "personDescription" }, { "Profile", "communicationEndpoint" },
-		{ "Leute", "other" }, { "Leute", "group" },
-	};
-	int rc;
-
-	for (size_t i = 0; i < sizeof(bags) / sizeof(bags[0]); i++)
-		if ((rc = lama_archive_set_rule(a, bags[i][0], bags[i][1], LAMA_CRDT_SET)))
-			return rc;
-	return lama_archive_set_unindexed(a, "Leute");
-}
-
 int lama_models_rules(lama_session *s)
 {
 	lama_archive *a = lama_session_archive(s);
 	int rc;
 
-	if ((rc = lama_access_init(a)) || (rc = leute_rules(a)))
+	if ((rc = lama_access_init(a)) || (rc = lama_leute_rules(a)))
 		return rc;
 	/* chat's init registers rules only (channels' included) */
 	return lama_chat_init(s);
