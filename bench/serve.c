@@ -49,8 +49,9 @@
  * (--login-clients N: more of them, whose extra logins are refused at
  * once), so the worker runs Argon2id back to back. Lines
  * serve.saturated.ping.p50 and .p99, with the logins answered and the
- * crypto worker's CPU share over the phase (--ping-seconds S each, 5;
- * one ping per millisecond).
+ * crypto worker's CPU share while pinging: --ping-seconds S (10) of
+ * each, one ping per millisecond, in --slices N (5) that alternate idle
+ * and saturated (the clients stop between slices, after their login).
  *
  * --keep-archive keeps the big archive and prints where (for profiling). */
 #include <errno.h>
@@ -472,41 +473,104 @@ static void login_client(const char *sock, int stop, int report)
 	_exit(0);
 }
 
-/* Pings on fd for at least `secs` and at least `min` rounds, one every
- * PING_GAP_US (paced: back to back, the client and the loop would take
- * both cores and starve the nice +5 worker, which is not the case to
- * measure); p50, p99 in microseconds, the rounds in *rounds. */
+/* Ping round trips in microseconds. */
+struct samples {
+	double *t;
+	size_t n, cap;
+};
+
+/* Pings on fd for `secs`, one every PING_GAP_US, adding to *sm. Paced:
+ * back to back, the client and the loop would take both cores and starve
+ * the nice +5 worker, which is not the case to measure. */
 #define PING_GAP_US 1000
-static void ping_for(int fd, double secs, int min, double *p50, double *p99, int *rounds)
+static void ping_for(int fd, double secs, struct samples *sm)
 {
 	static char buf[1 << 16];
 	static const char ping[] = "{\"id\":1,\"channel\":\"query:ping\"}\n";
-	size_t cap = 1 << 16, n = 0;
-	double *t = malloc(cap * sizeof(*t)), end = bench_now() + secs;
+	double end = bench_now() + secs;
 
-	if (!t)
-		bench_fail("out of memory");
-	while (n < (size_t)min || bench_now() < end) {
-		if (n == cap && !(t = realloc(t, (cap *= 2) * sizeof(*t))))
+	while (bench_now() < end) {
+		if (sm->n == sm->cap &&
+		    !(sm->t = realloc(sm->t, (sm->cap = sm->cap ? 2 * sm->cap : 4096) * sizeof(double))))
 			bench_fail("out of memory");
-		t[n++] = round_trip(fd, ping, sizeof(ping) - 1, buf, sizeof(buf)) * 1e6;
+		sm->t[sm->n++] = round_trip(fd, ping, sizeof(ping) - 1, buf, sizeof(buf)) * 1e6;
 		usleep(PING_GAP_US);
 	}
-	*p50 = bench_median(t, n); /* sorts t */
-	*p99 = t[(size_t)((double)n * 0.99)];
-	*rounds = (int)n;
-	free(t);
 }
 
-static void bench_saturate(const char *tmp, const char *kdf_name, int clients, double secs)
+/* p50 and p99 of the samples (sorts them). */
+static void percentiles(struct samples *sm, double *p50, double *p99)
+{
+	if (sm->n < 100)
+		bench_fail("only %zu pings", sm->n);
+	*p50 = bench_median(sm->t, sm->n);
+	*p99 = sm->t[(size_t)((double)sm->n * 0.99)];
+}
+
+/* The login clients of one slice: forked, each told to stop by EOF on
+ * stop, each reporting its count on report. */
+struct logins {
+	int stop[2], report[2], n;
+	pid_t *kids;
+};
+
+static void logins_start(struct logins *l, const char *sock, int n)
+{
+	l->n = n;
+	if (pipe(l->stop) || pipe(l->report) || !(l->kids = calloc((size_t)n, sizeof(*l->kids))))
+		bench_fail("pipe: %s", strerror(errno));
+	for (int i = 0; i < n; i++) {
+		l->kids[i] = fork();
+		if (l->kids[i] < 0)
+			bench_fail("fork: %s", strerror(errno));
+		if (l->kids[i] == 0) {
+			live_server = 0; /* the parent's to kill, not ours */
+			close(l->stop[1]);
+			close(l->report[0]);
+			login_client(sock, l->stop[0], l->report[1]);
+		}
+	}
+	close(l->stop[0]);
+	close(l->report[1]);
+}
+
+/* Stops the clients (each after the login it is in: the worker is idle
+ * again when this returns); the logins they got answered. */
+static long logins_stop(struct logins *l)
+{
+	long total = 0;
+
+	close(l->stop[1]);
+	for (int i = 0; i < l->n; i++) {
+		long n;
+
+		if (read(l->report[0], &n, sizeof(n)) != sizeof(n))
+			bench_fail("a login client failed");
+		total += n;
+	}
+	for (int i = 0; i < l->n; i++) {
+		int status;
+
+		waitpid(l->kids[i], &status, 0);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			bench_fail("a login client failed (status %d)", status);
+	}
+	close(l->report[0]);
+	free(l->kids);
+	return total;
+}
+
+static void bench_saturate(const char *tmp, const char *kdf_name, int clients, double secs,
+			   int slices)
 {
 	struct lama_kdf_params kdf = !strcmp(kdf_name, "interactive") ? lama_kdf_interactive()
 								       : lama_kdf_moderate();
 	static char buf[LINE_CAP];
-	char dir[4096], sock[4200], extra[512];
-	pid_t server, workers[64], *kids;
-	double i50, i99, s50, s99, cpu0 = 0, cpu1 = 0, t0, t1;
-	int fd, nworkers, stop[2], report[2], irounds, srounds;
+	char dir[4096], sock[4200], extra[640];
+	pid_t server, workers[64];
+	double i50, i99, s50, s99, cpu = 0, busy_secs = 0, load;
+	struct samples idle = { 0 }, sat = { 0 };
+	int fd, nworkers;
 	long answered = 0;
 	lama_session *s;
 
@@ -537,60 +601,51 @@ static void bench_saturate(const char *tmp, const char *kdf_name, int clients, d
 	if (clients <= 0)
 		clients = 1;
 
-	/* the baseline: idle workers */
-	ping_for(fd, secs, 1000, &i50, &i99, &irounds);
+	/* idle and saturated slices alternate, so that load from outside
+	 * (other jobs on the machine) falls on both alike */
+	for (int k = 0; k < slices; k++) {
+		struct logins l;
+		double c0 = 0, c1 = 0, a;
 
-	/* the same with every crypto worker running Argon2id */
-	if (pipe(stop) || pipe(report) || !(kids = calloc((size_t)clients, sizeof(*kids))))
-		bench_fail("pipe: %s", strerror(errno));
-	for (int i = 0; i < clients; i++) {
-		kids[i] = fork();
-		if (kids[i] < 0)
-			bench_fail("fork: %s", strerror(errno));
-		if (kids[i] == 0) {
-			live_server = 0; /* the parent's to kill, not ours */
-			close(stop[1]);
-			close(report[0]);
-			login_client(sock, stop[0], report[1]);
-		}
+		ping_for(fd, secs / slices, &idle);
+		logins_start(&l, sock, clients);
+		/* the worker takes the first login (the moderate cost is about
+		 * 0.5 s of one core, so it is inside it for a while) */
+		usleep(200000);
+		for (int i = 0; i < nworkers; i++)
+			c0 += cpu_secs(workers[i]);
+		a = bench_now();
+		ping_for(fd, secs / slices, &sat);
+		busy_secs += bench_now() - a;
+		for (int i = 0; i < nworkers; i++)
+			c1 += cpu_secs(workers[i]);
+		cpu += c1 - c0;
+		answered += logins_stop(&l);
 	}
-	close(stop[0]);
-	close(report[1]);
-	/* let every worker take a login first (a moderate Argon2id is 0.5 s
-	 * or more) */
-	usleep(kdf.memlimit > (64u << 20) ? 1500000 : 500000);
-	t0 = bench_now();
-	for (int i = 0; i < nworkers; i++)
-		cpu0 += cpu_secs(workers[i]);
-	ping_for(fd, secs, 1000, &s50, &s99, &srounds);
-	t1 = bench_now();
-	for (int i = 0; i < nworkers; i++)
-		cpu1 += cpu_secs(workers[i]);
-	close(stop[1]); /* the clients end after their current login */
-	for (int i = 0; i < clients; i++) {
-		long n;
-		int status;
+	percentiles(&idle, &i50, &i99);
+	percentiles(&sat, &s50, &s99);
+	{
+		/* the machine's load from outside: this figure moves with it */
+		FILE *f = fopen("/proc/loadavg", "r");
 
-		if (read(report[0], &n, sizeof(n)) != sizeof(n))
-			bench_fail("a login client failed");
-		answered += n;
-		waitpid(kids[i], &status, 0);
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			bench_fail("a login client failed (status %d)", status);
+		if (!f || fscanf(f, "%lf", &load) != 1)
+			load = -1;
+		if (f)
+			fclose(f);
 	}
-	close(report[0]);
-	free(kids);
 	close(fd);
 	stop_serve(server);
-	fprintf(stderr, "serve: %ld wrong-password logins answered by %d crypto workers; their CPU "
-			"over the %.1f s of pings: %.0f%% of %d cores' worth\n",
-		answered, nworkers, t1 - t0, 100 * (cpu1 - cpu0) / ((t1 - t0) * nworkers), nworkers);
+	fprintf(stderr, "serve: %ld wrong-password logins answered by %d crypto worker(s); their CPU "
+			"over the %.1f s of saturated pings: %.0f%% of %d core(s)' worth\n",
+		answered, nworkers, busy_secs, 100 * cpu / (busy_secs * nworkers), nworkers);
 	snprintf(extra, sizeof(extra),
-		 "\"rounds\": %d, \"baseline_rounds\": %d, \"crypto_workers\": %d, "
-		 "\"login_clients\": %d, \"kdf\": \"%s\", \"logins\": %ld, "
-		 "\"worker_cpu_share\": %.3f",
-		 srounds, irounds, nworkers, clients, kdf_name, answered,
-		 (cpu1 - cpu0) / ((t1 - t0) * nworkers));
+		 "\"rounds\": %zu, \"baseline_rounds\": %zu, \"slices\": %d, \"gap_us\": %d, "
+		 "\"crypto_workers\": %d, \"login_clients\": %d, \"kdf\": \"%s\", \"logins\": %ld, "
+		 "\"worker_cpu_share\": %.3f, \"loadavg\": %.2f",
+		 sat.n, idle.n, slices, PING_GAP_US, nworkers, clients, kdf_name, answered,
+		 cpu / (busy_secs * nworkers), load);
+	free(idle.t);
+	free(sat.t);
 	bench_emit("serve.saturated.ping.p50", "us", s50, "serve.idle.ping.p50", i50, extra);
 	bench_emit("serve.saturated.ping.p99", "us", s99, "serve.idle.ping.p99", i99, extra);
 	bench_rmtree(dir);
@@ -1140,7 +1195,8 @@ int main(int argc, char **argv)
 	if (all || strcmp(only, "saturate") == 0)
 		bench_saturate(tmp, bench_opt(argc, argv, "saturate-kdf", "moderate"),
 			       atoi(bench_opt(argc, argv, "login-clients", "0")),
-			       atof(bench_opt(argc, argv, "ping-seconds", "5")));
+			       atof(bench_opt(argc, argv, "ping-seconds", "10")),
+			       atoi(bench_opt(argc, argv, "slices", "5")));
 	if (!all && strcmp(only, "start") && strcmp(only, "send") && strcmp(only, "steps"))
 		return 0;
 	bench_mkdtemp(tmp, "serve-big", dir, sizeof(dir));
