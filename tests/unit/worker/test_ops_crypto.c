@@ -3,8 +3,10 @@
  * worker processes ($LAMA_BIN): right and wrong inputs, a stream split
  * over several tasks (and over a worker SIGKILLed between them) equal to
  * the one-shot result, the same bytes as crypto.h's stream (the backup's
- * code), tampered, reordered and truncated chunks, and BLOB chunks sealed
- * by a worker stored and read back by the store. */
+ * code), a real backup file opened by stream_pull and one written by
+ * stream_push restored by lama_backup_restore, tampered, reordered and
+ * truncated chunks, and BLOB chunks sealed by a worker stored and read
+ * back by the store. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,12 +19,15 @@
 
 #include <uv.h>
 
+#include "account/account.h"
+#include "backup/backup.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
 #include "testutil.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/hash.h"
+#include "util/mem.h"
 #include "worker/worker.h"
 
 #define STATE 53 /* the carried state: lama_stream || ended */
@@ -599,6 +604,172 @@ static void test_stream_bad_input(void **state)
 	finish(&loop, m);
 }
 
+static uint8_t *pattern(size_t n, unsigned seed);
+
+/* --- the backup file's format (docs/backup.md) --- */
+
+#define BK_HEADER 72
+#define BK_CHUNK (LAMA_BACKUP_CHUNK + LAMA_STREAM_ABYTES)
+
+static uint64_t get_le(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *p;
+	long len;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	rewind(f);
+	p = malloc((size_t)len + 1);
+	assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	*n = (size_t)len;
+	return p;
+}
+
+/* A backup written by src/backup opens with stream_pull (two tasks: the
+ * first chunk, the rest); the plaintext pushed again by stream_push, under
+ * a header built around the worker's stream header, is a file that
+ * lama_backup_restore takes. */
+static void test_backup_format(void **state)
+{
+	struct lama_kdf_params kdf = lama_kdf_min();
+	uv_loop_t loop;
+	lama_workers *m = mk(&loop);
+	char home[4096], home2[4200], path[4200], path2[4200], *name = NULL;
+	lama_session *s;
+	uint8_t *file, key[32], st[STATE], hdr[BK_HEADER];
+	struct lama_buf plain = LAMA_BUF_INIT(LAMA_BUF_MAX), in = LAMA_BUF_INIT(LAMA_BUF_MAX);
+	size_t n, nchunks, off;
+	struct res r;
+
+	(void)state;
+	snprintf(home, sizeof(home), "%s", tu_tmpdir());
+	snprintf(path, sizeof(path), "%s/a.lamabackup", home);
+	snprintf(path2, sizeof(path2), "%s/b.lamabackup", home);
+	snprintf(home2, sizeof(home2), "%s/restored", home);
+	assert_int_equal(lama_account_register(home, "alice", "pw", 2, &kdf, &s), 0);
+	{
+		/* a BLOB, so the backup spans several chunks */
+		lama_blob_writer *w;
+		uint8_t *d = pattern(300000, 11);
+
+		assert_int_equal(lama_blob_write_begin(lama_session_store(s), &w), 0);
+		assert_int_equal(lama_blob_write(w, d, 300000), 0);
+		assert_int_equal(lama_blob_write_end(w, NULL, NULL), 0);
+		free(d);
+	}
+	assert_int_equal(lama_backup_write(s, path, "pw", 2, NULL), 0);
+	lama_session_logout(s);
+	file = slurp(path, &n);
+	assert_true(n > BK_HEADER + LAMA_STREAM_ABYTES);
+	kdf.opslimit = get_le(file + 16);
+	kdf.memlimit = get_le(file + 24);
+	assert_int_equal(lama_pwhash(key, "pw", 2, file + 32, &kdf), 0);
+	nchunks = (n - BK_HEADER + BK_CHUNK - 1) / BK_CHUNK;
+	assert_true(nchunks >= 5); /* the archive holds the 300 KB BLOB */
+	/* pulled: chunk 0 (the header as its ad), then the rest from the state */
+	off = BK_HEADER;
+	for (int task = 0; task < 2; task++) {
+		size_t count = task == 0 ? 1 : nchunks - 1;
+
+		if (task == 0) {
+			u8(&in, 1), bytes(&in, key, 32), bytes(&in, file + 48, 24);
+		} else {
+			u8(&in, 0), bytes(&in, st, STATE);
+		}
+		u32(&in, (uint32_t)count);
+		for (size_t i = 0; i < count; i++) {
+			size_t len = n - off < BK_CHUNK ? n - off : BK_CHUNK;
+
+			bytes32(&in, file, task == 0 ? BK_HEADER : 0);
+			bytes32(&in, file + off, len);
+			off += len;
+		}
+		assert_int_equal(call(&loop, m, "stream_pull", &in, &r), 0);
+		memcpy(st, r.out, STATE);
+		for (size_t o = STATE, i = 0; i < count; i++) {
+			uint32_t len = get32(r.out + o + 1);
+			int final = task == 1 && i == count - 1;
+
+			assert_int_equal(r.out[o], final ? LAMA_STREAM_TAG_FINAL : 0);
+			assert_int_equal(len, final ? len : LAMA_BACKUP_CHUNK);
+			bytes(&plain, r.out + o + 5, len);
+			o += 5 + len;
+		}
+		res_free(&r);
+	}
+	assert_int_equal(off, n);
+	assert_int_equal(st[52], 1);
+	/* the record stream starts with its first record's name */
+	assert_int_equal((uint8_t)plain.data[0], 16);
+	assert_memory_equal(plain.data + 1, "lama-backup.json", 16);
+
+	/* pushed again: a new stream, its header in a copy of the file's */
+	u8(&in, 1), bytes(&in, key, 32), u32(&in, 0);
+	assert_int_equal(call(&loop, m, "stream_push", &in, &r), 0);
+	memcpy(st, r.out, STATE);
+	memcpy(hdr, file, 48);
+	memcpy(hdr + 48, r.out + STATE, 24);
+	res_free(&r);
+	u8(&in, 0), bytes(&in, st, STATE), u32(&in, (uint32_t)nchunks);
+	for (size_t i = 0, o = 0; i < nchunks; i++) {
+		size_t len = plain.len - o < LAMA_BACKUP_CHUNK ? plain.len - o : LAMA_BACKUP_CHUNK;
+
+		u8(&in, i == nchunks - 1 ? LAMA_STREAM_TAG_FINAL : LAMA_STREAM_TAG_MESSAGE);
+		bytes32(&in, hdr, i == 0 ? BK_HEADER : 0);
+		bytes32(&in, plain.data + o, len);
+		o += len;
+	}
+	assert_int_equal(call(&loop, m, "stream_push", &in, &r), 0);
+	{
+		FILE *f = fopen(path2, "wb");
+
+		assert_non_null(f);
+		assert_int_equal(fwrite(hdr, 1, BK_HEADER, f), BK_HEADER);
+		for (size_t o = STATE; o < r.n;) {
+			uint32_t len = get32(r.out + o);
+
+			assert_int_equal(fwrite(r.out + o + 4, 1, len, f), len);
+			o += 4 + len;
+		}
+		fclose(f);
+	}
+	res_free(&r);
+	assert_int_equal(lama_backup_restore(home2, path2, "pw", 2, &name, NULL), 0);
+	assert_string_equal(name, "alice");
+	lama_free(name);
+	/* and the check still bites: the same file without its last chunk */
+	{
+		size_t n2;
+		uint8_t *f2 = slurp(path2, &n2);
+		FILE *f = fopen(path2, "wb");
+		char home3[4300];
+
+		size_t last = (n2 - BK_HEADER) % BK_CHUNK ? (n2 - BK_HEADER) % BK_CHUNK : BK_CHUNK;
+
+		assert_int_equal(fwrite(f2, 1, n2 - last, f), n2 - last);
+		fclose(f);
+		snprintf(home3, sizeof(home3), "%s/restored3", home);
+		assert_int_equal(lama_backup_restore(home3, path2, "pw", 2, NULL, NULL), LAMA_ECORRUPT);
+		free(f2);
+	}
+	free(file);
+	lama_buf_release(&plain);
+	tu_rmtree(home);
+	finish(&loop, m);
+}
+
 /* --- BLOB chunks --- */
 
 static const uint8_t BID[16] = "group-id-16bytes";
@@ -887,6 +1058,7 @@ int main(void)
 		cmocka_unit_test(test_stream_split),
 		cmocka_unit_test(test_stream_tamper),
 		cmocka_unit_test(test_stream_bad_input),
+		cmocka_unit_test(test_backup_format),
 		cmocka_unit_test(test_blob_ops),
 		cmocka_unit_test(test_blob_store),
 	};
