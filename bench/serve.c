@@ -1,7 +1,7 @@
 /* serve.c: the main process, `lama serve` (the binary beside this
  * program's build: build-bench/src/cli/lama), measured from outside over
- * its Unix socket. Three parts (`--only roundtrip|start|send`, default
- * all); what each line means: docs/benchmarks.md.
+ * its Unix socket. Four parts (`--only roundtrip|saturate|start|send`,
+ * default all); what each line means: docs/benchmarks.md.
  *
  * roundtrip: a user with a topic of 200 messages; one client sends ROUNDS
  * requests one after the other, timing each. Baseline: a child that
@@ -37,6 +37,21 @@
  * serve.send.handler_models: the handler's model calls (find the topic,
  * send, read the message back for the push) in this process, against
  * the bare send, to split the cost between the models and the IPC path.
+ *
+ * saturate: the main loop's latency while every crypto worker is busy.
+ * A user whose password has the default (moderate) Argon2id cost (or
+ * --saturate-kdf interactive). The controller runs one login at a time,
+ * so the crypto pool is set to one worker (the `workers` setting), and
+ * the server is left locked (action:logout: a login while logged in is
+ * refused before any hashing). First query:ping round trips on one
+ * connection with the worker idle (the baseline), then the same while a
+ * client sends action:login with a wrong password, request after reply
+ * (--login-clients N: more of them, whose extra logins are refused at
+ * once), so the worker runs Argon2id back to back. Lines
+ * serve.saturated.ping.p50 and .p99, with the logins answered and the
+ * crypto worker's CPU share while pinging: --ping-seconds S (10) of
+ * each, one ping per millisecond, in --slices N (5) that alternate idle
+ * and saturated (the clients stop between slices, after their login).
  *
  * --keep-archive keeps the big archive and prints where (for profiling). */
 #include <errno.h>
@@ -341,6 +356,298 @@ static void bench_roundtrip(const char *tmp)
 	snprintf(extra, sizeof(extra), "\"rounds\": %d, \"page\": 25, \"messages\": 200", ROUNDS);
 	bench_emit("serve.roundtrip.messages.p50", "us", m50, "echo.p50", e50, extra);
 	bench_emit("serve.roundtrip.messages.p99", "us", m99, "echo.p99", e99, extra);
+	bench_rmtree(dir);
+}
+
+/* ---- saturate ---- */
+
+/* The crypto workers of a server: its children whose command line is
+ * `lama worker crypto ...`; their pids in pids (at most max), the count. */
+static int crypto_workers(pid_t server, pid_t *pids, int max)
+{
+	char path[128], buf[4096];
+	FILE *f;
+	int n = 0;
+	long pid;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)server, (int)server);
+	if (!(f = fopen(path, "r")))
+		bench_fail("cannot read %s", path);
+	while (n < max && fscanf(f, "%ld", &pid) == 1) {
+		char cmd[256];
+		FILE *c;
+		size_t len;
+
+		snprintf(cmd, sizeof(cmd), "/proc/%ld/cmdline", pid);
+		if (!(c = fopen(cmd, "r")))
+			continue;
+		len = fread(buf, 1, sizeof(buf) - 1, c);
+		fclose(c);
+		buf[len] = '\0';
+		/* argv: lama, worker, crypto, parent pid */
+		if (len > strlen(buf) + 1 && !strcmp(buf + strlen(buf) + 1, "worker")) {
+			const char *kind = buf + strlen(buf) + 1 + 7;
+
+			if ((size_t)(kind - buf) < len && !strcmp(kind, "crypto"))
+				pids[n++] = (pid_t)pid;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+/* CPU seconds (user + system) a process has used so far. */
+static double cpu_secs(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	FILE *f;
+	size_t len;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		bench_fail("cannot read %s", path);
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	/* after the command's closing parenthesis: state is field 3, utime
+	 * and stime fields 14 and 15 */
+	if (!(p = strrchr(buf, ')')) ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		bench_fail("cannot parse %s", path);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A login client, in a forked child: action:login with a wrong password,
+ * request after reply, until `stop` is readable (its write end closed);
+ * then it writes the number of answers to `report` and exits. Every
+ * answer must be the wrong password's error. */
+static void login_client(const char *sock, int stop, int report)
+{
+	static char buf[1 << 16];
+	int fd = connect_to(sock, 10000);
+	long n = 0;
+
+	for (;;) {
+		struct pollfd pf = { .fd = stop, .events = POLLIN };
+		char line[256];
+		size_t got = 0;
+		int answered = 0;
+
+		if (poll(&pf, 1, 0) != 0)
+			break;
+		snprintf(line, sizeof(line),
+			 "{\"id\":%ld,\"channel\":\"action:login\",\"payload\":{\"name\":\"bench\","
+			 "\"password\":\"not the password\"}}\n",
+			 n + 1);
+		write_all(fd, line, strlen(line));
+		while (!answered) {
+			char *nl;
+			ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - got);
+
+			if (r <= 0)
+				bench_fail("login client: %s", r ? strerror(errno) : "closed");
+			got += (size_t)r;
+			buf[got] = '\0';
+			/* every whole line: pushes are skipped, the reply ends it */
+			while (!answered && (nl = strchr(buf, '\n'))) {
+				size_t len = (size_t)(nl - buf) + 1;
+
+				*nl = '\0';
+				if (strncmp(buf, "{\"id\":", 6) == 0) {
+					if (!strstr(buf, "\"error\""))
+						bench_fail("a wrong password logged in: %.200s", buf);
+					answered = 1;
+				}
+				memmove(buf, buf + len, got - len + 1);
+				got -= len;
+			}
+			if (got >= sizeof(buf) - 1)
+				bench_fail("login client: a line too long");
+		}
+		n++;
+	}
+	close(fd);
+	if (write(report, &n, sizeof(n)) != sizeof(n))
+		_exit(1);
+	_exit(0);
+}
+
+/* Ping round trips in microseconds. */
+struct samples {
+	double *t;
+	size_t n, cap;
+};
+
+/* Pings on fd for `secs`, one every PING_GAP_US, adding to *sm. Paced:
+ * back to back, the client and the loop would take both cores and starve
+ * the nice +5 worker, which is not the case to measure. */
+#define PING_GAP_US 1000
+static void ping_for(int fd, double secs, struct samples *sm)
+{
+	static char buf[1 << 16];
+	static const char ping[] = "{\"id\":1,\"channel\":\"query:ping\"}\n";
+	double end = bench_now() + secs;
+
+	while (bench_now() < end) {
+		if (sm->n == sm->cap &&
+		    !(sm->t = realloc(sm->t, (sm->cap = sm->cap ? 2 * sm->cap : 4096) * sizeof(double))))
+			bench_fail("out of memory");
+		sm->t[sm->n++] = round_trip(fd, ping, sizeof(ping) - 1, buf, sizeof(buf)) * 1e6;
+		usleep(PING_GAP_US);
+	}
+}
+
+/* p50 and p99 of the samples (sorts them). */
+static void percentiles(struct samples *sm, double *p50, double *p99)
+{
+	if (sm->n < 100)
+		bench_fail("only %zu pings", sm->n);
+	*p50 = bench_median(sm->t, sm->n);
+	*p99 = sm->t[(size_t)((double)sm->n * 0.99)];
+}
+
+/* The login clients of one slice: forked, each told to stop by EOF on
+ * stop, each reporting its count on report. */
+struct logins {
+	int stop[2], report[2], n;
+	pid_t *kids;
+};
+
+static void logins_start(struct logins *l, const char *sock, int n)
+{
+	l->n = n;
+	if (pipe(l->stop) || pipe(l->report) || !(l->kids = calloc((size_t)n, sizeof(*l->kids))))
+		bench_fail("pipe: %s", strerror(errno));
+	for (int i = 0; i < n; i++) {
+		l->kids[i] = fork();
+		if (l->kids[i] < 0)
+			bench_fail("fork: %s", strerror(errno));
+		if (l->kids[i] == 0) {
+			live_server = 0; /* the parent's to kill, not ours */
+			close(l->stop[1]);
+			close(l->report[0]);
+			login_client(sock, l->stop[0], l->report[1]);
+		}
+	}
+	close(l->stop[0]);
+	close(l->report[1]);
+}
+
+/* Stops the clients (each after the login it is in: the worker is idle
+ * again when this returns); the logins they got answered. */
+static long logins_stop(struct logins *l)
+{
+	long total = 0;
+
+	close(l->stop[1]);
+	for (int i = 0; i < l->n; i++) {
+		long n;
+
+		if (read(l->report[0], &n, sizeof(n)) != sizeof(n))
+			bench_fail("a login client failed");
+		total += n;
+	}
+	for (int i = 0; i < l->n; i++) {
+		int status;
+
+		waitpid(l->kids[i], &status, 0);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			bench_fail("a login client failed (status %d)", status);
+	}
+	close(l->report[0]);
+	free(l->kids);
+	return total;
+}
+
+static void bench_saturate(const char *tmp, const char *kdf_name, int clients, double secs,
+			   int slices)
+{
+	struct lama_kdf_params kdf = !strcmp(kdf_name, "interactive") ? lama_kdf_interactive()
+								       : lama_kdf_moderate();
+	static char buf[LINE_CAP];
+	char dir[4096], sock[4200], extra[640];
+	pid_t server, workers[64];
+	double i50, i99, s50, s99, cpu = 0, busy_secs = 0, load;
+	struct samples idle = { 0 }, sat = { 0 };
+	int fd, nworkers;
+	long answered = 0;
+	lama_session *s;
+
+	bench_mkdtemp(tmp, "serve-sat", dir, sizeof(dir));
+	bench_check(lama_account_register(dir, "bench", PASSWORD, strlen(PASSWORD), &kdf, &s),
+		    "register");
+	lama_session_logout(s);
+	snprintf(sock, sizeof(sock), "%s/lama.sock", dir);
+	/* The controller runs one login at a time (others are answered "a
+	 * login is in progress" at once), so logins keep one crypto worker
+	 * busy, not two: the pool is made one worker (the `workers` setting,
+	 * read when serve starts logged in), then the user logs out. */
+	server = spawn_serve(dir);
+	fd = connect_to(sock, 25000);
+	request(fd, "{\"id\":1,\"channel\":\"action:updateSettings\",\"payload\":{\"workers\":1}}\n",
+		buf, sizeof(buf));
+	close(fd);
+	stop_serve(server);
+	server = spawn_serve(dir);
+	fd = connect_to(sock, 25000);
+	request(fd, "{\"id\":1,\"channel\":\"action:logout\"}\n", buf, sizeof(buf));
+	/* the workers are spawned with the loop: wait for them to be there */
+	for (double until = bench_now() + 10; (nworkers = crypto_workers(server, workers, 64)) == 0;)
+		if (bench_now() > until)
+			bench_fail("no crypto worker under lama serve");
+		else
+			usleep(10000);
+	if (clients <= 0)
+		clients = 1;
+
+	/* idle and saturated slices alternate, so that load from outside
+	 * (other jobs on the machine) falls on both alike */
+	for (int k = 0; k < slices; k++) {
+		struct logins l;
+		double c0 = 0, c1 = 0, a;
+
+		ping_for(fd, secs / slices, &idle);
+		logins_start(&l, sock, clients);
+		/* the worker takes the first login (the moderate cost is about
+		 * 0.5 s of one core, so it is inside it for a while) */
+		usleep(200000);
+		for (int i = 0; i < nworkers; i++)
+			c0 += cpu_secs(workers[i]);
+		a = bench_now();
+		ping_for(fd, secs / slices, &sat);
+		busy_secs += bench_now() - a;
+		for (int i = 0; i < nworkers; i++)
+			c1 += cpu_secs(workers[i]);
+		cpu += c1 - c0;
+		answered += logins_stop(&l);
+	}
+	percentiles(&idle, &i50, &i99);
+	percentiles(&sat, &s50, &s99);
+	{
+		/* the machine's load from outside: this figure moves with it */
+		FILE *f = fopen("/proc/loadavg", "r");
+
+		if (!f || fscanf(f, "%lf", &load) != 1)
+			load = -1;
+		if (f)
+			fclose(f);
+	}
+	close(fd);
+	stop_serve(server);
+	fprintf(stderr, "serve: %ld wrong-password logins answered by %d crypto worker(s); their CPU "
+			"over the %.1f s of saturated pings: %.0f%% of %d core(s)' worth\n",
+		answered, nworkers, busy_secs, 100 * cpu / (busy_secs * nworkers), nworkers);
+	snprintf(extra, sizeof(extra),
+		 "\"rounds\": %zu, \"baseline_rounds\": %zu, \"slices\": %d, \"gap_us\": %d, "
+		 "\"crypto_workers\": %d, \"login_clients\": %d, \"kdf\": \"%s\", \"logins\": %ld, "
+		 "\"worker_cpu_share\": %.3f, \"loadavg\": %.2f",
+		 sat.n, idle.n, slices, PING_GAP_US, nworkers, clients, kdf_name, answered,
+		 cpu / (busy_secs * nworkers), load);
+	free(idle.t);
+	free(sat.t);
+	bench_emit("serve.saturated.ping.p50", "us", s50, "serve.idle.ping.p50", i50, extra);
+	bench_emit("serve.saturated.ping.p99", "us", s99, "serve.idle.ping.p99", i99, extra);
 	bench_rmtree(dir);
 }
 
@@ -885,6 +1192,11 @@ int main(int argc, char **argv)
 
 	if (all || strcmp(only, "roundtrip") == 0)
 		bench_roundtrip(tmp);
+	if (all || strcmp(only, "saturate") == 0)
+		bench_saturate(tmp, bench_opt(argc, argv, "saturate-kdf", "moderate"),
+			       atoi(bench_opt(argc, argv, "login-clients", "0")),
+			       atof(bench_opt(argc, argv, "ping-seconds", "10")),
+			       atoi(bench_opt(argc, argv, "slices", "5")));
 	if (!all && strcmp(only, "start") && strcmp(only, "send") && strcmp(only, "steps"))
 		return 0;
 	bench_mkdtemp(tmp, "serve-big", dir, sizeof(dir));

@@ -25,10 +25,11 @@
 #include "util/err.h"
 #include "util/mem.h"
 
-#define STATE crypto_secretstream_xchacha20poly1305_state
-#define SS_HEADER crypto_secretstream_xchacha20poly1305_HEADERBYTES
-#define TAG_FINAL crypto_secretstream_xchacha20poly1305_TAG_FINAL
-#define TAG_MESSAGE crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+/* the stream is crypto.h's (also the crypto worker's stream ops) */
+#define STATE struct lama_stream
+#define SS_HEADER LAMA_STREAM_HEADER_BYTES
+#define TAG_FINAL LAMA_STREAM_TAG_FINAL
+#define TAG_MESSAGE LAMA_STREAM_TAG_MESSAGE
 #define CIPHER_CHUNK (LAMA_BACKUP_CHUNK + LAMA_BACKUP_ABYTES)
 #define NAME_MAX_BYTES 32 /* of a record's name */
 #define META_VERSION 1
@@ -39,7 +40,7 @@
 enum { REC_META, REC_ACCOUNT, REC_ARCHIVE, REC_END };
 static const char *const rec_names[REC_END] = { "lama-backup.json", "account.json", "archive.db" };
 
-_Static_assert(LAMA_BACKUP_ABYTES == crypto_secretstream_xchacha20poly1305_ABYTES, "ABYTES");
+_Static_assert(LAMA_BACKUP_ABYTES == LAMA_STREAM_ABYTES, "ABYTES");
 _Static_assert(LAMA_BACKUP_HEADER_BYTES == 48 + SS_HEADER, "header layout");
 
 static void progress(const struct lama_backup_progress *p, uint64_t done, uint64_t total)
@@ -178,15 +179,15 @@ struct writer {
  * whole header as associated data, the last the FINAL tag. */
 static int w_flush(struct writer *w, int final)
 {
-	unsigned long long clen;
+	size_t clen = w->fill + LAMA_STREAM_ABYTES;
 
-	if (crypto_secretstream_xchacha20poly1305_push(
-		    w->st, w->cipher, &clen, w->plain, w->fill, w->chunks == 0 ? w->header : NULL,
-		    w->chunks == 0 ? sizeof(w->header) : 0, final ? TAG_FINAL : TAG_MESSAGE) != 0)
+	if (lama_stream_push(w->st, w->cipher, w->plain, w->fill,
+			     w->chunks == 0 ? w->header : NULL, w->chunks == 0 ? sizeof(w->header) : 0,
+			     final ? TAG_FINAL : TAG_MESSAGE) != 0)
 		return lama_error(LAMA_ECRYPTO, "cannot encrypt the backup");
 	w->chunks++;
 	w->fill = 0;
-	return write_all(w->fd, w->cipher, (size_t)clen, w->tmp);
+	return write_all(w->fd, w->cipher, clen, w->tmp);
 }
 
 static int w_add(struct writer *w, const void *p, size_t n)
@@ -243,7 +244,7 @@ static int w_open(struct writer *w, const char *path, const char *pw, size_t pwl
 	w->plain = lama_malloc(LAMA_BACKUP_CHUNK);
 	w->cipher = lama_malloc(CIPHER_CHUNK);
 	w->st = lama_secure_alloc(sizeof(*w->st));
-	key = lama_secure_alloc(crypto_secretstream_xchacha20poly1305_KEYBYTES);
+	key = lama_secure_alloc(LAMA_KEY_BYTES);
 	if (!w->plain || !w->cipher || !w->st || !key) {
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 		goto out;
@@ -256,7 +257,7 @@ static int w_open(struct writer *w, const char *path, const char *pw, size_t pwl
 	lama_random(w->header + 32, LAMA_SALT_BYTES);
 	if ((rc = lama_pwhash(key, pw, pwlen, w->header + 32, kdf)))
 		goto out;
-	crypto_secretstream_xchacha20poly1305_init_push(w->st, w->header + 48, key);
+	lama_stream_init_push(w->st, w->header + 48, key);
 	w->fd = mkostemp(w->tmp, O_CLOEXEC); /* mode 0600 */
 	if (w->fd < 0) {
 		rc = lama_error(LAMA_EIO, "cannot create %s: %s", w->tmp, strerror(errno));
@@ -743,8 +744,7 @@ static int read_backup(int fd, const char *path, struct reader *r, const char *p
 	uint8_t header[LAMA_BACKUP_HEADER_BYTES], *key = NULL, *plain = NULL, *cipher = NULL;
 	uint8_t extra;
 	struct lama_kdf_params kdf;
-	unsigned long long mlen;
-	unsigned char tag = 0;
+	uint8_t tag = 0;
 	uint64_t total = 0, done = 0, chunk = 0;
 	struct stat sb;
 	STATE *st = NULL;
@@ -769,7 +769,7 @@ static int read_backup(int fd, const char *path, struct reader *r, const char *p
 		return lama_error(LAMA_ECORRUPT, "%s: the Argon2id cost in its header is out of bounds",
 				  path);
 	done = sizeof(header);
-	key = lama_secure_alloc(crypto_secretstream_xchacha20poly1305_KEYBYTES);
+	key = lama_secure_alloc(LAMA_KEY_BYTES);
 	st = lama_secure_alloc(sizeof(*st));
 	plain = lama_malloc(LAMA_BACKUP_CHUNK);
 	cipher = lama_malloc(CIPHER_CHUNK);
@@ -783,7 +783,7 @@ static int read_backup(int fd, const char *path, struct reader *r, const char *p
 				path);
 	if (rc)
 		goto out;
-	if (crypto_secretstream_xchacha20poly1305_init_pull(st, header + 48, key) != 0) {
+	if (lama_stream_init_pull(st, header + 48, key) != 0) {
 		rc = lama_error(LAMA_ECORRUPT, "%s: the backup's header is damaged", path);
 		goto out;
 	}
@@ -794,9 +794,8 @@ static int read_backup(int fd, const char *path, struct reader *r, const char *p
 			rc = lama_error(LAMA_ECORRUPT, "%s is cut short", path);
 			goto out;
 		}
-		if (crypto_secretstream_xchacha20poly1305_pull(st, plain, &mlen, &tag, cipher, got,
-							       chunk == 0 ? header : NULL,
-							       chunk == 0 ? sizeof(header) : 0) != 0) {
+		if (lama_stream_pull(st, plain, &tag, cipher, got, chunk == 0 ? header : NULL,
+				     chunk == 0 ? sizeof(header) : 0) != 0) {
 			rc = chunk == 0 ? lama_error(LAMA_EAUTH, "wrong password, or %s is damaged", path)
 					: lama_error(LAMA_ECORRUPT, "%s is damaged (near byte %llu)", path,
 						     (unsigned long long)done);
@@ -808,7 +807,7 @@ static int read_backup(int fd, const char *path, struct reader *r, const char *p
 		}
 		chunk++;
 		done += got;
-		if ((rc = feed(r, plain, (size_t)mlen)))
+		if ((rc = feed(r, plain, got - LAMA_STREAM_ABYTES)))
 			goto out;
 		progress(p, done, total > done ? total : done);
 	}

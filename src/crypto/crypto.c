@@ -293,6 +293,58 @@ int lama_aead_open(uint8_t *out, const uint8_t *in, size_t n, const void *ad, si
 	return 0;
 }
 
+/* --- Streams --- */
+
+_Static_assert(sizeof(struct lama_stream) == sizeof(crypto_secretstream_xchacha20poly1305_state),
+	       "stream state");
+_Static_assert(_Alignof(crypto_secretstream_xchacha20poly1305_state) == 1, "state alignment");
+_Static_assert(LAMA_STREAM_HEADER_BYTES == crypto_secretstream_xchacha20poly1305_HEADERBYTES,
+	       "stream header");
+_Static_assert(LAMA_STREAM_ABYTES == crypto_secretstream_xchacha20poly1305_ABYTES, "abytes");
+_Static_assert(LAMA_STREAM_TAG_MESSAGE == crypto_secretstream_xchacha20poly1305_TAG_MESSAGE &&
+		       LAMA_STREAM_TAG_FINAL == crypto_secretstream_xchacha20poly1305_TAG_FINAL,
+	       "tags");
+_Static_assert(LAMA_KEY_BYTES == crypto_secretstream_xchacha20poly1305_KEYBYTES, "stream key");
+
+#define SS(st) ((crypto_secretstream_xchacha20poly1305_state *)(void *)(st)->b)
+
+void lama_stream_init_push(struct lama_stream *st, uint8_t header[LAMA_STREAM_HEADER_BYTES],
+			   const uint8_t key[LAMA_KEY_BYTES])
+{
+	crypto_secretstream_xchacha20poly1305_init_push(SS(st), header, key);
+}
+
+int lama_stream_push(struct lama_stream *st, uint8_t *out, const void *in, size_t n,
+		     const void *ad, size_t adlen, uint8_t tag)
+{
+	if (tag != LAMA_STREAM_TAG_MESSAGE && tag != LAMA_STREAM_TAG_FINAL)
+		return lama_error(LAMA_EINVAL, "stream: unknown tag %u", tag);
+	if (n > crypto_secretstream_xchacha20poly1305_MESSAGEBYTES_MAX)
+		return lama_error(LAMA_ELIMIT, "stream: chunk too long");
+	if (crypto_secretstream_xchacha20poly1305_push(SS(st), out, NULL, in, n, ad, adlen, tag))
+		return lama_error(LAMA_ECRYPTO, "stream: cannot encrypt");
+	return 0;
+}
+
+int lama_stream_init_pull(struct lama_stream *st, const uint8_t header[LAMA_STREAM_HEADER_BYTES],
+			  const uint8_t key[LAMA_KEY_BYTES])
+{
+	if (crypto_secretstream_xchacha20poly1305_init_pull(SS(st), header, key))
+		return lama_error(LAMA_ECRYPTO, "stream: bad header");
+	return 0;
+}
+
+int lama_stream_pull(struct lama_stream *st, uint8_t *out, uint8_t *tag, const uint8_t *in,
+		     size_t n, const void *ad, size_t adlen)
+{
+	/* libsodium advances the state only on success, so a failed chunk
+	 * leaves the stream where it was */
+	if (n < LAMA_STREAM_ABYTES ||
+	    crypto_secretstream_xchacha20poly1305_pull(SS(st), out, NULL, tag, in, n, ad, adlen))
+		return lama_error(LAMA_ECRYPTO, "stream: a chunk failed authentication");
+	return 0;
+}
+
 /* --- Keys from keys and passwords --- */
 
 struct lama_kdf_params lama_kdf_moderate(void)

@@ -112,6 +112,38 @@ int lama_aead_seal(uint8_t *out, const void *msg, size_t n, const void *ad, size
 int lama_aead_open(uint8_t *out, const uint8_t *in, size_t n, const void *ad, size_t adlen,
 		   const uint8_t key[LAMA_KEY_BYTES]) LAMA_MUST_CHECK;
 
+/* --- Streams: libsodium's secretstream (XChaCha20-Poly1305), chunk by
+ * chunk. The backup file and the crypto worker's stream ops use these, so
+ * both write the same format. Each chunk's key and nonce follow from the
+ * one before, so chunks cannot be reordered, dropped or moved between
+ * streams; only the end needs the caller: a stream is whole when its last
+ * chunk carries LAMA_STREAM_TAG_FINAL. The state is plain bytes (no
+ * pointers), so it can be copied, wiped and carried between processes;
+ * it holds the key: keep it in secure memory or wipe it. --- */
+#define LAMA_STREAM_HEADER_BYTES 24 /* sent before the first chunk */
+#define LAMA_STREAM_ABYTES 17       /* a chunk's overhead: tag byte + MAC */
+#define LAMA_STREAM_STATE_BYTES 52
+#define LAMA_STREAM_TAG_MESSAGE 0
+#define LAMA_STREAM_TAG_FINAL 3
+struct lama_stream {
+	uint8_t b[LAMA_STREAM_STATE_BYTES];
+};
+/* Starts a stream under key: header gets LAMA_STREAM_HEADER_BYTES (random). */
+void lama_stream_init_push(struct lama_stream *st, uint8_t header[LAMA_STREAM_HEADER_BYTES],
+			   const uint8_t key[LAMA_KEY_BYTES]);
+/* Encrypts one chunk: out holds n + LAMA_STREAM_ABYTES bytes; tag is
+ * LAMA_STREAM_TAG_MESSAGE or _FINAL (LAMA_EINVAL otherwise). */
+int lama_stream_push(struct lama_stream *st, uint8_t *out, const void *in, size_t n,
+		     const void *ad, size_t adlen, uint8_t tag);
+/* LAMA_ECRYPTO for a header that cannot start a stream. */
+int lama_stream_init_pull(struct lama_stream *st, const uint8_t header[LAMA_STREAM_HEADER_BYTES],
+			  const uint8_t key[LAMA_KEY_BYTES]) LAMA_MUST_CHECK;
+/* Decrypts one chunk: out holds n - LAMA_STREAM_ABYTES bytes, *tag the
+ * chunk's tag. LAMA_ECRYPTO if the chunk was altered, is out of place, the
+ * key or ad is wrong, or n is too short; the state is then unchanged. */
+int lama_stream_pull(struct lama_stream *st, uint8_t *out, uint8_t *tag, const uint8_t *in,
+		     size_t n, const void *ad, size_t adlen) LAMA_MUST_CHECK;
+
 /* --- Keys from keys and passwords --- */
 /* Argon2id cost. `moderate` is libsodium's MODERATE (the default for user
  * passwords); `interactive` and `min` exist for tests. */

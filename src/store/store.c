@@ -598,6 +598,8 @@ static void meta_decode(const uint8_t in[72], struct blob_meta *m)
 	memcpy(m->bid, in + 48, 16);
 }
 
+_Static_assert(LAMA_BLOB_CHUNK_OVERHEAD == LAMA_AEAD_OVERHEAD, "chunk overhead");
+
 /* Chunk associated data: bid || index || last flag. Binding the position
  * and the end stops reordering and truncation of a BLOB. */
 static void chunk_ad(const uint8_t bid[16], uint64_t idx, int last, uint8_t ad[25])
@@ -605,7 +607,29 @@ static void chunk_ad(const uint8_t bid[16], uint64_t idx, int last, uint8_t ad[2
 	memcpy(ad, bid, 16);
 	for (int i = 0; i < 8; i++)
 		ad[16 + i] = (uint8_t)(idx >> (8 * i));
-	ad[24] = (uint8_t)last;
+	ad[24] = (uint8_t)!!last;
+}
+
+int lama_blob_chunk_seal(uint8_t *out, const void *pt, size_t n, const uint8_t key[32],
+			 const uint8_t bid[LAMA_BLOB_GROUP_BYTES], uint64_t idx, int last)
+{
+	uint8_t ad[25];
+
+	if (n > LAMA_BLOB_CHUNK)
+		return lama_error(LAMA_ELIMIT, "a BLOB chunk holds at most %zu bytes", LAMA_BLOB_CHUNK);
+	chunk_ad(bid, idx, last, ad);
+	return lama_aead_seal(out, pt, n, ad, sizeof(ad), key);
+}
+
+int lama_blob_chunk_open(uint8_t *out, const uint8_t *ct, size_t n, const uint8_t key[32],
+			 const uint8_t bid[LAMA_BLOB_GROUP_BYTES], uint64_t idx, int last)
+{
+	uint8_t ad[25];
+
+	if (n < LAMA_AEAD_OVERHEAD || n > LAMA_BLOB_CHUNK + LAMA_AEAD_OVERHEAD)
+		return lama_error(LAMA_ECRYPTO, "a sealed BLOB chunk of %zu bytes", n);
+	chunk_ad(bid, idx, last, ad);
+	return lama_aead_open(out, ct, n, ad, sizeof(ad), key);
 }
 
 int lama_blob_write_begin(lama_store *st, lama_blob_writer **out)
@@ -649,26 +673,32 @@ fail:
 	return rc;
 }
 
-static int flush_chunk(lama_blob_writer *w, int last)
+/* Stores a sealed chunk at the writer's next index. */
+static int put_chunk(lama_blob_writer *w, const void *sealed, size_t n)
 {
-	uint8_t ad[25];
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = store__stmt(w->st, S_CHUNK_PUT);
 	int rc = 0;
 
-	chunk_ad(w->bid, w->idx, last, ad);
-	rc = lama_aead_seal(w->sealed, w->chunk, w->fill, ad, sizeof(ad), w->st->keys->enc);
-	if (rc)
-		return rc;
-	s = store__stmt(w->st, S_CHUNK_PUT);
 	sqlite3_bind_blob(s, 1, w->bid, 16, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)w->idx);
-	sqlite3_bind_blob(s, 3, w->sealed, (int)(w->fill + LAMA_AEAD_OVERHEAD), SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, sealed, (int)n, SQLITE_STATIC);
 	if (sqlite3_step(s) != SQLITE_DONE)
 		rc = store__dberr(w->st, "storing BLOB chunk");
 	sqlite3_reset(s);
+	w->idx++;
+	return rc;
+}
+
+static int flush_chunk(lama_blob_writer *w, int last)
+{
+	int rc;
+
+	rc = lama_blob_chunk_seal(w->sealed, w->chunk, w->fill, w->st->keys->enc, w->bid, w->idx,
+				  last);
+	if (!rc)
+		rc = put_chunk(w, w->sealed, w->fill + LAMA_AEAD_OVERHEAD);
 	sodium_memzero(w->chunk, w->fill);
 	w->fill = 0;
-	w->idx++;
 	return rc;
 }
 
@@ -678,6 +708,9 @@ int lama_blob_write(lama_blob_writer *w, const void *data, size_t n)
 
 	if (w->err)
 		return w->err;
+	if (w->mode == 2)
+		return lama_error(LAMA_EINVAL, "this BLOB writer takes sealed chunks");
+	w->mode = 1;
 	lama_sha256_update(w->sha, data, n);
 	w->size += n;
 	while (n) {
@@ -730,22 +763,17 @@ void lama_blob_write_abort(lama_blob_writer *w)
 	writer_free(w);
 }
 
-int lama_blob_write_end(lama_blob_writer *w, lama_hash *hash, int *is_new)
+/* Writes the record of a BLOB whose chunks are stored (m->hash set),
+ * commits and frees the writer. */
+static int write_record(lama_blob_writer *w, struct blob_meta *mp, lama_hash *hash, int *is_new)
 {
 	lama_store *st = w->st;
-	struct blob_meta m;
+	struct blob_meta m = *mp;
 	uint8_t key[32], plain[72], *ct = NULL;
 	size_t ctlen;
 	sqlite3_stmt *s;
-	int rc, exists = 0;
+	int rc = 0, exists = 0;
 
-	rc = w->err;
-	if (!rc)
-		rc = flush_chunk(w, 1);
-	if (rc)
-		goto fail;
-	lama_sha256_final(w->sha, &m.hash);
-	w->sha = NULL;
 	m.size = w->size;
 	m.nchunks = w->idx;
 	memcpy(m.bid, w->bid, 16);
@@ -791,6 +819,67 @@ int lama_blob_write_end(lama_blob_writer *w, lama_hash *hash, int *is_new)
 fail:
 	lama_blob_write_abort(w);
 	return rc;
+}
+
+int lama_blob_write_end(lama_blob_writer *w, lama_hash *hash, int *is_new)
+{
+	struct blob_meta m;
+	int rc = w->err;
+
+	if (!rc && w->mode == 2)
+		rc = lama_error(LAMA_EINVAL, "this BLOB writer takes sealed chunks: end it with its hash");
+	if (!rc)
+		rc = flush_chunk(w, 1);
+	if (rc)
+		goto fail;
+	lama_sha256_final(w->sha, &m.hash);
+	w->sha = NULL;
+	return write_record(w, &m, hash, is_new);
+fail:
+	lama_blob_write_abort(w);
+	return rc;
+}
+
+void lama_blob_write_group(const lama_blob_writer *w, uint8_t bid[16])
+{
+	memcpy(bid, w->bid, 16);
+}
+
+int lama_blob_write_sealed(lama_blob_writer *w, const void *sealed, size_t n, int last)
+{
+	size_t plain;
+
+	if (w->err)
+		return w->err;
+	if (w->mode == 1)
+		return lama_error(LAMA_EINVAL, "this BLOB writer takes plaintext");
+	if (w->ended)
+		return lama_error(LAMA_EINVAL, "a BLOB chunk after the last one");
+	if (n < LAMA_AEAD_OVERHEAD || n > LAMA_BLOB_CHUNK + LAMA_AEAD_OVERHEAD)
+		return lama_error(LAMA_EINVAL, "a sealed BLOB chunk of %zu bytes", n);
+	plain = n - LAMA_AEAD_OVERHEAD;
+	if (!last && plain != LAMA_BLOB_CHUNK)
+		return lama_error(LAMA_EINVAL, "a BLOB chunk before the last holds %zu bytes, not %zu",
+				  plain, LAMA_BLOB_CHUNK);
+	w->mode = 2;
+	w->ended = !!last;
+	w->size += plain;
+	return w->err = put_chunk(w, sealed, n);
+}
+
+int lama_blob_write_end_sealed(lama_blob_writer *w, const lama_hash *hash, int *is_new)
+{
+	struct blob_meta m;
+	int rc = w->err;
+
+	if (!rc && (w->mode != 2 || !w->ended))
+		rc = lama_error(LAMA_EINVAL, "the BLOB's last chunk is missing");
+	if (rc) {
+		lama_blob_write_abort(w);
+		return rc;
+	}
+	m.hash = *hash;
+	return write_record(w, &m, NULL, is_new);
 }
 
 int store__blob_meta(lama_store *st, const lama_hash *hash, struct blob_meta *m)
@@ -859,7 +948,6 @@ int lama_blob_open(lama_store *st, const lama_hash *hash, lama_blob_reader **out
 
 static int load_chunk(lama_blob_reader *r)
 {
-	uint8_t ad[25];
 	char hex[LAMA_HASH_HEX + 1];
 	sqlite3_stmt *s;
 	const void *ct;
@@ -880,9 +968,8 @@ static int load_chunk(lama_blob_reader *r)
 	} else {
 		ct = sqlite3_column_blob(s, 0);
 		n = (size_t)sqlite3_column_bytes(s, 0);
-		chunk_ad(r->bid, r->idx, last, ad);
 		if (n != expect + LAMA_AEAD_OVERHEAD ||
-		    lama_aead_open(r->chunk, ct, n, ad, sizeof(ad), r->st->keys->enc))
+		    lama_blob_chunk_open(r->chunk, ct, n, r->st->keys->enc, r->bid, r->idx, last))
 			rc = lama_error(LAMA_ECORRUPT, "BLOB %s: chunk %llu failed authentication",
 					hex, (unsigned long long)r->idx);
 	}

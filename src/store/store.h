@@ -91,6 +91,43 @@ int lama_blob_write(lama_blob_writer *w, const void *data, size_t n);
 int lama_blob_write_end(lama_blob_writer *w, lama_hash *hash, int *is_new);
 void lama_blob_write_abort(lama_blob_writer *w);
 
+/* Chunks sealed elsewhere (the crypto worker's blob_seal op): instead of
+ * lama_blob_write, the caller seals each chunk with lama_blob_chunk_seal
+ * under the storage key, the writer's group id (lama_blob_write_group)
+ * and the chunk's index (0, 1, ... in the order they are stored), and
+ * hands them in order. Every chunk but the last holds LAMA_BLOB_CHUNK
+ * bytes of plaintext, the last one 0..LAMA_BLOB_CHUNK and last = 1; an
+ * empty BLOB is one empty last chunk. The writer checks lengths and order
+ * (LAMA_EINVAL; it cannot decrypt what it is handed, so a chunk sealed
+ * under another key, group or index is found by the reader, as
+ * LAMA_ECORRUPT). A writer takes either lama_blob_write or sealed chunks,
+ * not both (LAMA_EINVAL). */
+void lama_blob_write_group(const lama_blob_writer *w, uint8_t bid[16]);
+int lama_blob_write_sealed(lama_blob_writer *w, const void *sealed, size_t n, int last);
+/* Commits like lama_blob_write_end, under `hash`: the SHA-256 of the
+ * plaintext, which the caller computed (the writer never sees it). A wrong
+ * hash stores a BLOB that fails to read (the reader compares the whole
+ * hash), and if a BLOB of that hash exists the new chunks are dropped: only
+ * pass hashes you computed. LAMA_EINVAL before the last chunk. */
+int lama_blob_write_end_sealed(lama_blob_writer *w, const lama_hash *hash, int *is_new);
+
+/* One BLOB chunk in the store's format (docs/storage.md#blobs), without a
+ * store: the store's writer and reader use these, and so do the crypto
+ * worker's blob_seal/blob_open ops. key: the storage key; bid: the BLOB's
+ * chunk-group id; idx: the chunk's index; last: 1 for the BLOB's final
+ * chunk. The nonce is random; the associated data binds the chunk to its
+ * group, index and end. Seal: n <= LAMA_BLOB_CHUNK (LAMA_ELIMIT), out
+ * holds n + LAMA_BLOB_CHUNK_OVERHEAD. Open: out holds n -
+ * LAMA_BLOB_CHUNK_OVERHEAD (zeros on failure); LAMA_ECRYPTO if anything
+ * was altered, the chunk was sealed for another place, or n is out of
+ * range. */
+#define LAMA_BLOB_CHUNK_OVERHEAD 40 /* nonce 24 + tag 16 */
+#define LAMA_BLOB_GROUP_BYTES 16
+int lama_blob_chunk_seal(uint8_t *out, const void *pt, size_t n, const uint8_t key[32],
+			 const uint8_t bid[LAMA_BLOB_GROUP_BYTES], uint64_t idx, int last);
+int lama_blob_chunk_open(uint8_t *out, const uint8_t *ct, size_t n, const uint8_t key[32],
+			 const uint8_t bid[LAMA_BLOB_GROUP_BYTES], uint64_t idx, int last);
+
 /* Opens a stored BLOB for reading; *size (may be NULL) is its length. */
 int lama_blob_open(lama_store *st, const lama_hash *hash, lama_blob_reader **out,
 		   uint64_t *size);

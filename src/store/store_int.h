@@ -37,6 +37,8 @@ struct lama_blob_writer {
 	uint8_t *sealed; /* LAMA_BLOB_CHUNK + LAMA_AEAD_OVERHEAD */
 	int savepoint; /* began inside a caller's transaction: abort undoes only this BLOB */
 	int err;       /* a write failed: the BLOB can only be aborted */
+	int mode;      /* 0 nothing yet, 1 plaintext (lama_blob_write), 2 sealed chunks */
+	int ended;     /* sealed: the last chunk was handed in */
 };
 
 struct lama_blob_reader {

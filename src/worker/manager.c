@@ -63,7 +63,7 @@ struct worker {
 
 struct pool {
 	char kind[LAMA_WORKER_KIND_MAX + 1];
-	unsigned size, queue_max, timeout_ms;
+	unsigned size, queue_max, timeout_ms, healthy_ms;
 	struct worker *workers;
 	struct task *head, *tail; /* the queue */
 	unsigned queued;
@@ -343,7 +343,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 	if (w->why[0]) {
 		w->next_delay = 0;
 	} else {
-		if (uv_now(m->loop) - w->started >= LAMA_WORKERS_HEALTHY_MS)
+		if (uv_now(m->loop) - w->started >= p->healthy_ms)
 			w->backoff = LAMA_WORKERS_BACKOFF_MIN_MS;
 		w->next_delay = w->backoff;
 		w->backoff = w->backoff * 2 > LAMA_WORKERS_BACKOFF_MAX_MS ? LAMA_WORKERS_BACKOFF_MAX_MS
@@ -596,6 +596,7 @@ int lama_workers_new(lama_workers **out, uv_loop_t *loop, const char *exe,
 		p->queue_max = pools[i].queue_max ? pools[i].queue_max : LAMA_WORKERS_QUEUE_DEFAULT;
 		p->timeout_ms = pools[i].timeout_ms ? pools[i].timeout_ms
 						    : LAMA_WORKERS_TIMEOUT_DEFAULT;
+		p->healthy_ms = LAMA_WORKERS_HEALTHY_MS;
 		p->workers = lama_calloc(p->size, sizeof(*p->workers));
 		if (!p->workers) {
 			rc = lama_error(LAMA_ENOMEM, "out of memory");
@@ -697,6 +698,16 @@ int lama_workers_submit(lama_workers *m, const char *kind, const char *op, const
 		*id = t->id;
 	queue_push(p, t, 0);
 	dispatch(p);
+	return 0;
+}
+
+int lama_workers_set_healthy_ms(lama_workers *m, const char *kind, unsigned ms)
+{
+	struct pool *p = kind ? find_pool(m, kind) : NULL;
+
+	if (!p)
+		return lama_error(LAMA_ENOTFOUND, "workers: no pool of kind %s", kind ? kind : "(none)");
+	p->healthy_ms = ms ? ms : LAMA_WORKERS_HEALTHY_MS;
 	return 0;
 }
 

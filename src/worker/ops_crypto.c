@@ -1,8 +1,14 @@
 /* ops_crypto.c: the "crypto" worker's ops (docs/workers.md#crypto): kdf,
- * sign_batch, verify_batch, seal, open, over src/crypto. */
+ * sign_batch, verify_batch, seal, open, over src/crypto; stream_push,
+ * stream_pull (crypto.h's secretstream, the backup's format) and
+ * blob_seal, blob_open (the store's BLOB chunks, store.h's chunk pair).
+ * The chunk ops keep nothing between tasks: a stream's state comes in
+ * with each task and goes back with its output, so any worker, also one
+ * started after another died, can take the next chunks. */
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "store/store.h"
 #include "util/err.h"
 #include "util/mem.h"
 #include "worker/ops.h"
@@ -193,6 +199,301 @@ static int op_aead(struct lama_rd *r, struct lama_buf *out, int seal)
 	return 0;
 }
 
+/* --- streams: the carried state is lama_stream's bytes || u8 ended --- */
+
+#define STATE_BYTES (LAMA_STREAM_STATE_BYTES + 1)
+
+/* One chunk of a batch, pointing into the input. */
+struct chunk {
+	uint8_t tag; /* stream: the tag; blob: the last flag */
+	const uint8_t *ad, *data;
+	uint32_t adlen, len;
+};
+
+/* Reads the state or starts a stream: push takes key[32], pull key[32]
+ * || header[24]; both take state[STATE_BYTES] to go on. *header (push,
+ * a new stream) is where the new header goes. */
+static int stream_begin(struct lama_rd *r, struct lama_stream *st, int *ended, int push,
+			const uint8_t **key, const uint8_t **header)
+{
+	const uint8_t *p;
+	int rc;
+
+	*key = *header = NULL;
+	*ended = 0;
+	if ((rc = lama_rd_bytes(r, 1, &p, "the start flag")))
+		return rc;
+	if (*p > 1)
+		return lama_error(LAMA_EINVAL, "%s: the start flag is %u, not 0 or 1", r->op, *p);
+	if (*p == 1) {
+		if ((rc = lama_rd_bytes(r, LAMA_KEY_BYTES, key, "the key")))
+			return rc;
+		if (!push && (rc = lama_rd_bytes(r, LAMA_STREAM_HEADER_BYTES, header, "the header")))
+			return rc;
+		return 0;
+	}
+	if ((rc = lama_rd_bytes(r, STATE_BYTES, &p, "the state")))
+		return rc;
+	if (p[LAMA_STREAM_STATE_BYTES] > 1)
+		return lama_error(LAMA_EINVAL, "%s: a state that is not one", r->op);
+	memcpy(st->b, p, LAMA_STREAM_STATE_BYTES);
+	*ended = p[LAMA_STREAM_STATE_BYTES];
+	return 0;
+}
+
+/* Reads count chunks: push (u8 tag, bytes32 ad, bytes32 data), pull
+ * (bytes32 ad, bytes32 data); *total gets the sum of the data lengths. */
+static int stream_chunks(struct lama_rd *r, int push, struct chunk **out, uint32_t *count,
+			 size_t *total)
+{
+	struct chunk *c;
+	const uint8_t *p;
+	int rc;
+
+	*out = NULL;
+	*total = 0;
+	if ((rc = batch_count(r, count, push ? 9 : 8)))
+		return rc;
+	c = lama_calloc(*count ? *count : 1, sizeof(*c));
+	if (!c)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < *count; i++) {
+		if (push) {
+			if ((rc = lama_rd_bytes(r, 1, &p, "a tag")))
+				goto fail;
+			c[i].tag = *p;
+			if (*p != LAMA_STREAM_TAG_MESSAGE && *p != LAMA_STREAM_TAG_FINAL) {
+				rc = lama_error(LAMA_EINVAL, "%s: chunk %u has tag %u (0 message, 3 final)",
+						r->op, i, *p);
+				goto fail;
+			}
+		}
+		if ((rc = lama_rd_u32(r, &c[i].adlen, "a length")) ||
+		    (rc = lama_rd_bytes(r, c[i].adlen, &c[i].ad, "associated data")) ||
+		    (rc = lama_rd_u32(r, &c[i].len, "a length")) ||
+		    (rc = lama_rd_bytes(r, c[i].len, &c[i].data, "a chunk")))
+			goto fail;
+		*total += c[i].len;
+	}
+	if ((rc = lama_rd_end(r)))
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	lama_free(c);
+	return rc;
+}
+
+static void put_u32(struct lama_buf *out, uint32_t v)
+{
+	uint8_t *p = (uint8_t *)out->data + out->len;
+
+	p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+	out->len += 4;
+}
+
+/* Appends the state; after the FINAL chunk the key is gone: zeros || 1. */
+static void put_state(struct lama_buf *out, const struct lama_stream *st, int ended)
+{
+	uint8_t *p = (uint8_t *)out->data + out->len;
+
+	if (ended)
+		memset(p, 0, LAMA_STREAM_STATE_BYTES);
+	else
+		memcpy(p, st->b, LAMA_STREAM_STATE_BYTES);
+	p[LAMA_STREAM_STATE_BYTES] = (uint8_t)ended;
+	out->len += STATE_BYTES;
+}
+
+/* push: start (u8) key[32] | state[53], u32 count, count x (u8 tag,
+ * bytes32 ad, bytes32 plaintext) -> state[53], header[24] (a new stream
+ * only), count x bytes32 ciphertext.
+ * pull: start (u8) key[32] header[24] | state[53], u32 count, count x
+ * (bytes32 ad, bytes32 ciphertext) -> state[53], count x (u8 tag,
+ * bytes32 plaintext). */
+static int op_stream(struct lama_rd *r, struct lama_buf *out, int push)
+{
+	struct lama_stream *st = lama_secure_alloc(sizeof(*st));
+	const uint8_t *key, *header;
+	struct chunk *c = NULL;
+	uint32_t count;
+	size_t total, need, start = out->len;
+	int rc, ended;
+
+	if (!st)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	if ((rc = stream_begin(r, st, &ended, push, &key, &header)) ||
+	    (rc = stream_chunks(r, push, &c, &count, &total)))
+		goto out;
+	/* the whole output is sized before any of it is made: one
+	 * allocation, no plaintext left behind in a moved buffer */
+	need = STATE_BYTES + (push && key ? LAMA_STREAM_HEADER_BYTES : 0) +
+	       (size_t)count * (push ? 4 : 5);
+	for (uint32_t i = 0; i < count; i++) {
+		if (!push && c[i].len < LAMA_STREAM_ABYTES) {
+			rc = lama_error(LAMA_ECRYPTO, "%s: chunk %u is %u bytes, too short to be one",
+					r->op, i, c[i].len);
+			goto out;
+		}
+		need += push ? c[i].len + LAMA_STREAM_ABYTES : c[i].len - LAMA_STREAM_ABYTES;
+	}
+	if (need > out->max - out->len) {
+		rc = lama_error(LAMA_ELIMIT, "%s: the result would pass %zu bytes", r->op, out->max);
+		goto out;
+	}
+	if ((rc = lama_buf_grow(out, need)))
+		goto out;
+	out->len += STATE_BYTES; /* filled at the end */
+	if (key && push) {
+		lama_stream_init_push(st, (uint8_t *)out->data + out->len, key);
+		out->len += LAMA_STREAM_HEADER_BYTES;
+	} else if (key && (rc = lama_stream_init_pull(st, header, key))) {
+		rc = lama_error(LAMA_ECRYPTO, "%s: the header cannot start a stream", r->op);
+		goto out;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		uint8_t *p;
+
+		if (ended) {
+			rc = lama_error(push ? LAMA_EINVAL : LAMA_ECRYPTO,
+					"%s: chunk %u comes after the FINAL one", r->op, i);
+			goto out;
+		}
+		if (push) {
+			put_u32(out, c[i].len + LAMA_STREAM_ABYTES);
+			p = (uint8_t *)out->data + out->len;
+			if ((rc = lama_stream_push(st, p, c[i].data, c[i].len, c[i].ad, c[i].adlen,
+						   c[i].tag)))
+				goto out;
+			out->len += c[i].len + LAMA_STREAM_ABYTES;
+			ended = c[i].tag == LAMA_STREAM_TAG_FINAL;
+		} else {
+			uint8_t tag;
+
+			p = (uint8_t *)out->data + out->len;
+			if (lama_stream_pull(st, p + 5, &tag, c[i].data, c[i].len, c[i].ad,
+					     c[i].adlen)) {
+				rc = lama_error(LAMA_ECRYPTO,
+						"%s: chunk %u failed authentication (altered, out of order, "
+						"from another stream, or a wrong key or associated data)",
+						r->op, i);
+				goto out;
+			}
+			if (tag != LAMA_STREAM_TAG_MESSAGE && tag != LAMA_STREAM_TAG_FINAL) {
+				rc = lama_error(LAMA_ECRYPTO, "%s: chunk %u has tag %u", r->op, i, tag);
+				goto out;
+			}
+			p[0] = tag;
+			out->len++;
+			put_u32(out, c[i].len - LAMA_STREAM_ABYTES);
+			out->len += c[i].len - LAMA_STREAM_ABYTES;
+			ended = tag == LAMA_STREAM_TAG_FINAL;
+		}
+	}
+	{
+		size_t end = out->len;
+
+		out->len = start;
+		put_state(out, st, ended);
+		out->len = end;
+	}
+	out->data[out->len] = '\0';
+out:
+	lama_free(c);
+	lama_secure_free(st);
+	return rc;
+}
+
+/* --- BLOB chunks, the store's format --- */
+
+/* key[32], bid[16], u64 first index, u32 count, count x (u8 last, bytes32
+ * data); seal: data is plaintext -> count x bytes32 sealed; open: data is
+ * sealed -> count x bytes32 plaintext. Chunk i is at index first + i. */
+static int op_blob(struct lama_rd *r, struct lama_buf *out, int seal)
+{
+	const uint8_t *key, *bid, *p;
+	struct chunk *c = NULL;
+	uint64_t first;
+	uint32_t count;
+	size_t need = 0;
+	int rc;
+
+	if ((rc = lama_rd_bytes(r, LAMA_KEY_BYTES, &key, "the key")) ||
+	    (rc = lama_rd_bytes(r, LAMA_BLOB_GROUP_BYTES, &bid, "the group id")) ||
+	    (rc = lama_rd_u64(r, &first, "the first index")) || (rc = batch_count(r, &count, 5)))
+		return rc;
+	if (count && first > UINT64_MAX - (count - 1))
+		return lama_error(LAMA_EINVAL, "%s: the indexes pass 2^64", r->op);
+	c = lama_calloc(count ? count : 1, sizeof(*c));
+	if (!c)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < count; i++) {
+		size_t plain;
+
+		if ((rc = lama_rd_bytes(r, 1, &p, "a last flag")))
+			goto out;
+		if (*p > 1) {
+			rc = lama_error(LAMA_EINVAL, "%s: chunk %u's last flag is %u", r->op, i, *p);
+			goto out;
+		}
+		c[i].tag = *p;
+		if ((rc = lama_rd_u32(r, &c[i].len, "a length")) ||
+		    (rc = lama_rd_bytes(r, c[i].len, &c[i].data, "a chunk")))
+			goto out;
+		if (i > 0 && c[i - 1].tag) {
+			rc = lama_error(LAMA_EINVAL, "%s: chunk %u comes after the last one", r->op, i);
+			goto out;
+		}
+		/* the store's rule: every chunk but the last is full */
+		if (!seal && (c[i].len < LAMA_BLOB_CHUNK_OVERHEAD ||
+			      c[i].len > LAMA_BLOB_CHUNK + LAMA_BLOB_CHUNK_OVERHEAD)) {
+			rc = lama_error(LAMA_ECRYPTO, "%s: chunk %u is %u bytes, not a sealed chunk",
+					r->op, i, c[i].len);
+			goto out;
+		}
+		plain = seal ? c[i].len : c[i].len - LAMA_BLOB_CHUNK_OVERHEAD;
+		if (plain > LAMA_BLOB_CHUNK || (!c[i].tag && plain != LAMA_BLOB_CHUNK)) {
+			rc = lama_error(seal ? LAMA_EINVAL : LAMA_ECRYPTO,
+					"%s: chunk %u holds %zu bytes (%zu, or up to that for the last)",
+					r->op, i, plain, LAMA_BLOB_CHUNK);
+			goto out;
+		}
+		need += 4 + (seal ? plain + LAMA_BLOB_CHUNK_OVERHEAD : plain);
+	}
+	if ((rc = lama_rd_end(r)))
+		goto out;
+	if (need > out->max - out->len) {
+		rc = lama_error(LAMA_ELIMIT, "%s: the result would pass %zu bytes", r->op, out->max);
+		goto out;
+	}
+	if ((rc = lama_buf_grow(out, need)))
+		goto out;
+	for (uint32_t i = 0; i < count; i++) {
+		size_t n = seal ? c[i].len + LAMA_BLOB_CHUNK_OVERHEAD
+				: c[i].len - LAMA_BLOB_CHUNK_OVERHEAD;
+		uint8_t *o;
+
+		put_u32(out, (uint32_t)n);
+		o = (uint8_t *)out->data + out->len;
+		if (seal)
+			rc = lama_blob_chunk_seal(o, c[i].data, c[i].len, key, bid, first + i,
+						  c[i].tag);
+		else if (lama_blob_chunk_open(o, c[i].data, c[i].len, key, bid, first + i, c[i].tag))
+			rc = lama_error(LAMA_ECRYPTO,
+					"%s: chunk %u (index %llu) failed authentication (altered, "
+					"out of place, or a wrong key)",
+					r->op, i, (unsigned long long)(first + i));
+		if (rc)
+			goto out;
+		out->len += n;
+	}
+	out->data[out->len] = '\0';
+out:
+	lama_free(c);
+	return rc;
+}
+
 int lama_worker_ops_crypto(const char *op, const void *in, size_t n, struct lama_buf *out)
 {
 	struct lama_rd r = { in, n, op };
@@ -207,6 +508,15 @@ int lama_worker_ops_crypto(const char *op, const void *in, size_t n, struct lama
 		return op_aead(&r, out, 1);
 	if (!strcmp(op, "open"))
 		return op_aead(&r, out, 0);
-	if (!strcmp(op, "chain_verify")) return lama_worker_trust_chain_verify(in, n, out);
+	if (!strcmp(op, "chain_verify")) /* needs the archive: ops_trust.c */
+		return lama_worker_trust_chain_verify(in, n, out);
+	if (!strcmp(op, "stream_push"))
+		return op_stream(&r, out, 1);
+	if (!strcmp(op, "stream_pull"))
+		return op_stream(&r, out, 0);
+	if (!strcmp(op, "blob_seal"))
+		return op_blob(&r, out, 1);
+	if (!strcmp(op, "blob_open"))
+		return op_blob(&r, out, 0);
 	return lama_error(LAMA_ENOTFOUND, "the crypto worker has no op %s", op);
 }

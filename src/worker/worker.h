@@ -86,6 +86,14 @@ int lama_workers_submit(lama_workers *m, const char *kind, const char *op, const
 			size_t n, unsigned flags, unsigned timeout_ms, lama_task_done done,
 			void *ctx, uint64_t *id);
 
+/* How long a worker of the `kind` pool must have lived for its back-off
+ * to start again at LAMA_WORKERS_BACKOFF_MIN_MS when it dies (0: the
+ * default, LAMA_WORKERS_HEALTHY_MS; tests set it shorter). Counts from
+ * the next death on. LAMA_ENOTFOUND for a kind without a pool. (A setter,
+ * not a field of struct lama_worker_pool: callers fill that struct by
+ * position, and a new field would break their -Werror builds.) */
+int lama_workers_set_healthy_ms(lama_workers *m, const char *kind, unsigned ms);
+
 /* Cancels a task: its done gets LAMA_ECANCELED at once. A queued task is
  * dropped; a running one's worker is told, and killed and replaced if it
  * has not answered within LAMA_WORKERS_CANCEL_GRACE_MS. LAMA_ENOTFOUND
