@@ -52,6 +52,8 @@ static int read_full(int fd, void *p, size_t n)
 	return 1;
 }
 
+/* 0 written, 1 the manager is gone (EPIPE), or a LAMA_E* code; send_frame
+ * and run_task pass the 1 on */
 static int write_full(int fd, const void *p, size_t n)
 {
 	while (n) {
@@ -59,6 +61,10 @@ static int write_full(int fd, const void *p, size_t n)
 
 		if (w < 0 && errno == EINTR)
 			continue;
+		/* the manager closed its end (a shutdown while we answered):
+		 * the same as EOF, nothing to report */
+		if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
+			return 1;
 		if (w <= 0)
 			return lama_error(LAMA_EIO, "worker: cannot write to the manager: %s",
 					  strerror(errno));
@@ -128,7 +134,7 @@ int lama_worker_main(const char *kind, int fd)
 	lama_put_u32(hello, (uint32_t)getpid());
 	hello[4] = LAMA_FRAME_VERSION;
 	if ((rc = send_frame(fd, LAMA_FRAME_HELLO, 0, kind, strlen(kind), hello, sizeof(hello))))
-		return rc;
+		return rc > 0 ? 0 : rc;
 	for (;;) {
 		struct lama_frame f;
 		uint8_t *body;
@@ -159,6 +165,6 @@ int lama_worker_main(const char *kind, int fd)
 		lama_wipe(body, len); /* passwords (kdf), keys (seal) */
 		lama_free(body);
 		if (rc)
-			return rc;
+			return rc > 0 ? 0 : rc; /* > 0: the manager is gone */
 	}
 }
