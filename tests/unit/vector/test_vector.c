@@ -128,6 +128,7 @@ static float frand(uint64_t *s)
 static float pv[PMAX][DMAX];
 static unsigned ptopic[PMAX];
 static struct ref pref[PMAX];
+static uint8_t pseen[PMAX];
 static struct lama_vector_hit phits[PMAX + 10], phits2[PMAX + 10];
 
 static const char *topics[] = { "topic-a", "topic-b", "topic-c" };
@@ -167,6 +168,23 @@ static void check_against_ref(const struct lama_vector_hit *h, size_t n, const f
 		if (id != pref[i].id && fabs(truth - pref[i].s) > 1e-5)
 			fail_msg("rank %zu: item %u (%.9f), the full sort has %u (%.9f)", i, id, truth,
 				 pref[i].id, pref[i].s);
+	}
+	/* exact ties (copies of one vector): by id, and none skipped for a
+	 * larger id */
+	memset(pseen, 0, sizeof(pseen));
+	for (size_t i = 0; i < n; i++)
+		pseen[idnum(&h[i].id)] = 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned id = idnum(&h[i].id);
+		double truth = cosine(pv[id], q, dim);
+
+		for (size_t j = i + 1; j < n; j++)
+			if (cosine(pv[idnum(&h[j].id)], q, dim) == truth)
+				assert_true(idnum(&h[j].id) > id);
+		for (size_t j = 0; j < nr && pref[j].s >= truth; j++)
+			if (pref[j].s == truth && pref[j].id < id && !pseen[pref[j].id])
+				fail_msg("item %u is in, its exact tie %u with a smaller id is not", id,
+					 pref[j].id);
 	}
 }
 
