@@ -951,32 +951,40 @@ uint32_t lama_vector_dim(lama_vector *v, const char *model)
 
 /* ---- queries ---- */
 
-/* The dot product of two padded vectors: LANES independent sums (so the
- * compiler keeps them in SIMD registers without reordering a float sum),
- * added up in a fixed order: the same result for the same two vectors,
- * every time. */
+/* The dot product of two padded vectors: 4 x LANES independent sums (so
+ * the compiler keeps them in SIMD registers without reordering a float
+ * sum, and no add waits on the one before), added up in a fixed order:
+ * the same result for the same two vectors, every time. */
 typedef float lanes __attribute__((vector_size(LANES * sizeof(float))));
 
 static inline float dot(const float *a, const float *b, uint32_t stride)
 {
-	lanes s0 = { 0 }, s1 = { 0 }, x, y, z, w;
+	lanes s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 }, x0, y0, x1, y1, x2, y2, x3, y3;
 	uint32_t i = 0;
 	float r = 0;
 
-	for (; i + 2 * LANES <= stride; i += 2 * LANES) {
-		memcpy(&x, a + i, sizeof(x));
-		memcpy(&y, b + i, sizeof(y));
-		memcpy(&z, a + i + LANES, sizeof(z));
-		memcpy(&w, b + i + LANES, sizeof(w));
-		s0 += x * y;
-		s1 += z * w;
+	for (; i + 4 * LANES <= stride; i += 4 * LANES) {
+		memcpy(&x0, a + i, sizeof(x0));
+		memcpy(&y0, b + i, sizeof(y0));
+		memcpy(&x1, a + i + LANES, sizeof(x1));
+		memcpy(&y1, b + i + LANES, sizeof(y1));
+		memcpy(&x2, a + i + 2 * LANES, sizeof(x2));
+		memcpy(&y2, b + i + 2 * LANES, sizeof(y2));
+		memcpy(&x3, a + i + 3 * LANES, sizeof(x3));
+		memcpy(&y3, b + i + 3 * LANES, sizeof(y3));
+		s0 += x0 * y0;
+		s1 += x1 * y1;
+		s2 += x2 * y2;
+		s3 += x3 * y3;
 	}
-	if (i < stride) {
-		memcpy(&x, a + i, sizeof(x));
-		memcpy(&y, b + i, sizeof(y));
-		s0 += x * y;
+	for (; i < stride; i += LANES) {
+		memcpy(&x0, a + i, sizeof(x0));
+		memcpy(&y0, b + i, sizeof(y0));
+		s0 += x0 * y0;
 	}
 	s0 += s1;
+	s2 += s3;
+	s0 += s2;
 	for (int j = 0; j < LANES; j++)
 		r += s0[j];
 	return r;
