@@ -7,7 +7,7 @@
  * or component is in the file in clear. Opening reads and opens every row
  * into memory, one contiguous array of normalized float32 vectors per
  * embedding model, so a query is a brute-force scan of exact dot products
- * with a bounded heap: no approximation, ~15 ms over 100,000 vectors of
+ * with a bounded heap: no approximation, ~10 ms over 100,000 vectors of
  * 384 dimensions on one core (docs/benchmarks.md, "Vectors").
  *
  * An item is one message: its id (the message hash), its topic id, the
