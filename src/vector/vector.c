@@ -60,12 +60,13 @@ struct slot {
 	uint32_t model, idx;
 };
 
-enum { S_PUT, S_DEL, S_COUNT };
+enum { S_PUT, S_DEL, S_VERSION, S_COUNT };
 
 static const char *const stmt_sql[S_COUNT] = {
 	"INSERT INTO vecs(tag, sealed) VALUES(?1, ?2)"
 	" ON CONFLICT(tag) DO UPDATE SET sealed = excluded.sealed",
 	"DELETE FROM vecs WHERE tag = ?1",
+	"PRAGMA data_version",
 };
 
 struct lama_vector {
@@ -77,6 +78,9 @@ struct lama_vector {
 	struct slot *map;
 	size_t mapcap, mapn;         /* a power of two (or 0); entries */
 	uint64_t floats;             /* stride * n summed over models */
+	/* PRAGMA data_version when memory was last in step with the file:
+	 * another connection's commit (another index worker) changes it */
+	sqlite3_int64 dv;
 };
 
 static int sql_fail(lama_vector *v, int rc, const char *what)
@@ -641,6 +645,69 @@ out:
 	return rc;
 }
 
+static void mem_free(lama_vector *v)
+{
+	for (size_t i = 0; i < v->nm; i++)
+		model_free(&v->m[i]);
+	lama_free(v->map);
+	v->map = NULL;
+	v->nm = v->mapcap = v->mapn = 0;
+	v->floats = 0;
+}
+
+static int data_version(lama_vector *v, sqlite3_int64 *dv)
+{
+	sqlite3_stmt *st = v->st[S_VERSION];
+	int rc;
+
+	sqlite3_reset(st);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*dv = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : sql_fail(v, rc, "reading the data version");
+}
+
+/* Reads the file again when another connection committed to it since
+ * memory was last in step: into a new state, swapped in only when whole
+ * (a failure leaves the old one, and the next call tries again). */
+static int refresh(lama_vector *v)
+{
+	sqlite3_int64 dv;
+	lama_vector *t;
+	int rc;
+
+	if ((rc = data_version(v, &dv)))
+		return rc;
+	if (dv == v->dv)
+		return 0;
+	t = lama_calloc(1, sizeof(*t));
+	if (!t)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	t->db = v->db;
+	t->k = v->k;
+	if ((rc = load(t))) {
+		mem_free(t);
+		lama_free(t);
+		return rc;
+	}
+	mem_free(v);
+	memcpy(v->m, t->m, sizeof(v->m));
+	v->nm = t->nm;
+	v->map = t->map;
+	v->mapcap = t->mapcap;
+	v->mapn = t->mapn;
+	v->floats = t->floats;
+	v->dv = dv;
+	lama_free(t);
+	return 0;
+}
+
+int lama_vector_refresh(lama_vector *v)
+{
+	return refresh(v);
+}
+
 int lama_vector_open_at(const char *path, const uint8_t key[LAMA_KEY_BYTES], lama_vector **out)
 {
 	lama_vector *v;
@@ -690,7 +757,8 @@ int lama_vector_open_at(const char *path, const uint8_t key[LAMA_KEY_BYTES], lam
 			goto fail;
 		}
 	}
-	if ((rc = load(v)))
+	/* the version first: a commit during the load is read again later */
+	if ((rc = data_version(v, &v->dv)) || (rc = load(v)))
 		goto fail;
 	*out = v;
 	return 0;
@@ -734,9 +802,7 @@ void lama_vector_close(lama_vector *v)
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(v->st[i]);
 	sqlite3_close_v2(v->db);
-	for (size_t i = 0; i < v->nm; i++)
-		model_free(&v->m[i]);
-	lama_free(v->map);
+	mem_free(v);
 	lama_secure_free(v->k);
 	lama_free(v);
 }
@@ -788,6 +854,13 @@ int lama_vector_put_batch(lama_vector *v, const struct lama_vector_item *it, siz
 	dst = lama_calloc(n, sizeof(*dst));
 	if (!dst)
 		return lama_error(LAMA_ENOMEM, "out of memory");
+	/* the write lock first, then memory brought up to the file: no other
+	 * writer can come between what memory says and what is written */
+	if ((rc = exec(v, "BEGIN IMMEDIATE", "beginning")))
+		goto out;
+	began = 1;
+	if ((rc = refresh(v)))
+		goto out;
 	/* each item's model (new ones made now, empty), dimensions agreeing */
 	for (size_t i = 0; i < n; i++) {
 		struct model *m = find_model(v, it[i].model);
@@ -832,9 +905,6 @@ int lama_vector_put_batch(lama_vector *v, const struct lama_vector_item *it, siz
 			goto out;
 	if ((rc = map_reserve(v, (size_t)newids)))
 		goto out;
-	if ((rc = exec(v, "BEGIN IMMEDIATE", "beginning")))
-		goto out;
-	began = 1;
 	for (size_t i = 0; i < n; i++) {
 		sqlite3_stmt *st = v->st[S_PUT];
 
@@ -898,6 +968,10 @@ int lama_vector_remove(lama_vector *v, const lama_hash *ids, size_t n, size_t *r
 		return lama_error(LAMA_EINVAL, "vector: no ids");
 	if ((rc = exec(v, "BEGIN IMMEDIATE", "beginning")))
 		return rc;
+	if ((rc = refresh(v))) {
+		sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
 	for (size_t i = 0; i < n; i++) {
 		tag_of_id(v, &ids[i], tag);
 		sqlite3_reset(st);
@@ -1063,6 +1137,8 @@ int lama_vector_query(lama_vector *v, const char *model, const float *q, uint32_
 					  LAMA_VECTOR_TOPIC_MAX);
 	}
 	if ((rc = normalize(q, dim, dim, NULL, "the query vector")))
+		return rc;
+	if ((rc = refresh(v)))
 		return rc;
 	m = find_model(v, model);
 	if (!m || m->n == 0)

@@ -79,6 +79,14 @@ int lama_vector_put_batch(lama_vector *v, const struct lama_vector_item *it, siz
 /* Forgets n ids (a deleted message; all in one transaction); *removed
  * (may be NULL) gets how many were there. */
 int lama_vector_remove(lama_vector *v, const lama_hash *ids, size_t n, size_t *removed);
+/* Several processes may hold the same file open (a pool of index
+ * workers): each keeps its own copy in memory. Put, remove and query
+ * first check SQLite's data_version and, when another connection has
+ * committed since, read the whole file again (~0.5 s for 100,000 x 384;
+ * docs/vector.md, "Several workers"). Count and dim answer from memory:
+ * call this first for an up-to-date answer. Errors as lama_vector_open_at;
+ * on failure the old copy stays and the next call tries again. */
+int lama_vector_refresh(lama_vector *v);
 /* Items of `model`, or of all models when model is NULL. */
 uint64_t lama_vector_count(lama_vector *v, const char *model);
 /* The dimension of `model`'s vectors, 0 when it has none. */

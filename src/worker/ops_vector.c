@@ -336,7 +336,7 @@ static int op_count(struct lama_rd *r, struct lama_buf *out)
 
 	if ((rc = read_target(r, &t)) ||
 	    (rc = read_name(r, model, LAMA_VECTOR_MODEL_MAX, 1, "the model name")) ||
-	    (rc = lama_rd_end(r)) || (rc = open_target(&t, &v)))
+	    (rc = lama_rd_end(r)) || (rc = open_target(&t, &v)) || (rc = lama_vector_refresh(v)))
 		return rc;
 	lama_put_u64(o, lama_vector_count(v, model[0] ? model : NULL));
 	lama_put_u32(o + 8, model[0] ? lama_vector_dim(v, model) : 0);

@@ -207,6 +207,20 @@ static void test_ops(void **state)
 		assert_true(f == h[i].score);
 	}
 	assert_memory_equal(out.data + 4, hid(7).b, 32); /* itself first */
+	/* written by another connection (another worker): the cached index
+	 * sees it at its next task */
+	{
+		struct lama_vector_item it = { hid(500), "topic-a", "minilm", vecs[7], 24 };
+
+		assert_int_equal(lama_vector_put(v, &it), 0);
+	}
+	assert_int_equal(count(path, key, "minilm"), 201);
+	query_in(&in, "minilm", "topic-a", 2, vecs[7], 24);
+	assert_int_equal(run("vec_query", &in, &out), 0);
+	assert_int_equal(get32(&out, 0), 2);
+	assert_memory_equal(out.data + 4, hid(7).b, 32);
+	assert_memory_equal(out.data + 4 + 36, hid(500).b, 32);
+	assert_int_equal(lama_vector_remove(v, (lama_hash[]){ hid(500) }, 1, NULL), 0);
 	lama_vector_close(v);
 	/* remove: 3 there, 1 not */
 	lama_buf_truncate(&in, 0);

@@ -443,6 +443,73 @@ static void test_churn(void **state)
 	assert_int_equal(lama_vector_count(v, NULL), expect);
 }
 
+/* Two connections to one file (two index workers): each sees the
+ * other's writes at its next call, also when memory could not be read
+ * again at first (out of memory). */
+static void test_two_handles(void **state)
+{
+	struct lama_vector_hit h[8];
+	lama_vector *w = NULL;
+	float f[12];
+	lama_hash ids[10];
+	size_t n, removed;
+	int rc = -1;
+
+	(void)state;
+	assert_int_equal(lama_vector_open_at(path, key, &w), 0);
+	for (unsigned i = 0; i < 100; i++) {
+		sign_vec(i, f);
+		put1(i, "m", i % 2 ? "odd" : "even", f, 12);
+	}
+	/* w opened before: it reads the file again for its query */
+	sign_vec(42, f);
+	assert_int_equal(lama_vector_query(w, "m", f, 12, 1, NULL, h, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(idnum(&h[0].id), 42);
+	assert_int_equal(lama_vector_count(w, NULL), 100);
+	/* w removes ten; v's count is stale until it refreshes, its query not */
+	for (unsigned i = 0; i < 10; i++)
+		ids[i] = hid(40 + i);
+	assert_int_equal(lama_vector_remove(w, ids, 10, &removed), 0);
+	assert_int_equal(removed, 10);
+	assert_int_equal(lama_vector_count(v, NULL), 100);
+	n = query("m", f, 12, 1, NULL, h);
+	assert_int_equal(n, 1);
+	assert_true(idnum(&h[0].id) != 42);
+	assert_int_equal(lama_vector_refresh(v), 0);
+	assert_int_equal(lama_vector_count(v, NULL), 90);
+	/* w moves 0 to another model; v then writes a batch: its memory is
+	 * brought up to the file inside its transaction */
+	{
+		struct lama_vector_item it = { hid(0), "t", "m2", f, 12 };
+
+		assert_int_equal(lama_vector_put(w, &it), 0);
+	}
+	sign_vec(500, f);
+	put1(500, "m", "t", f, 12);
+	assert_int_equal(lama_vector_count(v, "m"), 90);
+	assert_int_equal(lama_vector_count(v, "m2"), 1);
+	assert_int_equal(lama_vector_count(v, NULL), 91);
+	/* w removes; v's refresh fails for want of memory, then succeeds */
+	ids[0] = hid(500);
+	assert_int_equal(lama_vector_remove(w, ids, 1, &removed), 0);
+	for (unsigned long k = 1; k < 100; k++) {
+		lama_mem_fail_after(k, 1);
+		rc = lama_vector_query(v, "m", f, 12, 1, NULL, h, &n);
+		lama_mem_fail_after(0, 0);
+		if (rc == 0)
+			break;
+		assert_int_equal(rc, LAMA_ENOMEM);
+		/* the old copy, or the new one whole (the query's own
+		 * allocations come after the refresh) */
+		assert_true(lama_vector_count(v, NULL) == 91 || lama_vector_count(v, NULL) == 90);
+	}
+	assert_int_equal(rc, 0);
+	assert_true(idnum(&h[0].id) != 500);
+	assert_int_equal(lama_vector_count(v, NULL), 90);
+	lama_vector_close(w);
+}
+
 /* ---- keys, tampering, the file ---- */
 
 static int rawsql(const char *sql)
@@ -768,6 +835,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ties_by_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_churn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_tamper, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_at_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
