@@ -60,13 +60,16 @@ struct slot {
 	uint32_t model, idx;
 };
 
-enum { S_PUT, S_DEL, S_VERSION, S_COUNT };
+enum { S_PUT, S_DEL, S_VERSION, S_GONE, S_SETSEQ, S_META, S_COUNT };
 
 static const char *const stmt_sql[S_COUNT] = {
-	"INSERT INTO vecs(tag, sealed) VALUES(?1, ?2)"
-	" ON CONFLICT(tag) DO UPDATE SET sealed = excluded.sealed",
+	"INSERT INTO vecs(tag, seq, sealed) VALUES(?1, ?3, ?2)"
+	" ON CONFLICT(tag) DO UPDATE SET sealed = excluded.sealed, seq = excluded.seq",
 	"DELETE FROM vecs WHERE tag = ?1",
 	"PRAGMA data_version",
+	"INSERT INTO gone(seq, sealed) VALUES(?1, ?2)",
+	"UPDATE meta SET v = ?1 WHERE k = 'seq'",
+	"SELECT (SELECT v FROM meta WHERE k = 'seq'), (SELECT v FROM meta WHERE k = 'pruned')",
 };
 
 struct lama_vector {
@@ -81,6 +84,8 @@ struct lama_vector {
 	/* PRAGMA data_version when memory was last in step with the file:
 	 * another connection's commit (another index worker) changes it */
 	sqlite3_int64 dv;
+	/* the file's write count (meta 'seq') memory is in step with */
+	sqlite3_int64 seq;
 };
 
 static int sql_fail(lama_vector *v, int rc, const char *what)
@@ -530,8 +535,13 @@ static int create_schema(lama_vector *v, const char *path)
 		return lama_error(LAMA_ECORRUPT, "%s is not a vector index of this version", path);
 	rc = sqlite3_exec(v->db, "BEGIN IMMEDIATE;"
 			  "CREATE TABLE vecs(rowid INTEGER PRIMARY KEY, tag BLOB NOT NULL UNIQUE,"
+			  " seq INTEGER NOT NULL, sealed BLOB NOT NULL);"
+			  "CREATE INDEX vecs_seq ON vecs(seq);"
+			  "CREATE TABLE gone(rowid INTEGER PRIMARY KEY, seq INTEGER NOT NULL,"
 			  " sealed BLOB NOT NULL);"
+			  "CREATE INDEX gone_seq ON gone(seq);"
 			  "CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
+			  "INSERT INTO meta(k, v) VALUES('seq', 0), ('pruned', 0);"
 			  "PRAGMA user_version=1;"
 			  "COMMIT;", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
@@ -588,61 +598,129 @@ static int count_rows(lama_vector *v, uint64_t *n)
 	return rc == SQLITE_OK ? 0 : sql_fail(v, rc, "counting");
 }
 
-/* Reads every row into memory. */
-static int load(lama_vector *v)
+/* Puts an opened row into memory (at load or refresh), checked as a row
+ * from the file must be. */
+static int apply_row(lama_vector *v, const struct rec *r, int fresh)
+{
+	struct model *m;
+	const struct slot *s;
+	uint8_t tt[TOPIC_TAG];
+	int rc;
+
+	s = fresh ? NULL : map_get(v, &r->id);
+	if (fresh && map_get(v, &r->id))
+		return lama_error(LAMA_ECORRUPT, BAD_ROW);
+	if (!s && v->mapn >= LAMA_VECTOR_COUNT_MAX)
+		return lama_error(LAMA_ECORRUPT, "vector index: over %d items", LAMA_VECTOR_COUNT_MAX);
+	if (!(m = find_model(v, r->model)) && !(m = model_new(v, r->model, r->dim)))
+		return lama_error(LAMA_ECORRUPT, "vector index: over %d models", LAMA_VECTOR_MODELS_MAX);
+	if (m->dim != r->dim || normalize(r->vec, r->dim, r->dim, NULL, "a row"))
+		return lama_error(LAMA_ECORRUPT, BAD_ROW);
+	if (v->floats + m->stride > LAMA_VECTOR_FLOATS_MAX)
+		return lama_error(LAMA_ECORRUPT, "vector index: over %llu components",
+				  (unsigned long long)LAMA_VECTOR_FLOATS_MAX);
+	if ((rc = model_reserve(m, m->n + 1)) || (rc = map_reserve(v, 1)))
+		return rc;
+	topic_tag(v, r->topic, r->topic_len, tt);
+	mem_put(v, m, &r->id, r->vec, tt);
+	return 0;
+}
+
+/* Reads the rows written after seq `after` (all: -1) into memory. */
+static int read_rows(lama_vector *v, sqlite3_int64 after, int fresh)
 {
 	struct lama_buf b = LAMA_BUF_INIT(LAMA_AEAD_OVERHEAD + REC_MAX + 1);
 	sqlite3_stmt *st = NULL;
-	uint64_t rows;
 	int rc;
 
-	if ((rc = count_rows(v, &rows)))
-		return rc;
-	if (rows > LAMA_VECTOR_COUNT_MAX)
-		return lama_error(LAMA_ECORRUPT, "vector index: over %d items", LAMA_VECTOR_COUNT_MAX);
-	if ((rc = map_reserve(v, (size_t)rows)))
-		return rc;
-	rc = sqlite3_prepare_v2(v->db, "SELECT tag, sealed FROM vecs", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(v->db, "SELECT tag, sealed FROM vecs WHERE seq > ?1", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return sql_fail(v, rc, "reading");
+	sqlite3_bind_int64(st, 1, after);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct rec r;
-		struct model *m;
-		uint8_t tt[TOPIC_TAG];
-		const void *tag = sqlite3_column_blob(st, 0);
-		size_t taglen = (size_t)sqlite3_column_bytes(st, 0);
 
 		if ((rc = open_row(v, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
-				   tag, taglen, &b, &r)))
+				   sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), &b,
+				   &r)) ||
+		    (rc = apply_row(v, &r, fresh)))
 			goto out;
-		if (v->mapn == LAMA_VECTOR_COUNT_MAX || map_get(v, &r.id)) {
-			rc = lama_error(LAMA_ECORRUPT, BAD_ROW);
-			goto out;
-		}
-		if (!(m = find_model(v, r.model)) && !(m = model_new(v, r.model, r.dim))) {
-			rc = lama_error(LAMA_ECORRUPT, "vector index: over %d models",
-					LAMA_VECTOR_MODELS_MAX);
-			goto out;
-		}
-		if (m->dim != r.dim || normalize(r.vec, r.dim, r.dim, NULL, "a row")) {
-			rc = lama_error(LAMA_ECORRUPT, BAD_ROW);
-			goto out; /* the caller closes everything */
-		}
-		if (v->floats + m->stride > LAMA_VECTOR_FLOATS_MAX) {
-			rc = lama_error(LAMA_ECORRUPT, "vector index: over %llu components",
-					(unsigned long long)LAMA_VECTOR_FLOATS_MAX);
-			goto out; /* the caller closes everything */
-		}
-		if ((rc = model_reserve(m, m->n + 1)) || (rc = map_reserve(v, 1)))
-			goto out; /* the caller closes everything */
-		topic_tag(v, r.topic, r.topic_len, tt);
-		mem_put(v, m, &r.id, r.vec, tt);
 	}
 	rc = rc == SQLITE_DONE ? 0 : sql_fail(v, rc, "reading");
 out:
 	sqlite3_finalize(st);
 	lama_buf_release_wipe(&b);
 	return rc;
+}
+
+#define GONE_AD "lama vector gone v1"
+#define GONE_MAX 10000   /* tombstones kept; past it the older half goes */
+
+/* Takes out of memory the items removed after seq `after`: each removal
+ * leaves a tombstone, the removed id sealed (so the file names no id). */
+static int read_gone(lama_vector *v, sqlite3_int64 after)
+{
+	sqlite3_stmt *st = NULL;
+	uint8_t id[32];
+	int rc;
+
+	rc = sqlite3_prepare_v2(v->db, "SELECT sealed FROM gone WHERE seq > ?1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sql_fail(v, rc, "reading");
+	sqlite3_bind_int64(st, 1, after);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		lama_hash h;
+
+		if (sqlite3_column_bytes(st, 0) != 32 + LAMA_AEAD_OVERHEAD ||
+		    lama_aead_open(id, sqlite3_column_blob(st, 0), 32 + LAMA_AEAD_OVERHEAD, GONE_AD,
+				   sizeof(GONE_AD) - 1, v->k->seal)) {
+			rc = lama_error(LAMA_ECRYPTO, "vector index: a removal record fails to open (tampered): delete the index and embed again");
+			goto out;
+		}
+		memcpy(h.b, id, 32);
+		if (v->mapcap) {
+			size_t pos = map_find(v, &h);
+
+			if (v->map[pos].model)
+				mem_remove(v, pos);
+		}
+	}
+	rc = rc == SQLITE_DONE ? 0 : sql_fail(v, rc, "reading");
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* meta 'seq' (the file's write count) and 'pruned' (the last write whose
+ * tombstones are gone). */
+static int read_meta(lama_vector *v, sqlite3_int64 *seq, sqlite3_int64 *pruned)
+{
+	sqlite3_stmt *st = v->st[S_META];
+	int rc;
+
+	sqlite3_reset(st);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(st, 0);
+		*pruned = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return sql_fail(v, rc, "reading the write count");
+	return *seq >= 0 && *pruned >= 0 && *pruned <= *seq ? 0 :
+	       lama_error(LAMA_ECORRUPT, "vector index: a bad write count: delete the index and embed again");
+}
+
+static int count_rows_max(lama_vector *v)
+{
+	uint64_t rows;
+	int rc = count_rows(v, &rows);
+
+	if (rc)
+		return rc;
+	if (rows > LAMA_VECTOR_COUNT_MAX)
+		return lama_error(LAMA_ECORRUPT, "vector index: over %d items", LAMA_VECTOR_COUNT_MAX);
+	return map_reserve(v, (size_t)rows);
 }
 
 static void mem_free(lama_vector *v)
@@ -668,25 +746,19 @@ static int data_version(lama_vector *v, sqlite3_int64 *dv)
 	return rc == SQLITE_ROW ? 0 : sql_fail(v, rc, "reading the data version");
 }
 
-/* Reads the file again when another connection committed to it since
- * memory was last in step: into a new state, swapped in only when whole
- * (a failure leaves the old one, and the next call tries again). */
-static int refresh(lama_vector *v)
+/* Reads the whole file into a new state, swapped in only when whole (a
+ * failure leaves the old one). Runs inside a transaction (one snapshot). */
+static int reload(lama_vector *v, sqlite3_int64 seq)
 {
-	sqlite3_int64 dv;
 	lama_vector *t;
 	int rc;
 
-	if ((rc = data_version(v, &dv)))
-		return rc;
-	if (dv == v->dv)
-		return 0;
 	t = lama_calloc(1, sizeof(*t));
 	if (!t)
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	t->db = v->db;
 	t->k = v->k;
-	if ((rc = load(t))) {
+	if ((rc = count_rows_max(t)) || (rc = read_rows(t, -1, 1))) {
 		mem_free(t);
 		lama_free(t);
 		return rc;
@@ -698,9 +770,63 @@ static int refresh(lama_vector *v)
 	v->mapcap = t->mapcap;
 	v->mapn = t->mapn;
 	v->floats = t->floats;
-	v->dv = dv;
+	v->seq = seq;
 	lama_free(t);
 	return 0;
+}
+
+/* Brings memory up to the file when another connection (another index
+ * worker) committed since: the rows written and the tombstones left after
+ * the write count memory is in step with, or the whole file when the
+ * tombstones needed were pruned. Applying them is idempotent, so a
+ * failure half-way is mended by the next call, which starts from the
+ * same write count. Reads in one snapshot: in the caller's transaction,
+ * or in one of its own. */
+static int refresh(lama_vector *v)
+{
+	sqlite3_int64 dv, seq, pruned;
+	int rc, own = sqlite3_get_autocommit(v->db);
+
+	if ((rc = data_version(v, &dv)))
+		return rc;
+	if (dv == v->dv)
+		return 0;
+	if (own && (rc = exec(v, "BEGIN", "beginning")))
+		return rc;
+	if ((rc = read_meta(v, &seq, &pruned)))
+		goto out;
+	if (seq < v->seq) {
+		rc = lama_error(LAMA_ECORRUPT, "vector index: the write count went back: delete the index and embed again");
+		goto out;
+	}
+	if (pruned > v->seq) {
+		rc = reload(v, seq);
+	} else if (seq > v->seq) {
+		if ((rc = read_gone(v, v->seq)) || (rc = read_rows(v, v->seq, 0)))
+			goto out;
+		sweep_models(v);
+		v->seq = seq;
+	}
+out:
+	if (own)
+		sqlite3_exec(v->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL);
+	if (!rc)
+		v->dv = dv;
+	return rc;
+}
+
+/* The first read of the file, at open. */
+static int load(lama_vector *v)
+{
+	sqlite3_int64 pruned;
+	int rc;
+
+	if ((rc = exec(v, "BEGIN", "beginning")))
+		return rc;
+	if (!(rc = read_meta(v, &v->seq, &pruned)) && !(rc = count_rows_max(v)))
+		rc = read_rows(v, -1, 1);
+	sqlite3_exec(v->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL);
+	return rc;
 }
 
 int lama_vector_refresh(lama_vector *v)
@@ -832,6 +958,68 @@ static int check_item(const struct lama_vector_item *it, size_t i)
 }
 
 
+/* Records the write count of the transaction under way. */
+static int set_seq(lama_vector *v, sqlite3_int64 seq)
+{
+	sqlite3_stmt *st = v->st[S_SETSEQ];
+	int rc;
+
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, seq);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : sql_fail(v, rc, "writing the write count");
+}
+
+/* Keeps the tombstones under GONE_MAX: the older half goes, and 'pruned'
+ * tells a connection that is further behind to read the whole file. */
+static int prune_gone(lama_vector *v)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 cut = -1;
+	uint64_t n = 0;
+	int rc;
+
+	rc = sqlite3_prepare_v2(v->db, "SELECT count(*) FROM gone", -1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		n = (uint64_t)sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_OK)
+		return sql_fail(v, rc, "counting removals");
+	if (n <= GONE_MAX)
+		return 0;
+	rc = sqlite3_prepare_v2(v->db, "SELECT seq FROM gone ORDER BY seq DESC LIMIT 1 OFFSET ?1", -1,
+				&st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, GONE_MAX / 2);
+		if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			cut = sqlite3_column_int64(st, 0);
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_OK && cut >= 0)
+		rc = sqlite3_prepare_v2(v->db, "DELETE FROM gone WHERE seq <= ?1", -1, &st, NULL);
+	if (rc == SQLITE_OK && st) {
+		sqlite3_bind_int64(st, 1, cut);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+		sqlite3_finalize(st);
+		st = NULL;
+		if (rc == SQLITE_OK)
+			rc = sqlite3_prepare_v2(v->db, "UPDATE meta SET v = max(v, ?1) WHERE k = 'pruned'",
+						-1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, cut);
+			rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+		}
+		sqlite3_finalize(st);
+	}
+	return rc == SQLITE_OK ? 0 : sql_fail(v, rc, "pruning removals");
+}
+
 int lama_vector_put_batch(lama_vector *v, const struct lama_vector_item *it, size_t n)
 {
 	/* room for a record and its sealed copy (seal_item) */
@@ -914,6 +1102,7 @@ int lama_vector_put_batch(lama_vector *v, const struct lama_vector_item *it, siz
 		sqlite3_reset(st);
 		sqlite3_bind_blob(st, 1, tag, 32, SQLITE_STATIC);
 		sqlite3_bind_blob(st, 2, sealed.data, (int)sealed.len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, v->seq + 1);
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		sqlite3_clear_bindings(st);
@@ -923,9 +1112,10 @@ int lama_vector_put_batch(lama_vector *v, const struct lama_vector_item *it, siz
 		}
 		rc = 0;
 	}
-	if ((rc = exec(v, "COMMIT", "committing")))
+	if ((rc = set_seq(v, v->seq + 1)) || (rc = exec(v, "COMMIT", "committing")))
 		goto out;
 	began = 0;
+	v->seq++;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t tt[TOPIC_TAG];
 
@@ -973,22 +1163,37 @@ int lama_vector_remove(lama_vector *v, const lama_hash *ids, size_t n, size_t *r
 		return rc;
 	}
 	for (size_t i = 0; i < n; i++) {
+		uint8_t gone[32 + LAMA_AEAD_OVERHEAD];
+		sqlite3_stmt *g = v->st[S_GONE];
+
 		tag_of_id(v, &ids[i], tag);
 		sqlite3_reset(st);
 		sqlite3_bind_blob(st, 1, tag, 32, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
 		if (rc != SQLITE_DONE) {
 			rc = sql_fail(v, rc, "removing a vector");
-			sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
-			return rc;
+			goto fail;
+		}
+		if (sqlite3_changes(v->db) == 0)
+			continue;
+		/* a tombstone, for the other connections' memory */
+		if ((rc = lama_aead_seal(gone, ids[i].b, 32, GONE_AD, sizeof(GONE_AD) - 1, v->k->seal)))
+			goto fail;
+		sqlite3_reset(g);
+		sqlite3_bind_int64(g, 1, v->seq + 1);
+		sqlite3_bind_blob(g, 2, gone, sizeof(gone), SQLITE_STATIC);
+		rc = sqlite3_step(g);
+		sqlite3_reset(g);
+		if (rc != SQLITE_DONE) {
+			rc = sql_fail(v, rc, "removing a vector");
+			goto fail;
 		}
 	}
-	if ((rc = exec(v, "COMMIT", "committing"))) {
-		sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
-		return rc;
-	}
+	if ((rc = prune_gone(v)) || (rc = set_seq(v, v->seq + 1)) ||
+	    (rc = exec(v, "COMMIT", "committing")))
+		goto fail;
+	v->seq++;
 	for (size_t i = 0; i < n; i++) {
 		size_t pos;
 
@@ -1004,6 +1209,9 @@ int lama_vector_remove(lama_vector *v, const lama_hash *ids, size_t n, size_t *r
 	if (removed)
 		*removed = got;
 	return 0;
+fail:
+	sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
 }
 
 uint64_t lama_vector_count(lama_vector *v, const char *model)

@@ -443,6 +443,18 @@ static void test_churn(void **state)
 	assert_int_equal(lama_vector_count(v, NULL), expect);
 }
 
+static int rawsql(const char *sql)
+{
+	sqlite3 *db;
+	int rc;
+
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
 /* Two connections to one file (two index workers): each sees the
  * other's writes at its next call, also when memory could not be read
  * again at first (out of memory). */
@@ -510,19 +522,122 @@ static void test_two_handles(void **state)
 	lama_vector_close(w);
 }
 
+/* Two connections writing in turn, against a model kept here: each one's
+ * memory follows the other's puts, moves between models and removes
+ * (rows and tombstones written after its write count); then the other
+ * falls behind past the pruned tombstones and reads the whole file. */
+static void test_two_handles_churn(void **state)
+{
+	static uint8_t where[400]; /* 0: absent, 1: model m, 2: model m2 */
+	lama_vector *w = NULL, *hv[2];
+	uint64_t s = 77;
+	size_t want[3] = { 0 };
+
+	(void)state;
+	assert_int_equal(lama_vector_open_at(path, key, &w), 0);
+	hv[0] = v;
+	hv[1] = w;
+	for (int round = 0; round < 1500; round++) {
+		lama_vector *h = hv[rnd(&s, 2)], *o;
+		struct lama_vector_item it[5];
+		lama_hash ids[5];
+		float f[5][12];
+		unsigned n = 1 + rnd(&s, 5);
+
+		if (rnd(&s, 3)) {
+			for (unsigned i = 0; i < n; i++) {
+				unsigned id = rnd(&s, 400), mdl = 1 + rnd(&s, 2);
+
+				sign_vec(id, f[i]);
+				it[i] = (struct lama_vector_item){ hid(id), "t", mdl == 1 ? "m" : "m2", f[i], 12 };
+				want[where[id]] -= where[id] != 0;
+				where[id] = (uint8_t)mdl;
+				want[mdl]++;
+			}
+			assert_int_equal(lama_vector_put_batch(h, it, n), 0);
+		} else {
+			size_t removed = 0, expect = 0;
+
+			for (unsigned i = 0; i < n; i++) {
+				unsigned id = rnd(&s, 400);
+
+				ids[i] = hid(id);
+				expect += where[id] != 0;
+				if (where[id])
+					want[where[id]]--;
+				where[id] = 0;
+			}
+			/* (an id twice in one remove counts once) */
+			assert_int_equal(lama_vector_remove(h, ids, n, &removed), 0);
+			assert_true(removed <= expect);
+		}
+		if (rnd(&s, 8) == 0) {
+			struct lama_vector_hit hit[1];
+			unsigned id = rnd(&s, 400);
+			float q[12];
+			size_t got;
+
+			o = h == v ? w : v;
+			assert_int_equal(lama_vector_refresh(o), 0);
+			assert_int_equal(lama_vector_count(o, "m"), want[1]);
+			assert_int_equal(lama_vector_count(o, "m2"), want[2]);
+			assert_int_equal(lama_vector_count(o, NULL), want[1] + want[2]);
+			sign_vec(id, q);
+			assert_int_equal(lama_vector_query(o, where[id] == 2 ? "m2" : "m", q, 12, 1, NULL,
+							   hit, &got), 0);
+			if (where[id])
+				assert_int_equal(idnum(&hit[0].id), id);
+			else if (got)
+				assert_true(idnum(&hit[0].id) != id);
+		}
+	}
+	/* w holds 1,000 items that v then removes, and stays behind while v
+	 * removes more than the tombstones kept: w's tombstones are pruned,
+	 * so it reads the whole file */
+	{
+		static struct lama_vector_item big[1000];
+		static lama_hash ids[1000];
+		static float f[12];
+
+		sign_vec(1, f);
+		for (unsigned i = 0; i < 1000; i++) {
+			big[i] = (struct lama_vector_item){ hid(20000 + i), "t", "m", f, 12 };
+			ids[i] = big[i].id;
+		}
+		assert_int_equal(lama_vector_put_batch(v, big, 1000), 0);
+		assert_int_equal(lama_vector_refresh(w), 0);
+		assert_int_equal(lama_vector_count(w, "m"), want[1] + 1000);
+		assert_int_equal(lama_vector_remove(v, ids, 1000, NULL), 0);
+		for (unsigned r = 0; r < 11; r++) {
+			for (unsigned i = 0; i < 1000; i++) {
+				big[i] = (struct lama_vector_item){ hid(1000 + r * 1000 + i), "t", "m", f, 12 };
+				ids[i] = big[i].id;
+			}
+			assert_int_equal(lama_vector_put_batch(v, big, 1000), 0);
+			assert_int_equal(lama_vector_remove(v, ids, 1000, NULL), 0);
+		}
+	}
+	assert_int_equal(lama_vector_refresh(w), 0);
+	assert_int_equal(lama_vector_count(w, "m"), want[1]);
+	assert_int_equal(lama_vector_count(w, "m2"), want[2]);
+	/* a tombstone altered: refused, and the old copy kept */
+	{
+		lama_hash gone = hid(5000000);
+		size_t c = lama_vector_count(w, NULL);
+
+		put1(5000000, "m", "t", (float[12]){ 1 }, 12);
+		assert_int_equal(lama_vector_remove(v, &gone, 1, NULL), 0);
+		assert_int_equal(rawsql("UPDATE gone SET sealed = zeroblob(72)"
+					" WHERE seq = (SELECT max(seq) FROM gone)"), SQLITE_OK);
+		assert_int_equal(lama_vector_refresh(w), LAMA_ECRYPTO);
+		assert_int_equal(lama_vector_refresh(w), LAMA_ECRYPTO);
+		assert_true(lama_vector_count(w, NULL) >= c);
+	}
+	lama_vector_close(w);
+}
+
 /* ---- keys, tampering, the file ---- */
 
-static int rawsql(const char *sql)
-{
-	sqlite3 *db;
-	int rc;
-
-	if (sqlite3_open(path, &db) != SQLITE_OK)
-		return -1;
-	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	sqlite3_close(db);
-	return rc;
-}
 
 static void test_keys_tamper(void **state)
 {
@@ -565,12 +680,12 @@ static void test_keys_tamper(void **state)
 	assert_int_equal(lama_vector_open_at(path, key, &v), LAMA_ECRYPTO);
 	assert_null(strstr(lama_errmsg(), "secret"));
 	/* a tag of the wrong size */
-	assert_int_equal(rawsql("DELETE FROM vecs; INSERT INTO vecs(tag, sealed) VALUES(x'0102', x'00')"),
+	assert_int_equal(rawsql("DELETE FROM vecs; INSERT INTO vecs(tag, seq, sealed) VALUES(x'0102', 0, x'00')"),
 			 SQLITE_OK);
 	assert_int_equal(lama_vector_open_at(path, key, &v), LAMA_ECORRUPT);
 	/* a sealed vector cut short */
-	assert_int_equal(rawsql("DELETE FROM vecs; INSERT INTO vecs(tag, sealed)"
-				" VALUES(zeroblob(32), zeroblob(20))"), SQLITE_OK);
+	assert_int_equal(rawsql("DELETE FROM vecs; INSERT INTO vecs(tag, seq, sealed)"
+				" VALUES(zeroblob(32), 0, zeroblob(20))"), SQLITE_OK);
 	assert_int_equal(lama_vector_open_at(path, key, &v), LAMA_ECORRUPT);
 	/* not a vector index of this version */
 	assert_int_equal(rawsql("DELETE FROM vecs; PRAGMA user_version=9"), SQLITE_OK);
@@ -836,6 +951,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replace_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_churn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_handles_churn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_tamper, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_at_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
