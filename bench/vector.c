@@ -21,6 +21,10 @@
  *   vector.query.p50.vs_simd_loop  the same lama figure against the bare
  *                         loop with 4 x 8 independent sums (SIMD), keeping
  *                         only the best: the floor of a float32 scan
+ *   vector.query.after_other_put.p50  a query just after another
+ *                         connection (a second index worker) put one
+ *                         vector: the row read and applied first, against
+ *                         the same query with nothing changed
  *   vector.query.topic.p50  the same with a topic filter (1/50 of the
  *                         vectors scored), baseline the unfiltered query */
 #include <math.h>
@@ -314,6 +318,38 @@ int main(int argc, char **argv)
 		bench_emit("vector.query.p99", "ms", l99, "bare_loop.p99", b99, extra);
 		bench_emit("vector.query.p50.vs_simd_loop", "ms", l50, "simd_loop.p50", s50, extra);
 		bench_emit("vector.query.topic.p50", "ms", t50, "vector.query.p50", l50, extra);
+	}
+	/* another connection (a second index worker) puts one vector before
+	 * each query: the query first reads that row (the write count) */
+	{
+		lama_vector *w = NULL;
+		double *qa = calloc(50, sizeof(double)), *qn = calloc(50, sizeof(double));
+		size_t n = 0;
+
+		if (!qa || !qn)
+			bench_fail("out of memory");
+		bench_check(lama_vector_open_at(path, key, &w), "second open");
+		for (int r = 0; r < 50; r++) {
+			struct lama_vector_item one = it[(size_t)r];
+
+			for (uint32_t d = 0; d < dim; d++)
+				q[d] = frand();
+			t0 = bench_now();
+			bench_check(lama_vector_query(v, "all-minilm-l6-v2", q, dim, K, NULL, hits, &n), "query");
+			qn[r] = (bench_now() - t0) * 1e3;
+			one.vec = q;
+			bench_check(lama_vector_put(w, &one), "put by the other");
+			t0 = bench_now();
+			bench_check(lama_vector_query(v, "all-minilm-l6-v2", q, dim, K, NULL, hits, &n), "query");
+			qa[r] = (bench_now() - t0) * 1e3;
+		}
+		lama_vector_close(w);
+		snprintf(extra, sizeof(extra), "\"vectors\": %zu, \"dim\": %u, \"k\": %d, \"queries\": 50",
+			 nv, dim, K);
+		bench_emit("vector.query.after_other_put.p50", "ms", pct(qa, 50, 0.5),
+			   "vector.query.unchanged.p50", pct(qn, 50, 0.5), extra);
+		free(qa);
+		free(qn);
 	}
 	lama_vector_close(v);
 	bench_rmtree(dir);

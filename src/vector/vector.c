@@ -784,7 +784,7 @@ static int reload(lama_vector *v, sqlite3_int64 seq)
  * or in one of its own. */
 static int refresh(lama_vector *v)
 {
-	sqlite3_int64 dv, seq, pruned;
+	sqlite3_int64 dv = 0, seq = 0, pruned = 0;
 	int rc, own = sqlite3_get_autocommit(v->db);
 
 	if ((rc = data_version(v, &dv)))
