@@ -1,9 +1,11 @@
 /* vector.c: the vector index (vector.h; design in docs/vector.md).
  *
- * The file: vecs(rowid, tag UNIQUE, sealed), meta(k, v). tag is a keyed
- * BLAKE2b of the item's id; sealed is AEAD(version, id, model, topic, dim,
- * components) with the tag as associated data. Everything is read into
- * memory at open:
+ * The file: vecs(rowid, tag UNIQUE, seq, sealed), gone(seq, sealed),
+ * meta(k, v). tag is a keyed BLAKE2b of the item's id; sealed is
+ * AEAD(version, id, model, topic, dim, components) with the tag as
+ * associated data; seq the write count of the transaction that wrote the
+ * row; gone holds a sealed id per removal (tombstones), so that other
+ * connections can follow. Everything is read into memory at open:
  *   models[]   per embedding model: its vectors normalized, one after the
  *              other (stride = dim rounded up to 8, zero padded, so the
  *              dot product runs on whole 8-lane blocks), their ids, and a
@@ -12,7 +14,8 @@
  *              backward-shift deletion, at most half full
  * A write goes to the file in one transaction first, and only then to
  * memory, with the memory it needs reserved before the transaction, so
- * that the two never differ. */
+ * that the two never differ; before it, and before a query, memory reads
+ * what other connections wrote since (refresh). */
 #include "vector/vector.h"
 
 #include <errno.h>
@@ -802,7 +805,12 @@ static int refresh(lama_vector *v)
 	if (pruned > v->seq) {
 		rc = reload(v, seq);
 	} else if (seq > v->seq) {
-		if ((rc = read_gone(v, v->seq)) || (rc = read_rows(v, v->seq, 0)))
+		/* models emptied by the removals free their places first: the
+		 * rows may bring others */
+		if ((rc = read_gone(v, v->seq)))
+			goto out;
+		sweep_models(v);
+		if ((rc = read_rows(v, v->seq, 0)))
 			goto out;
 		sweep_models(v);
 		v->seq = seq;
