@@ -48,6 +48,8 @@ struct worker {
 	int dying;          /* killed or broken: waiting for its exit */
 	int hello;          /* its hello frame came */
 	int closing;        /* proc and pipe closes pending */
+	int recycle;        /* to be replaced once idle (lama_workers_recycle) */
+	int quiet;          /* its next spawn is a replacement, not a restart */
 	int pipe_open, proc_open;
 	long pid;
 	struct task *task;  /* running, owned */
@@ -243,7 +245,18 @@ static void on_task_timer(uv_timer_t *h)
 
 static int worker_ready(const struct worker *w)
 {
-	return w->alive && !w->dying && !w->task;
+	return w->alive && !w->dying && !w->task && !w->recycle;
+}
+
+/* An idle worker marked for recycling goes; its replacement starts at once
+ * (the manager ended it) and is not counted as a restart. */
+static int retire_if_marked(struct worker *w)
+{
+	if (!w->recycle || !w->alive || w->dying || w->task)
+		return 0;
+	w->quiet = 1;
+	worker_end(w, "replaced");
+	return 1;
 }
 
 /* Least busy first: an idle worker, the one that has done the fewest tasks
@@ -272,7 +285,10 @@ static void on_restart(uv_timer_t *h)
 	struct worker *w = h->data;
 
 	if (!w->m->closing && !w->alive && !w->closing) {
-		w->restarts++;
+		if (!w->quiet)
+			w->restarts++;
+		w->quiet = 0;
+		w->recycle = 0;
 		spawn(w);
 	}
 }
@@ -492,7 +508,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		if (!w->rx.len && w->rx.cap > READ_CHUNK * 4)
 			lama_buf_release_wipe(&w->rx);
 	}
-	if (w->alive && !w->dying && !w->task)
+	if (w->alive && !w->dying && !w->task && !retire_if_marked(w))
 		dispatch(w->pool);
 }
 
@@ -709,6 +725,22 @@ int lama_workers_set_healthy_ms(lama_workers *m, const char *kind, unsigned ms)
 		return lama_error(LAMA_ENOTFOUND, "workers: no pool of kind %s", kind ? kind : "(none)");
 	p->healthy_ms = ms ? ms : LAMA_WORKERS_HEALTHY_MS;
 	return 0;
+}
+
+void lama_workers_recycle(lama_workers *m)
+{
+	if (!m || m->closing)
+		return;
+	for (size_t i = 0; i < m->npools; i++)
+		for (unsigned j = 0; j < m->pools[i].size; j++) {
+			struct worker *w = &m->pools[i].workers[j];
+
+			/* one not running now starts fresh anyway */
+			if (w->alive && !w->dying) {
+				w->recycle = 1;
+				retire_if_marked(w);
+			}
+		}
 }
 
 int lama_workers_cancel(lama_workers *m, uint64_t id)

@@ -94,6 +94,13 @@ int lama_workers_submit(lama_workers *m, const char *kind, const char *op, const
  * position, and a new field would break their -Werror builds.) */
 int lama_workers_set_healthy_ms(lama_workers *m, const char *kind, unsigned ms);
 
+/* Replaces every worker of every pool: an idle one now, a busy one as soon
+ * as it answers its task (it takes no other). What a worker keeps between
+ * tasks (a cached archive or index, with its keys) goes with its process;
+ * lama serve calls this at logout. Replacements start at once and are not
+ * counted in `restarts`; queued tasks wait for them. NULL is fine. */
+void lama_workers_recycle(lama_workers *m);
+
 /* Cancels a task: its done gets LAMA_ECANCELED at once. A queued task is
  * dropped; a running one's worker is told, and killed and replaced if it
  * has not answered within LAMA_WORKERS_CANCEL_GRACE_MS. LAMA_ENOTFOUND
