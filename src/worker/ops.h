@@ -10,6 +10,9 @@
 
 int lama_worker_ops_crypto(const char *op, const void *in, size_t n, struct lama_buf *out);
 int lama_worker_ops_sync(const char *op, const void *in, size_t n, struct lama_buf *out);
+/* The user's full-text index (src/search): add, query, count, plan,
+ * put_topic, close; keeps one index open between tasks. */
+int lama_worker_ops_index(const char *op, const void *in, size_t n, struct lama_buf *out);
 /* Only for tests: echo, pid, sleep, crash, garbage, hang; needs the fd to
  * write bad frames. */
 int lama_worker_ops_test(const char *op, const void *in, size_t n, struct lama_buf *out);
