@@ -739,29 +739,43 @@ int lama_search_add(lama_search *x, const struct lama_search_doc *d)
 	return lama_search_add_batch(x, d, 1);
 }
 
-int lama_search_add_message(lama_search *x, const char *topic, const json_t *m)
+int lama_search_doc_of_message(const char *topic, const json_t *m, struct lama_search_doc *d,
+				int *removed)
 {
 	const json_t *id = json_object_get(m, "id"), *sender = json_object_get(m, "sender");
 	const json_t *time = json_object_get(m, "time"), *text = json_object_get(m, "text");
-	struct lama_search_doc d;
 
-	memset(&d, 0, sizeof(d));
-	if (!json_is_string(id) || lama_hash_parse(json_string_value(id), json_string_length(id), &d.id))
+	memset(d, 0, sizeof(*d));
+	*removed = 0;
+	if (!json_is_string(id) || lama_hash_parse(json_string_value(id), json_string_length(id), &d->id))
 		return lama_error(LAMA_EINVAL, "search: a message needs its id (64 hex digits)");
-	if (json_is_true(json_object_get(m, "deleted")))
-		return lama_search_remove(x, &d.id);
+	if (json_is_true(json_object_get(m, "deleted"))) {
+		*removed = 1;
+		return 0;
+	}
 	if (!json_is_string(sender) ||
-	    lama_hash_parse(json_string_value(sender), json_string_length(sender), &d.sender))
+	    lama_hash_parse(json_string_value(sender), json_string_length(sender), &d->sender))
 		return lama_error(LAMA_EINVAL, "search: a message needs its sender (64 hex digits)");
 	if (!json_is_number(time))
 		return lama_error(LAMA_EINVAL, "search: a message needs its time");
 	if (!json_is_string(text))
 		return lama_error(LAMA_EINVAL, "search: a message needs its text");
-	d.topic = topic;
-	d.time = json_number_value(time);
-	d.text = json_string_value(text);
-	d.text_len = json_string_length(text);
-	return lama_search_add(x, &d);
+	d->topic = topic;
+	d->time = json_number_value(time);
+	d->text = json_string_value(text);
+	d->text_len = json_string_length(text);
+	*removed = d->text_len == 0;
+	return 0;
+}
+
+int lama_search_add_message(lama_search *x, const char *topic, const json_t *m)
+{
+	struct lama_search_doc d;
+	int removed, rc = lama_search_doc_of_message(topic, m, &d, &removed);
+
+	if (rc)
+		return rc;
+	return removed ? lama_search_remove(x, &d.id) : lama_search_add(x, &d);
 }
 
 int lama_search_remove(lama_search *x, const lama_hash *id)

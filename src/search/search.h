@@ -76,6 +76,10 @@ int lama_search_add_batch(lama_search *x, const struct lama_search_doc *d, size_
  * process hands the index for a message sent, edited, deleted or received.
  * LAMA_EINVAL naming the member that is missing or malformed. */
 int lama_search_add_message(lama_search *x, const char *topic, const json_t *m);
+/* The document of such a MESSAGE (borrowing its strings): *removed 1
+ * when it is deleted or its text empty (only d->id is then set). */
+int lama_search_doc_of_message(const char *topic, const json_t *m, struct lama_search_doc *d,
+				int *removed);
 /* Forgets a message (deleted). 0 also when it was not indexed. */
 int lama_search_remove(lama_search *x, const lama_hash *id);
 /* Number of messages indexed. */
