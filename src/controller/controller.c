@@ -783,6 +783,7 @@ struct ixbuild {
 	struct lama_search_put put;
 	struct lama_search_batch b;
 	uint64_t done, total, shown_at;
+	int work;                   /* something to index: progress is shown */
 };
 
 static uint64_t mono_ms(void)
@@ -795,7 +796,8 @@ static void ix_progress(lama_controller *c, int last)
 	struct ixbuild *x = c->ix_build;
 	uint64_t now = mono_ms();
 
-	if (!last && now - x->shown_at < IX_PROGRESS_MS)
+	/* nothing to index (all up to date): no updates at all */
+	if (!x->work || (!last && now - x->shown_at < IX_PROGRESS_MS))
 		return;
 	x->shown_at = now;
 	push(c, "update:progress", json_pack("{s:s, s:I, s:I}", "task", "index", "done",
@@ -942,6 +944,7 @@ static void ix_plan_done(lama_controller *c, const void *out, size_t n)
 			x->done += x->t[i].entries;
 	}
 	x->cur = x->n; /* the least recently active first: the newest get the highest rows */
+	x->work = nstale > 0;
 	ix_progress(c, 0);
 	ix_next_batch(c);
 }
