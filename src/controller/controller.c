@@ -874,7 +874,8 @@ static void ix_build_end(lama_controller *c, int rc)
 {
 	int again;
 
-	ix_progress(c, 1);
+	if (!rc)
+		ix_progress(c, 1); /* whole: done = total */
 	ix_build_free(c);
 	if (rc && rc != LAMA_ECANCELED)
 		c->ix_stale = 1;
