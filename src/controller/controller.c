@@ -1811,6 +1811,9 @@ void lama_controller_forget(lama_controller *c, void *client)
 		c->login->client = NULL;
 	if (c && c->job && c->job->client == client)
 		c->job->client = NULL;
+	for (struct ixtask *t = c ? c->ix_tasks : NULL; t; t = t->next)
+		if (t->client == client)
+			t->client = NULL; /* its answer is dropped */
 }
 
 int lama_controller_busy(const lama_controller *c)

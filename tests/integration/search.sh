@@ -147,7 +147,7 @@ wait "$pid" 2>/dev/null || true
 # lama serve's index worker (search_serve.py): a fresh folder of N
 # messages, never indexed, so the server builds the index when it starts
 export LAMA_HOME="$T/serve"
-N=12000
+N=10000
 lama register --name alice >/dev/null
 lama contacts add --name Bob >/dev/null
 lama contacts add --name Carol >/dev/null

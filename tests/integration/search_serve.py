@@ -105,6 +105,14 @@ assert [h["id"] for h in c.ok("query:search", {"query": "wombat"})["results"]] =
 c.ok("action:deleteMessage", {"topic": bob, "message": sent})
 assert c.ok("query:search", {"query": "wombat"})["results"] == []
 
+# a client that goes away while its query waits: the server goes on
+for _ in range(5):
+    g = connect()
+    g.request("query:search", {"query": "zebra7", "limit": 1000})
+    g.close()
+assert c.ok("query:ping")["pong"] is True
+assert len(c.ok("query:search", {"query": "zebra7", "limit": 1000})["results"]) == ZEBRA7
+
 # 4. the index worker is a child of lama serve; killed, it comes back and
 # search goes on, exactly right
 w = index_worker(c)

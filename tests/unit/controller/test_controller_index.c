@@ -252,6 +252,15 @@ static void test_index_worker(void **state)
 	r = search("zebra7", 1000);
 	assert_int_equal(nresults(r), MESSAGES / 50);
 	json_decref(r);
+	/* a client gone while its query waits: the answer is dropped */
+	{
+		size_t before = json_array_size(replies);
+
+		assert_null(call("{\"id\":11,\"channel\":\"query:search\",\"payload\":{\"query\":\"zebra7\"}}"));
+		lama_controller_forget(ctl, &me);
+		run(500, NULL, 0);
+		assert_int_equal(json_array_size(replies), before);
+	}
 	/* logout while a query waits: its reply is an error at once, and
 	 * nothing more comes (no results, no progress) */
 	snprintf(text, sizeof(text), "%zu", json_array_size(replies));
