@@ -1198,15 +1198,16 @@ static int search(void *ctx, const struct lama_ipc_call *call, json_t **result)
 		lama_buf_release_wipe(&b);
 		goto out;
 	}
-	task->client = call->client;
 	task->rid = json_deep_copy(call->id);
 	task->query = json_incref((json_t *)q);
 	task->partial = c->ix_build != NULL || c->ix_stale;
 	if (!task->rid) {
+		/* no client yet: its done (now) answers nobody; this does */
 		lama_workers_cancel(c->workers, task->id); /* frees task */
 		rc = oom();
 		goto out;
 	}
+	task->client = call->client;
 	rc = LAMA_IPC_LATER;
 out:
 	lama_topic_release(&t);
