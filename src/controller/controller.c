@@ -743,7 +743,7 @@ long long lama_controller_setting(lama_controller *c, const char *name, long lon
  * replaced after a crash just opens the file again. The main process
  * feeds it: at login a sync in the background (the topics' summaries to
  * `plan`, then each stale topic's messages read here in batches of
- * LAMA_SEARCH_BATCH, one batch per `put_topic` task, one task in flight,
+ * IX_BATCH, one batch per `put_topic` task, one task in flight,
  * so the loop reads at most one batch per turn), live changes as `add`
  * tasks, queries as `query` tasks answered late. The pool has one worker:
  * SQLite has one writer anyway, and one worker runs the tasks in the
@@ -753,6 +753,10 @@ long long lama_controller_setting(lama_controller *c, const char *name, long lon
 
 #define SEARCH_DEFAULT 20
 #define IX_PROGRESS_MS 250 /* at most four progress updates a second */
+/* messages read per loop turn during a sync: reading them (decrypting,
+ * merging the channels) is the loop's part, ~20 us each in a release
+ * build, so a turn stays near 5 ms; the worker indexes them after */
+#define IX_BATCH 200
 
 static void reply_late(lama_controller *c, void **client, const json_t *id, int rc,
 		       const json_t *result);
@@ -911,6 +915,7 @@ static void ix_next_batch(lama_controller *c)
 			continue;
 		}
 		lama_search_batch_release(&x->b);
+		x->b.limit = IX_BATCH;
 		x->put = (struct lama_search_put){ .topic = x->t[x->cur], .flags = LAMA_SEARCH_PUT_FIRST };
 		x->in_topic = 1;
 	}

@@ -1518,8 +1518,9 @@ int lama_search_batch_read(lama_session *s, const struct lama_topic *t,
 	lama_buf_truncate(&b->text, 0);
 	b->text.max = LAMA_BUF_MAX;
 	snprintf(b->topic, sizeof(b->topic), "%s", t->id);
-	rc = lama_chat_messages(s, t, b->started ? &before : NULL, LAMA_SEARCH_BATCH, batch_message, b,
-				&more);
+	rc = lama_chat_messages(s, t, b->started ? &before : NULL,
+				b->limit && b->limit < LAMA_SEARCH_BATCH ? b->limit : LAMA_SEARCH_BATCH,
+				batch_message, b, &more);
 	if (rc == 1) {
 		rc = 0;
 		more = 1;

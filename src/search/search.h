@@ -225,6 +225,7 @@ struct lama_search_batch {
 	lama_hash last;              /* the cursor: the oldest read so far */
 	int started;
 	int more;                    /* older messages remain */
+	size_t limit;                /* messages per read; 0: LAMA_SEARCH_BATCH */
 };
 
 /* Reads the next batch of t (from the newest at the first call). */
