@@ -510,6 +510,64 @@ static void test_plan_put(void **state)
 	lama_buf_release(&again);
 }
 
+/* Every allocation failed in turn: an error (ENOMEM) and nothing
+ * changed, or success; never a leak or a crash. */
+static void test_oom(void **state)
+{
+	struct lama_buf b = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX), out = LAMA_BUF_INIT(0);
+	struct lama_search_topic t[2] = { { "topic-a", 20, 5.0 }, { "topic-b", 1, 6.0 } };
+	struct lama_search_put p = { .topic = t[0],
+				     .flags = LAMA_SEARCH_PUT_FIRST | LAMA_SEARCH_PUT_LAST };
+	struct lama_search_doc d[20];
+	struct lama_search_opts o = { .limit = 10 };
+	char tx[20][64];
+	int rc = -1;
+
+	(void)state;
+	add_docs(0, 5, "topic-a");
+	for (int i = 0; i < 20; i++)
+		doc(&d[i], "topic-a", 100 + (unsigned)i, tx[i], sizeof(tx[i]));
+	assert_int_equal(lama_search_task_put(&b, path, keys, &p, d, 20), 0);
+	for (unsigned long n = 1; n < 400 && rc; n++) {
+		lama_mem_fail_after(n, 1);
+		rc = run("put_topic", &b, &out);
+		lama_mem_fail_after(0, 0);
+		if (rc) {
+			assert_int_equal(rc, LAMA_ENOMEM);
+			assert_int_equal(count(), 5); /* all or nothing */
+		}
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(count(), 20);
+	lama_buf_truncate(&b, 0);
+	assert_int_equal(lama_search_task_plan(&b, path, keys, LAMA_SEARCH_PLAN_SYNC, &t[1], 1), 0);
+	rc = -1;
+	for (unsigned long n = 1; n < 400 && rc; n++) {
+		lama_mem_fail_after(n, 1);
+		rc = run("plan", &b, &out);
+		lama_mem_fail_after(0, 0);
+		if (rc)
+			assert_int_equal(rc, LAMA_ENOMEM);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(count(), 0); /* topic-a was not in the plan: forgotten */
+	add_docs(0, 50, "topic-b");
+	lama_buf_truncate(&b, 0);
+	assert_int_equal(lama_search_task_query(&b, path, keys, "zebra7 OR zebra8", 16, &o), 0);
+	rc = -1;
+	for (unsigned long n = 1; n < 400 && rc; n++) {
+		lama_mem_fail_after(n, 1);
+		rc = run("query", &b, &out);
+		lama_mem_fail_after(0, 0);
+		if (rc)
+			assert_int_equal(rc, LAMA_ENOMEM);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(hits("zebra7 OR zebra8", 10), 2);
+	lama_buf_release_wipe(&b);
+	lama_buf_release(&out);
+}
+
 /* ---- real workers under the manager ---- */
 
 struct res {
@@ -667,6 +725,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_fields, setup, teardown),
 		cmocka_unit_test(test_results),
 		cmocka_unit_test_setup_teardown(test_plan_put, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_mid_put_topic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_mid_add, setup, teardown),
 	};
