@@ -1062,7 +1062,9 @@ static void ix_start(lama_controller *c)
 	x->shown_at = mono_ms();
 	if ((rc = lama_search_topics(c->s, &x->t, &x->n, &x->total)) ||
 	    !(x->stale = lama_calloc(x->n + 1, 1)) ||
-	    (rc = lama_search_task_plan(&b, c->ix_path, c->ix_keys, LAMA_SEARCH_PLAN_AUTO, x->t, x->n)) ||
+	    /* a sync, not a rebuild, also when the index is not built: the
+	     * topics a sync cut short (a logout, a restart) left finished stay */
+	    (rc = lama_search_task_plan(&b, c->ix_path, c->ix_keys, LAMA_SEARCH_PLAN_SYNC, x->t, x->n)) ||
 	    (rc = ix_submit(c, IX_PLAN, "plan", &b, NULL))) {
 		lama_buf_release_wipe(&b);
 		ix_build_end(c, rc ? rc : LAMA_ENOMEM);

@@ -307,7 +307,9 @@ static int user_version(lama_search *x, int *v)
 
 /* Another SQLite may split words otherwise (newer Unicode tables), and a
  * contentless row is removed only with the tokens it was indexed with:
- * under another version the index is marked unbuilt, for a rebuild. */
+ * under another version the index is emptied (and unbuilt), so that a
+ * sync makes it again. Emptying here, not later, means an index that is
+ * not built is one whose sync did not finish: a sync resumes it. */
 static int check_sqlite(lama_search *x)
 {
 	sqlite3_stmt *st = NULL;
@@ -326,7 +328,9 @@ static int check_sqlite(lama_search *x)
 	if (same)
 		return 0;
 	st = NULL;
-	rc = sqlite3_exec(x->db, "BEGIN IMMEDIATE; DELETE FROM meta WHERE k = 'built'", NULL, NULL, NULL);
+	rc = sqlite3_exec(x->db, "BEGIN IMMEDIATE; DELETE FROM meta WHERE k = 'built';"
+			  "DELETE FROM docs; DELETE FROM topics; INSERT INTO fts(fts) VALUES('delete-all')",
+			  NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(x->db, "INSERT OR REPLACE INTO meta(k, v) VALUES('sqlite', ?1)", -1,
 					&st, NULL);

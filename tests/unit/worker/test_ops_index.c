@@ -480,6 +480,13 @@ static void test_plan_put(void **state)
 	assert_memory_equal(out.data, again.data, 16);
 	assert_int_equal(count(), 100);
 	assert_int_equal(built(), 0);
+	/* the sync cut short here (a logout, a restart): a sync resumes it,
+	 * keeping the topic that was finished */
+	plan(LAMA_SEARCH_PLAN_SYNC, t, 2, stale, &ns);
+	assert_int_equal(ns, 1);
+	assert_int_equal(stale[0], 1); /* topic-b */
+	assert_int_equal(stale[1], 0); /* topic-a, done */
+	assert_int_equal(count(), 100);
 	p = (struct lama_search_put){ .topic = t[0],
 				      .flags = LAMA_SEARCH_PUT_FIRST | LAMA_SEARCH_PUT_LAST |
 					       LAMA_SEARCH_PUT_BUILT };
