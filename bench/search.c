@@ -18,17 +18,46 @@
  *   search.query.p99.vs_full_rank         the same lama figure against the
  *       plain table ranking every match (FTS5's ORDER BY rank)
  * and the size of the files:
- *   search.size       bytes per message, baseline the plain table's. */
+ *   search.size       bytes per message, baseline the plain table's.
+ *
+ * Then through `lama serve` (the binary beside this program) and its index
+ * worker, on a data folder of --serve-messages (20,000) such messages in
+ * four conversations, never indexed, so the server builds the index in the
+ * background as it starts (`--only index` or `--only serve` runs one part):
+ *   search.serve.ping.p99.building   ms: query:ping round trips, one
+ *       every 2 ms, while the initial build runs (and a query:search four
+ *       times a second to see whether it is over), against up to 3,000
+ *       pings at the same pace once it is over
+ *   search.serve.ping.max.building   ms: the worst of them, the same
+ *   search.serve.build               messages/s of that build (from the
+ *       server's start until a query answers "partial": false), against
+ *       lama_search_rebuild in one process on the same folder
+ *   search.serve.query.p50 / p99     ms: query:search through the server
+ *       and the index worker, against lama_search_query_json in one
+ *       process on the same index (the cost of the worker's round trip) */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "chat/chat.h"
 #include "common.h"
 #include "crypto/crypto.h"
+#include "leute/leute.h"
+#include "models/models.h"
 #include "search/search.h"
 #include "util/err.h"
+
+extern char **environ;
 
 #define BATCH 1000
 #define VOCAB 20000
@@ -140,11 +169,299 @@ static long long file_size(const char *path)
 	return n;
 }
 
+/* ---- through lama serve and its index worker ---- */
+
+#define PASSWORD "pw"
+#define PING_MS 2        /* a ping every 2 ms while measuring */
+#define IDLE_PINGS 3000  /* at most this many once the build is over */
+
+static pid_t server;
+
+static void kill_server(void)
+{
+	if (server > 0) {
+		kill(server, SIGKILL);
+		waitpid(server, NULL, 0);
+		server = 0;
+	}
+}
+
+static int sock_connect(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	double until = bench_now() + 20;
+
+	if (strlen(path) >= sizeof(a.sun_path))
+		bench_fail("socket path too long: %s", path);
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	while (bench_now() < until) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return fd;
+		if (fd >= 0)
+			close(fd);
+		usleep(2000);
+	}
+	bench_fail("cannot connect to %s", path);
+}
+
+static char rbuf[4 << 20];
+static size_t rhave;
+
+/* Sends line and returns its reply line (pushes skipped), valid until
+ * the next call. */
+static const char *rpc(int fd, const char *line)
+{
+	static char reply[sizeof(rbuf)];
+	size_t n = strlen(line);
+
+	while (n > 0) {
+		ssize_t w = write(fd, line, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			bench_fail("write: %s", strerror(errno));
+		line += w;
+		n -= (size_t)w;
+	}
+	for (;;) {
+		char *nl;
+		ssize_t r;
+
+		while ((nl = memchr(rbuf, '\n', rhave))) {
+			size_t len = (size_t)(nl - rbuf);
+			int is_reply = !strncmp(rbuf, "{\"id\":", 6);
+
+			if (is_reply) {
+				memcpy(reply, rbuf, len);
+				reply[len] = '\0';
+			}
+			memmove(rbuf, nl + 1, rhave - len - 1);
+			rhave -= len + 1;
+			if (is_reply) {
+				if (strstr(reply, "\"error\""))
+					bench_fail("error reply: %.300s", reply);
+				return reply;
+			}
+		}
+		if (rhave == sizeof(rbuf))
+			bench_fail("reply too long");
+		r = read(fd, rbuf + rhave, sizeof(rbuf) - rhave);
+		if (r <= 0)
+			bench_fail("read: %s", r ? strerror(errno) : "closed");
+		rhave += (size_t)r;
+	}
+}
+
+/* The five kinds of queries of the first part, for query i. */
+static void make_query(size_t i, char *q, size_t n)
+{
+	const char *a = words[zipf()], *c = words[zipf()];
+	const char *rare = words[1000 + rnd64() % (VOCAB - 1000)], *common = words[rnd64() % 20];
+
+	switch (i % 5) {
+	case 0: snprintf(q, n, "%s", common); break;
+	case 1: snprintf(q, n, "%s", rare); break;
+	case 2: snprintf(q, n, "%s %s", a, c); break;
+	case 3: snprintf(q, n, "\"%s %s\"", common, a); break;
+	default: snprintf(q, n, "%s OR %s -%s", a, rare, c); break;
+	}
+}
+
+static char *search_line(const char *q)
+{
+	json_t *j = json_pack("{s:i, s:s, s:{s:s, s:i}}", "id", 1, "channel", "query:search",
+			      "payload", "query", q, "limit", 20);
+	char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	char *out = line ? malloc(strlen(line) + 2) : NULL;
+
+	if (!out)
+		bench_fail("out of memory");
+	sprintf(out, "%s\n", line);
+	free(line);
+	json_decref(j);
+	return out;
+}
+
+static void bench_serve(const char *tmp, size_t total, size_t nq)
+{
+	char dir[4096], sock[4200], lama[4200], self[4096], extra[256];
+	struct lama_kdf_params kdf = lama_kdf_min();
+	static char texts[BATCH][400];
+	struct lama_outgoing out[BATCH];
+	struct lama_topic t[4];
+	lama_session *s;
+	lama_search *x;
+	double t0, t_build, t_rebuild, *busy, *idle, *qs, *qh;
+	size_t nbusy = 0, nidle, cap = 1 << 20;
+	char **queries;
+	ssize_t n;
+	int fd, status;
+
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		bench_fail("cannot find this program");
+	self[n] = '\0';
+	*strrchr(self, '/') = '\0';
+	snprintf(lama, sizeof(lama), "%s/../src/cli/lama", self);
+	if (access(lama, X_OK))
+		bench_fail("no lama binary at %s", lama);
+	setenv("LAMA_PASSWORD", PASSWORD, 1);
+	setenv("LAMA_KDF", "min", 1);
+	atexit(kill_server);
+
+	/* a user with four conversations of total messages in all, never indexed */
+	bench_mkdtemp(tmp, "search-serve", dir, sizeof(dir));
+	bench_check(lama_account_register(dir, "bench", PASSWORD, strlen(PASSWORD), &kdf, &s),
+		    "register");
+	bench_check(lama_models_init(s), "models");
+	for (int i = 0; i < 4; i++) {
+		struct lama_person peer;
+		char name[16];
+
+		snprintf(name, sizeof(name), "Peer %d", i);
+		bench_check(lama_leute_add_contact(s, name, NULL, 0, NULL, &peer), "contact");
+		bench_check(lama_chat_create(s, NULL, &peer.person, 1, &t[i], NULL), "topic");
+	}
+	for (size_t done = 0, b = 0; done < total; done += BATCH, b++) {
+		size_t k = total - done < BATCH ? total - done : BATCH;
+
+		for (size_t i = 0; i < k; i++) {
+			make_text(texts[i], sizeof(texts[i]));
+			out[i] = (struct lama_outgoing){ .text = texts[i] };
+		}
+		bench_check(lama_chat_send(s, &t[b % 4], out, k, NULL), "send");
+	}
+	for (int i = 0; i < 4; i++)
+		lama_topic_release(&t[i]);
+	lama_session_logout(s);
+	fprintf(stderr, "search: %zu messages in a data folder; lama serve builds the index\n", total);
+
+	/* the build in the background: pings, and a query every 20 of them
+	 * until it says the index is whole */
+	busy = malloc(cap * sizeof(*busy));
+	idle = malloc(cap * sizeof(*idle));
+	qs = malloc(nq * sizeof(*qs));
+	qh = malloc(nq * sizeof(*qh));
+	queries = malloc(nq * sizeof(*queries));
+	if (!busy || !idle || !qs || !qh || !queries)
+		bench_fail("out of memory");
+	{
+		char *argv[] = { lama, "--home", dir, "serve", NULL };
+		posix_spawn_file_actions_t fa;
+		char *probe = search_line(words[0]);
+		double probed = 0;
+
+		posix_spawn_file_actions_init(&fa);
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+		t0 = bench_now();
+		if (posix_spawn(&server, lama, &fa, NULL, argv, environ) != 0)
+			bench_fail("cannot start %s", lama);
+		posix_spawn_file_actions_destroy(&fa);
+		snprintf(sock, sizeof(sock), "%s/lama.sock", dir);
+		fd = sock_connect(sock);
+		for (;;) {
+			double a = bench_now(), left;
+
+			rpc(fd, "{\"id\":1,\"channel\":\"query:ping\"}\n");
+			if (nbusy < cap)
+				busy[nbusy++] = (bench_now() - a) * 1000;
+			/* one ping every PING_MS, as a client polling would: a
+			 * stall shows in as many pings as it lasts */
+			if ((left = a + PING_MS / 1000.0 - bench_now()) > 0)
+				usleep((useconds_t)(left * 1e6));
+			/* a query four times a second: is the index whole? */
+			if (bench_now() - probed > 0.25) {
+				probed = bench_now();
+				if (strstr(rpc(fd, probe), "\"partial\":false"))
+					break;
+			}
+			if (bench_now() - t0 > 600)
+				bench_fail("the index was not built in 10 minutes");
+		}
+		t_build = bench_now() - t0;
+		free(probe);
+	}
+	nidle = nbusy < IDLE_PINGS ? nbusy : IDLE_PINGS;
+	for (size_t i = 0; i < nidle; i++) {
+		double a = bench_now(), left;
+
+		rpc(fd, "{\"id\":1,\"channel\":\"query:ping\"}\n");
+		idle[i] = (bench_now() - a) * 1000;
+		if ((left = a + PING_MS / 1000.0 - bench_now()) > 0)
+			usleep((useconds_t)(left * 1e6));
+	}
+	for (size_t i = 0; i < nq; i++) {
+		char q[200];
+		double a;
+
+		make_query(i, q, sizeof(q));
+		queries[i] = search_line(q);
+		a = bench_now();
+		rpc(fd, queries[i]);
+		qs[i] = (bench_now() - a) * 1000;
+	}
+	close(fd);
+	kill(server, SIGTERM);
+	if (waitpid(server, &status, 0) != server || !WIFEXITED(status) || WEXITSTATUS(status))
+		bench_fail("lama serve did not exit cleanly");
+	server = 0;
+
+	/* the same in one process: the queries, and a rebuild */
+	bench_check(lama_account_login(dir, NULL, PASSWORD, strlen(PASSWORD), &s), "login");
+	bench_check(lama_models_init(s), "models");
+	bench_check(lama_search_open(s, &x), "open the index");
+	for (size_t i = 0; i < nq; i++) {
+		json_t *j = json_loads(queries[i], 0, NULL), *r = NULL;
+		const char *q = json_string_value(json_object_get(json_object_get(j, "payload"), "query"));
+		struct lama_search_opts o = { .limit = 20 };
+		double a = bench_now();
+
+		bench_check(lama_search_query_json(s, x, q, strlen(q), &o, &r), "query");
+		qh[i] = (bench_now() - a) * 1000;
+		json_decref(r);
+		json_decref(j);
+		free(queries[i]);
+	}
+	t0 = bench_now();
+	bench_check(lama_search_rebuild(s, x, NULL, NULL), "rebuild");
+	t_rebuild = bench_now() - t0;
+	lama_search_close(x);
+	lama_session_logout(s);
+
+	snprintf(extra, sizeof(extra), "\"messages\": %zu, \"pings\": %zu, \"target\": \"value < 100\", \"pass\": %s",
+		 total, nbusy, bench_bool(pct(busy, nbusy, 0.99) < 100));
+	bench_emit("search.serve.ping.p99.building", "ms", pct(busy, nbusy, 0.99),
+		   "search.serve.ping.p99.idle", pct(idle, nidle, 0.99), extra);
+	snprintf(extra, sizeof(extra), "\"messages\": %zu, \"pings\": %zu, \"idle_pings\": %zu",
+		 total, nbusy, nidle);
+	bench_emit("search.serve.ping.max.building", "ms", pct(busy, nbusy, 1.0),
+		   "search.serve.ping.max.idle", pct(idle, nidle, 1.0), extra);
+	snprintf(extra, sizeof(extra), "\"messages\": %zu", total);
+	bench_emit("search.serve.build", "messages/s", (double)total / t_build,
+		   "search.inprocess.rebuild", (double)total / t_rebuild, extra);
+	snprintf(extra, sizeof(extra), "\"messages\": %zu, \"queries\": %zu, \"limit\": 20", total, nq);
+	bench_emit("search.serve.query.p50", "ms", pct(qs, nq, 0.5), "search.inprocess.query.p50",
+		   pct(qh, nq, 0.5), extra);
+	bench_emit("search.serve.query.p99", "ms", pct(qs, nq, 0.99), "search.inprocess.query.p99",
+		   pct(qh, nq, 0.99), extra);
+	free(busy);
+	free(idle);
+	free(qs);
+	free(qh);
+	free(queries);
+	bench_rmtree(dir);
+}
+
 int main(int argc, char **argv)
 {
 	const char *tmp = bench_opt(argc, argv, "tmp", "/tmp");
 	size_t total = (size_t)atol(bench_opt(argc, argv, "messages", "100000"));
 	size_t nq = (size_t)atol(bench_opt(argc, argv, "queries", "400"));
+	size_t serve_total = (size_t)atol(bench_opt(argc, argv, "serve-messages", "20000"));
+	const char *only = bench_opt(argc, argv, "only", "");
 	char dir[4096], path[4200], ppath[4200], extra[256];
 	static char texts[BATCH][400];
 	struct lama_search_doc docs[BATCH];
@@ -163,6 +480,11 @@ int main(int argc, char **argv)
 		nq = 10;
 	bench_check(lama_crypto_init(), "crypto init");
 	make_words();
+	if (!strcmp(only, "serve")) {
+		bench_serve(tmp, serve_total < BATCH ? BATCH : serve_total, nq);
+		free(cdf);
+		return 0;
+	}
 	bench_mkdtemp(tmp, "search", dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/search.db", dir);
 	snprintf(ppath, sizeof(ppath), "%s/plain.db", dir);
@@ -322,7 +644,9 @@ int main(int argc, char **argv)
 	free(ql);
 	free(qp);
 	free(qf);
-	free(cdf);
 	bench_rmtree(dir);
+	if (strcmp(only, "index"))
+		bench_serve(tmp, serve_total < BATCH ? BATCH : serve_total, nq);
+	free(cdf);
 	return 0;
 }

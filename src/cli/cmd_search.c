@@ -83,6 +83,9 @@ static int print(json_t *res, int json)
 	}
 	if (!json_array_size(json_object_get(res, "results")))
 		fputs("no messages found\n", stderr);
+	/* a server still building its index answers with what it has */
+	if (json_is_true(json_object_get(res, "partial")))
+		fputs("(the index is still being built: these are the matches so far)\n", stderr);
 	json_decref(res);
 	return 0;
 }

@@ -304,9 +304,14 @@ int cmd_serve(int argc, char **argv)
 		goto out;
 	sv.ctl = ctl;
 	{
-		/* the workers: one per core, or the user's `workers` setting */
+		/* the workers: one per core, or the user's `workers` setting; the
+		 * index one alone: SQLite has one writer, and one worker runs the
+		 * index's tasks in order (a query sees every change before it).
+		 * Its queue takes a burst of sends (an `add` each) */
 		unsigned size = (unsigned)lama_controller_setting(ctl, "workers", 0);
-		struct lama_worker_pool pools[] = { { "crypto", size, 0, 0 }, { "sync", size, 0, 0 } };
+		struct lama_worker_pool pools[] = { { "crypto", size, 0, 0 },
+						    { "sync", size, 0, 0 },
+						    { "index", 1, 4096, 0 } };
 
 		if ((rc = lama_workers_new(&workers, lama_server_loop(srv), "/proc/self/exe", pools,
 					   sizeof(pools) / sizeof(pools[0]))))

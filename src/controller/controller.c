@@ -15,6 +15,7 @@
 #include "leute/leute.h"
 #include "models/models.h"
 #include "search/search.h"
+#include "search/task.h"
 #include "worker/worker.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -47,6 +48,14 @@ struct lama_controller {
 	lama_search *search; /* the session's index, opened at the first search */
 	int search_stale;    /* a change it missed: sync before the next query */
 	lama_workers *workers; /* borrowed; NULL: none */
+	/* the index in the index worker, when there is an index pool */
+	int ix_pool;             /* the manager has one */
+	int ix;                  /* this session's index is there (keys below) */
+	int ix_stale;            /* a change it missed: sync again */
+	char ix_path[LAMA_PATH_MAX];
+	uint8_t *ix_keys;        /* secure memory: token and seal keys */
+	struct ixtask *ix_tasks; /* pending, canceled when the session ends */
+	struct ixbuild *ix_build; /* the sync running, or NULL */
 	struct pending_login *login; /* a login waiting for its key, or NULL */
 };
 
@@ -380,6 +389,10 @@ out:
 
 /* ---- actions ---- */
 
+static void ix_message(lama_controller *c, const char *topic, const json_t *view);
+static void ix_remove(lama_controller *c, const lama_hash *id);
+static void ix_start(lama_controller *c);
+
 /* Message id as readers see it now (its newest version), or NULL when it
  * is not among the topic's newest messages: a message just sent or edited
  * is the newest, or close to it, unless a peer's clock runs ahead. */
@@ -414,7 +427,9 @@ static json_t *message_update(lama_controller *c, const struct lama_topic *t, co
 
 	/* the index is a cache: what it misses (a failure, a message too old
 	 * to show here) is mended by a sync before the next query */
-	if (c->search && (!view || lama_search_add_message(c->search, t->id, view) != 0)) {
+	if (c->ix)
+		ix_message(c, t->id, view);
+	else if (c->search && (!view || lama_search_add_message(c->search, t->id, view) != 0)) {
 		lama_error_clear();
 		c->search_stale = 1;
 	}
@@ -599,7 +614,9 @@ static int change_message(void *ctx, const struct lama_ipc_call *call, json_t **
 	    (rc = lama_chat_edit(c->s, &t, &id, del ? NULL : str(call->payload, "text"))))
 		goto out;
 	/* a deleted message leaves the index at once, however old it is */
-	if (del && c->search && lama_search_remove(c->search, &id) != 0) {
+	if (del && c->ix)
+		ix_remove(c, &id);
+	else if (del && c->search && lama_search_remove(c->search, &id) != 0) {
 		lama_error_clear();
 		c->search_stale = 1;
 	}
@@ -681,10 +698,30 @@ static int get_workers(void *ctx, const struct lama_ipc_call *call, json_t **res
 	return *result ? 0 : oom();
 }
 
+/* The manager has a pool of this kind. */
+static int has_pool(lama_workers *w, const char *kind)
+{
+	json_t *st = w ? lama_workers_status(w) : NULL;
+	const json_t *o;
+	size_t i;
+	int found = 0;
+
+	json_array_foreach(st, i, o)
+		if (!strcmp(json_string_value(json_object_get(o, "kind")) ?: "", kind))
+			found = 1;
+	json_decref(st);
+	return found;
+}
+
 void lama_controller_set_workers(lama_controller *c, struct lama_workers *w)
 {
-	if (c)
-		c->workers = w;
+	if (!c)
+		return;
+	c->workers = w;
+	c->ix_pool = has_pool(w, "index");
+	/* started logged in: the index catches up in the background */
+	if (c->s && c->ix_pool)
+		ix_start(c);
 }
 
 long long lama_controller_setting(lama_controller *c, const char *name, long long dflt)
@@ -699,25 +736,411 @@ long long lama_controller_setting(lama_controller *c, const char *name, long lon
 	return v;
 }
 
-/* ---- search (src/search; the index worker's work, here until issue 5
- * moves it there) ---- */
+/* ---- search (src/search) ----
+ *
+ * With an index pool (lama serve), the session's index lives in the index
+ * worker: every task carries the file's path and the keys, and a worker
+ * replaced after a crash just opens the file again. The main process
+ * feeds it: at login a sync in the background (the topics' summaries to
+ * `plan`, then each stale topic's messages read here in batches of
+ * IX_BATCH, one batch per `put_topic` task, one task in flight,
+ * so the loop reads at most one batch per turn), live changes as `add`
+ * tasks, queries as `query` tasks answered late. The pool has one worker:
+ * SQLite has one writer anyway, and one worker runs the tasks in the
+ * order they were submitted, so a query sees every change submitted
+ * before it. Without an index pool (the controller alone, in unit tests)
+ * the index is opened here and synced before the first query. */
 
 #define SEARCH_DEFAULT 20
+#define IX_PROGRESS_MS 250 /* at most four progress updates a second */
+/* messages read per loop turn during a sync: reading them (decrypting,
+ * merging the channels) is the loop's part, ~20 us each in a release
+ * build, so a turn stays near 5 ms; the worker indexes them after */
+#define IX_BATCH 200
 
-static int search(void *ctx, const struct lama_ipc_call *call, json_t **result)
+static void reply_late(lama_controller *c, void **client, const json_t *id, int rc,
+		       const json_t *result);
+
+enum { IX_ADD, IX_QUERY, IX_PLAN, IX_PUT, IX_CLOSE };
+
+/* A task given to the index worker, until its done callback. */
+struct ixtask {
+	struct ixtask *next;
+	lama_controller *c;
+	int kind;
+	uint64_t id;     /* the manager's, for cancel */
+	void *client;    /* a query's: whom to answer (NULL once gone) */
+	json_t *rid;     /* the request's id */
+	json_t *query;   /* the query as asked, for the answer */
+	int partial;     /* the index was still being built */
+};
+
+/* The background sync: topics planned, then put batch by batch. */
+struct ixbuild {
+	struct lama_search_topic *t; /* the session's topics, newest first */
+	size_t n;
+	uint8_t *stale;
+	size_t cur;                 /* t[cur] is being put (they go oldest first) */
+	size_t last;                /* the newest stale topic: its last batch marks built */
+	int in_topic;               /* topic and put hold t[cur] */
+	struct lama_topic topic;
+	struct lama_search_put put;
+	struct lama_search_batch b;
+	uint64_t done, total, shown_at;
+	int work;                   /* something to index: progress is shown */
+};
+
+static uint64_t mono_ms(void)
 {
-	lama_controller *c = ctx;
-	const json_t *q = json_object_get(call->payload, "query");
-	const json_t *lim = json_object_get(call->payload, "limit");
-	const char *topic = str(call->payload, "topic");
-	json_int_t limit = lim ? json_integer_value(lim) : SEARCH_DEFAULT;
-	struct lama_topic t = { 0 };
+	return uv_hrtime() / 1000000;
+}
+
+static void ix_progress(lama_controller *c, int last)
+{
+	struct ixbuild *x = c->ix_build;
+	uint64_t now = mono_ms();
+
+	/* nothing to index (all up to date): no updates at all */
+	if (!x->work || (!last && now - x->shown_at < IX_PROGRESS_MS))
+		return;
+	x->shown_at = now;
+	push(c, "update:progress", json_pack("{s:s, s:I, s:I}", "task", "index", "done",
+					     (json_int_t)(last ? x->total : x->done), "total",
+					     (json_int_t)x->total));
+}
+
+static void ix_build_free(lama_controller *c)
+{
+	struct ixbuild *x = c->ix_build;
+
+	if (!x)
+		return;
+	c->ix_build = NULL;
+	lama_topic_release(&x->topic);
+	lama_search_batch_release(&x->b);
+	lama_free(x->t);
+	lama_free(x->stale);
+	lama_free(x);
+}
+
+static void ix_task_free(lama_controller *c, struct ixtask *t)
+{
+	for (struct ixtask **p = &c->ix_tasks; *p; p = &(*p)->next)
+		if (*p == t) {
+			*p = t->next;
+			break;
+		}
+	json_decref(t->rid);
+	json_decref(t->query);
+	lama_free(t);
+}
+
+static void ix_done(void *ctx, int rc, const char *msg, const void *out, size_t n);
+
+/* Submits op with input b (wiped and released here: it holds the keys).
+ * *task (may be NULL) is the task's record, owned by the list. */
+static int ix_submit(lama_controller *c, int kind, const char *op, struct lama_buf *b,
+		     struct ixtask **task)
+{
+	struct ixtask *t = NULL;
 	int rc;
 
-	if (limit < 1 || limit > LAMA_SEARCH_LIMIT_MAX)
-		return lama_error(LAMA_EINVAL, "limit must be 1 to %d", (int)LAMA_SEARCH_LIMIT_MAX);
-	if (topic && (rc = lama_chat_find(c->s, topic, &t)))
+	if (task)
+		*task = NULL;
+	if (!c->workers) {
+		lama_buf_release_wipe(b);
+		return lama_error(LAMA_ECANCELED, "the workers are shutting down");
+	}
+	if (!(t = lama_calloc(1, sizeof(*t)))) {
+		lama_buf_release_wipe(b);
+		return oom();
+	}
+	t->c = c;
+	t->kind = kind;
+	/* every index op is idempotent: a batch put again gives the same rows */
+	rc = lama_workers_submit(c->workers, "index", op, b->data ? b->data : "", b->len,
+				 LAMA_TASK_IDEMPOTENT, 0, ix_done, t, &t->id);
+	lama_buf_release_wipe(b);
+	if (rc) {
+		lama_free(t);
 		return rc;
+	}
+	t->next = c->ix_tasks;
+	c->ix_tasks = t;
+	if (task)
+		*task = t;
+	return 0;
+}
+
+/* The sync is over (rc 0: the index is the archive's); what went wrong
+ * marks it stale for the next query. */
+static void ix_build_end(lama_controller *c, int rc)
+{
+	int again;
+
+	if (!rc)
+		ix_progress(c, 1); /* whole: done = total */
+	ix_build_free(c);
+	if (rc && rc != LAMA_ECANCELED)
+		c->ix_stale = 1;
+	lama_error_clear();
+	/* a change missed while it ran: once more (a failure waits for a query) */
+	again = !rc && c->ix_stale;
+	if (again)
+		ix_start(c);
+}
+
+/* Puts the next batch: the next of the current topic, or the first of
+ * the next stale one; the sync ends after the last. */
+static void ix_next_batch(lama_controller *c)
+{
+	struct ixbuild *x = c->ix_build;
+	struct lama_buf b = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+	int rc;
+
+	while (!x->in_topic) {
+		while (x->cur > 0 && !x->stale[x->cur - 1])
+			x->cur--;
+		if (x->cur == 0) {
+			ix_build_end(c, 0);
+			return;
+		}
+		x->cur--;
+		lama_topic_release(&x->topic);
+		memset(&x->topic, 0, sizeof(x->topic));
+		if (lama_chat_find(c->s, x->t[x->cur].id, &x->topic)) {
+			/* gone meanwhile: the next sync forgets it */
+			c->ix_stale = 1;
+			lama_error_clear();
+			continue;
+		}
+		lama_search_batch_release(&x->b);
+		x->b.limit = IX_BATCH;
+		x->put = (struct lama_search_put){ .topic = x->t[x->cur], .flags = LAMA_SEARCH_PUT_FIRST };
+		x->in_topic = 1;
+	}
+	if ((rc = lama_search_batch_read(c->s, &x->topic, &x->b)))
+		goto fail;
+	if (!x->b.more)
+		x->put.flags |= LAMA_SEARCH_PUT_LAST | (x->cur == x->last ? LAMA_SEARCH_PUT_BUILT : 0);
+	if ((rc = lama_search_task_put(&b, c->ix_path, c->ix_keys, &x->put, x->b.d, x->b.n)) ||
+	    (rc = ix_submit(c, IX_PUT, "put_topic", &b, NULL)))
+		goto fail;
+	return;
+fail:
+	lama_buf_release_wipe(&b);
+	ix_build_end(c, rc);
+}
+
+static void ix_plan_done(lama_controller *c, const void *out, size_t n)
+{
+	struct ixbuild *x = c->ix_build;
+	size_t nstale;
+	int rc = lama_search_task_plan_result(out, n, x->n, x->stale, &nstale);
+
+	if (rc) {
+		ix_build_end(c, rc);
+		return;
+	}
+	x->last = x->n;
+	for (size_t i = 0; i < x->n; i++) {
+		if (x->stale[i] && x->last == x->n)
+			x->last = i;
+		if (!x->stale[i])
+			x->done += x->t[i].entries;
+	}
+	x->cur = x->n; /* the least recently active first: the newest get the highest rows */
+	x->work = nstale > 0;
+	ix_progress(c, 0);
+	ix_next_batch(c);
+}
+
+static void ix_put_done(lama_controller *c, const void *out, size_t n)
+{
+	struct ixbuild *x = c->ix_build;
+	int rc = lama_search_task_put_result(out, n, &x->put);
+
+	if (rc) {
+		ix_build_end(c, rc);
+		return;
+	}
+	x->done += x->b.n;
+	if (x->put.flags & LAMA_SEARCH_PUT_LAST)
+		x->in_topic = 0;
+	x->put.flags = 0;
+	ix_progress(c, 0);
+	ix_next_batch(c);
+}
+
+/* A query answered by the index worker: the names added here. */
+static void ix_query_done(lama_controller *c, struct ixtask *t, int rc, const char *msg,
+			  const void *out, size_t n)
+{
+	json_t *results = NULL, *answer = NULL;
+
+	if (rc == LAMA_ECANCELED)
+		lama_error(rc, "search: canceled (the session ended, or the server is stopping)");
+	else if (rc)
+		lama_error(rc, "%s", msg ? msg : lama_strerror(rc));
+	else if (!c->s)
+		rc = lama_error(LAMA_ECANCELED, "the session ended");
+	else if (!(results = json_loadb(out, n, JSON_REJECT_DUPLICATES, NULL)) ||
+		 !json_is_array(results))
+		rc = lama_error(LAMA_EFORMAT, "the index worker's answer is malformed");
+	else if (!(rc = lama_search_name_results(c->s, results)) &&
+		 !(answer = json_pack("{s:O, s:O, s:b}", "query", t->query, "results", results,
+				      "partial", t->partial || c->ix_stale)))
+		rc = oom();
+	reply_late(c, &t->client, t->rid, rc, answer);
+	json_decref(results);
+	json_decref(answer);
+}
+
+static void ix_done(void *ctx, int rc, const char *msg, const void *out, size_t n)
+{
+	struct ixtask *t = ctx;
+	lama_controller *c = t->c;
+	int kind = t->kind;
+
+	if (kind == IX_QUERY)
+		ix_query_done(c, t, rc, msg, out, n);
+	ix_task_free(c, t);
+	if (kind == IX_ADD && rc && rc != LAMA_ECANCELED)
+		c->ix_stale = 1; /* the next query syncs */
+	if ((kind == IX_PLAN || kind == IX_PUT) && c->ix_build) {
+		if (rc)
+			ix_build_end(c, rc);
+		else if (kind == IX_PLAN)
+			ix_plan_done(c, out, n);
+		else
+			ix_put_done(c, out, n);
+	}
+	lama_error_clear();
+}
+
+/* The index worker serves this session from now on; 0 when it cannot
+ * (no index pool, or the keys cannot be made): in-process then. */
+static int ix_open(lama_controller *c)
+{
+	if (c->ix)
+		return 1;
+	if (!c->s || !c->workers || !c->ix_pool || !c->send)
+		return 0;
+	if (snprintf(c->ix_path, sizeof(c->ix_path), "%s/search.db", lama_session_dir(c->s)) >=
+	    (int)sizeof(c->ix_path))
+		return 0;
+	if (!(c->ix_keys = lama_secure_alloc(LAMA_SEARCH_KEYS)))
+		return 0;
+	if (lama_search_keys(c->s, c->ix_keys, c->ix_keys + LAMA_KEY_BYTES)) {
+		lama_secure_free(c->ix_keys);
+		c->ix_keys = NULL;
+		lama_error_clear();
+		return 0;
+	}
+	c->ix = 1;
+	return 1;
+}
+
+/* Starts a sync in the background (again, after one that is running). */
+static void ix_start(lama_controller *c)
+{
+	struct lama_buf b = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+	struct ixbuild *x;
+	int rc;
+
+	if (!ix_open(c))
+		return;
+	c->ix_stale = 1; /* until a sync has run through */
+	if (c->ix_build)
+		return; /* ix_build_end starts the next */
+	if (!(x = lama_calloc(1, sizeof(*x)))) {
+		lama_error_clear();
+		return;
+	}
+	c->ix_build = x;
+	c->ix_stale = 0;
+	x->shown_at = mono_ms();
+	if ((rc = lama_search_topics(c->s, &x->t, &x->n, &x->total)) ||
+	    !(x->stale = lama_calloc(x->n + 1, 1)) ||
+	    /* a sync, not a rebuild, also when the index is not built: the
+	     * topics a sync cut short (a logout, a restart) left finished stay */
+	    (rc = lama_search_task_plan(&b, c->ix_path, c->ix_keys, LAMA_SEARCH_PLAN_SYNC, x->t, x->n)) ||
+	    (rc = ix_submit(c, IX_PLAN, "plan", &b, NULL))) {
+		lama_buf_release_wipe(&b);
+		ix_build_end(c, rc ? rc : LAMA_ENOMEM);
+	}
+}
+
+/* A change for the index: one `add` task (a failure: sync again). */
+static void ix_add(lama_controller *c, const struct lama_search_doc *d)
+{
+	struct lama_buf b = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+
+	if (lama_search_task_add(&b, c->ix_path, c->ix_keys, d, 1) ||
+	    ix_submit(c, IX_ADD, "add", &b, NULL)) {
+		lama_buf_release_wipe(&b);
+		c->ix_stale = 1;
+		lama_error_clear();
+	}
+}
+
+static void ix_message(lama_controller *c, const char *topic, const json_t *view)
+{
+	struct lama_search_doc d;
+	int removed;
+
+	if (!view || lama_search_doc_of_message(topic, view, &d, &removed)) {
+		c->ix_stale = 1; /* not found among the newest: a sync mends it */
+		lama_error_clear();
+		return;
+	}
+	if (removed)
+		d.topic = NULL;
+	ix_add(c, &d);
+}
+
+static void ix_remove(lama_controller *c, const lama_hash *id)
+{
+	struct lama_search_doc d = { .id = *id };
+
+	ix_add(c, &d);
+}
+
+/* The session ends: its tasks are canceled (a query's client is told),
+ * the worker closes the index, the keys are wiped. */
+static void ix_end(lama_controller *c)
+{
+	struct lama_buf b = LAMA_BUF_INIT(0);
+
+	ix_build_free(c);
+	while (c->ix_tasks) {
+		struct ixtask *t = c->ix_tasks;
+
+		/* done runs at once (LAMA_ECANCELED) and takes t off the list */
+		if (!c->workers || lama_workers_cancel(c->workers, t->id)) {
+			reply_late(c, &t->client, t->rid,
+				   lama_error(LAMA_ECANCELED, "the session ended"), NULL);
+			ix_task_free(c, t);
+		}
+	}
+	/* the worker forgets the index and wipes its keys (a failure leaves
+	 * them there until the next task names another index) */
+	if (c->ix && c->workers)
+		ix_submit(c, IX_CLOSE, "close", &b, NULL);
+	lama_error_clear();
+	lama_secure_free(c->ix_keys);
+	c->ix_keys = NULL;
+	c->ix = 0;
+	c->ix_stale = 0;
+}
+
+static int search_here(lama_controller *c, const struct lama_ipc_call *call, const char *topic,
+		       size_t limit, json_t **result)
+{
+	const json_t *q = json_object_get(call->payload, "query");
+	struct lama_search_opts o = { .topic = topic, .limit = limit };
+	int rc;
+
 	/* first use in this session: open, and bring the index up to the
 	 * archive (everything when it was never built); after that what is
 	 * sent or edited here is indexed as it happens */
@@ -728,28 +1151,84 @@ static int search(void *ctx, const struct lama_ipc_call *call, json_t **result)
 		if (rc) {
 			lama_search_close(c->search);
 			c->search = NULL;
-			goto out;
+			return rc;
 		}
 		c->search_stale = 0;
 	} else if (c->search_stale) {
 		if ((rc = lama_search_sync(c->s, c->search, NULL, NULL)))
-			goto out;
+			return rc;
 		c->search_stale = 0;
 	}
-	{
-		struct lama_search_opts o = { .topic = topic ? t.id : NULL, .limit = (size_t)limit };
-
-		rc = lama_search_query_json(c->s, c->search, json_string_value(q), json_string_length(q), &o,
-					    result);
+	if ((rc = lama_search_query_json(c->s, c->search, json_string_value(q), json_string_length(q),
+					 &o, result)))
+		return rc;
+	if (json_object_set_new(*result, "partial", json_false())) {
+		json_decref(*result);
+		*result = NULL;
+		return oom();
 	}
+	return 0;
+}
+
+static int search(void *ctx, const struct lama_ipc_call *call, json_t **result)
+{
+	lama_controller *c = ctx;
+	const json_t *q = json_object_get(call->payload, "query");
+	const json_t *lim = json_object_get(call->payload, "limit");
+	const char *topic = str(call->payload, "topic");
+	json_int_t limit = lim ? json_integer_value(lim) : SEARCH_DEFAULT;
+	struct lama_search_opts o = { .limit = (size_t)limit };
+	struct lama_buf b = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+	struct lama_topic t = { 0 };
+	struct ixtask *task;
+	int rc;
+
+	if (limit < 1 || limit > LAMA_SEARCH_LIMIT_MAX)
+		return lama_error(LAMA_EINVAL, "limit must be 1 to %d", (int)LAMA_SEARCH_LIMIT_MAX);
+	if (json_string_length(q) > LAMA_SEARCH_QUERY_MAX)
+		return lama_error(LAMA_ELIMIT, "search: a query has at most %d bytes",
+				  LAMA_SEARCH_QUERY_MAX);
+	if (topic && (rc = lama_chat_find(c->s, topic, &t)))
+		return rc;
+	if (!ix_open(c)) {
+		rc = search_here(c, call, topic ? t.id : NULL, (size_t)limit, result);
+		goto out;
+	}
+	/* behind the archive (a failed change, a failed sync): sync again,
+	 * and answer with what is there meanwhile */
+	if (c->ix_stale && !c->ix_build)
+		ix_start(c);
+	o.topic = topic ? t.id : NULL;
+	if ((rc = lama_search_task_query(&b, c->ix_path, c->ix_keys, json_string_value(q),
+					 json_string_length(q), &o)) ||
+	    (rc = ix_submit(c, IX_QUERY, "query", &b, &task))) {
+		lama_buf_release_wipe(&b);
+		goto out;
+	}
+	task->rid = json_deep_copy(call->id);
+	task->query = json_incref((json_t *)q);
+	task->partial = c->ix_build != NULL || c->ix_stale;
+	if (!task->rid) {
+		/* no client yet: its done (now) answers nobody; this does */
+		lama_workers_cancel(c->workers, task->id); /* frees task */
+		rc = oom();
+		goto out;
+	}
+	task->client = call->client;
+	rc = LAMA_IPC_LATER;
 out:
 	lama_topic_release(&t);
 	return rc;
 }
 
-/* The session ends: what belongs to it goes (the index's keys wiped). */
+/* The session ends: what belongs to it goes (the index's keys wiped,
+ * every worker replaced once idle: what one keeps between tasks, such as
+ * an open archive or index with its keys, ends with its process). */
 static void session_end(lama_controller *c)
 {
+	ix_end(c);
+	if (!c->stopping)
+		lama_workers_recycle(c->workers);
 	lama_search_close(c->search);
 	c->search = NULL;
 	c->search_stale = 0;
@@ -782,6 +1261,7 @@ static int logged_in(lama_controller *c, lama_session *s, json_t **result)
 		return oom();
 	}
 	c->s = s;
+	ix_start(c); /* the index catches up in the background */
 	*result = json_pack("{s:O}", "user", user);
 	push(c, "update:stateChanged", json_pack("{s:s, s:b, s:o}", "what", "session", "locked", 0,
 						 "user", user));
@@ -1047,6 +1527,7 @@ static int reset(void *ctx, const struct lama_ipc_call *call, json_t **result)
 		if (lama_account_login(c->home, name, pw, len, &check) == 0 &&
 		    lama_models_init(check) == 0) {
 			c->s = check;
+			ix_start(c);
 		} else {
 			lama_session_logout(check);
 			push(c, "update:stateChanged", json_pack("{s:s, s:b}", "what", "session", "locked", 1));
@@ -1342,6 +1823,9 @@ void lama_controller_forget(lama_controller *c, void *client)
 		c->login->client = NULL;
 	if (c && c->job && c->job->client == client)
 		c->job->client = NULL;
+	for (struct ixtask *t = c ? c->ix_tasks : NULL; t; t = t->next)
+		if (t->client == client)
+			t->client = NULL; /* its answer is dropped */
 }
 
 int lama_controller_busy(const lama_controller *c)

@@ -307,7 +307,9 @@ static int user_version(lama_search *x, int *v)
 
 /* Another SQLite may split words otherwise (newer Unicode tables), and a
  * contentless row is removed only with the tokens it was indexed with:
- * under another version the index is marked unbuilt, for a rebuild. */
+ * under another version the index is emptied (and unbuilt), so that a
+ * sync makes it again. Emptying here, not later, means an index that is
+ * not built is one whose sync did not finish: a sync resumes it. */
 static int check_sqlite(lama_search *x)
 {
 	sqlite3_stmt *st = NULL;
@@ -326,7 +328,9 @@ static int check_sqlite(lama_search *x)
 	if (same)
 		return 0;
 	st = NULL;
-	rc = sqlite3_exec(x->db, "BEGIN IMMEDIATE; DELETE FROM meta WHERE k = 'built'", NULL, NULL, NULL);
+	rc = sqlite3_exec(x->db, "BEGIN IMMEDIATE; DELETE FROM meta WHERE k = 'built';"
+			  "DELETE FROM docs; DELETE FROM topics; INSERT INTO fts(fts) VALUES('delete-all')",
+			  NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(x->db, "INSERT OR REPLACE INTO meta(k, v) VALUES('sqlite', ?1)", -1,
 					&st, NULL);
@@ -739,29 +743,43 @@ int lama_search_add(lama_search *x, const struct lama_search_doc *d)
 	return lama_search_add_batch(x, d, 1);
 }
 
-int lama_search_add_message(lama_search *x, const char *topic, const json_t *m)
+int lama_search_doc_of_message(const char *topic, const json_t *m, struct lama_search_doc *d,
+				int *removed)
 {
 	const json_t *id = json_object_get(m, "id"), *sender = json_object_get(m, "sender");
 	const json_t *time = json_object_get(m, "time"), *text = json_object_get(m, "text");
-	struct lama_search_doc d;
 
-	memset(&d, 0, sizeof(d));
-	if (!json_is_string(id) || lama_hash_parse(json_string_value(id), json_string_length(id), &d.id))
+	memset(d, 0, sizeof(*d));
+	*removed = 0;
+	if (!json_is_string(id) || lama_hash_parse(json_string_value(id), json_string_length(id), &d->id))
 		return lama_error(LAMA_EINVAL, "search: a message needs its id (64 hex digits)");
-	if (json_is_true(json_object_get(m, "deleted")))
-		return lama_search_remove(x, &d.id);
+	if (json_is_true(json_object_get(m, "deleted"))) {
+		*removed = 1;
+		return 0;
+	}
 	if (!json_is_string(sender) ||
-	    lama_hash_parse(json_string_value(sender), json_string_length(sender), &d.sender))
+	    lama_hash_parse(json_string_value(sender), json_string_length(sender), &d->sender))
 		return lama_error(LAMA_EINVAL, "search: a message needs its sender (64 hex digits)");
 	if (!json_is_number(time))
 		return lama_error(LAMA_EINVAL, "search: a message needs its time");
 	if (!json_is_string(text))
 		return lama_error(LAMA_EINVAL, "search: a message needs its text");
-	d.topic = topic;
-	d.time = json_number_value(time);
-	d.text = json_string_value(text);
-	d.text_len = json_string_length(text);
-	return lama_search_add(x, &d);
+	d->topic = topic;
+	d->time = json_number_value(time);
+	d->text = json_string_value(text);
+	d->text_len = json_string_length(text);
+	*removed = d->text_len == 0;
+	return 0;
+}
+
+int lama_search_add_message(lama_search *x, const char *topic, const json_t *m)
+{
+	struct lama_search_doc d;
+	int removed, rc = lama_search_doc_of_message(topic, m, &d, &removed);
+
+	if (rc)
+		return rc;
+	return removed ? lama_search_remove(x, &d.id) : lama_search_add(x, &d);
 }
 
 int lama_search_remove(lama_search *x, const lama_hash *id)
@@ -1224,42 +1242,21 @@ json_t *lama_search_hit_json(const struct lama_search_hit *h)
 
 /* ---- keeping up with the archive ---- */
 
-struct topic_state {
-	char id[LAMA_TOPIC_ID_MAX + 1];
-	uint64_t entries;
-	double last_time;
-};
-
-struct topic_list {
-	struct topic_state *t;
-	size_t n, cap;
-	uint64_t total;
-};
-
-static int list_topic(void *ctx, const struct lama_topic *t)
+static int check_topic(const struct lama_search_topic *t)
 {
-	struct topic_list *l = ctx;
+	size_t n = t && t->id ? strnlen(t->id, LAMA_SEARCH_TOPIC_MAX + 1) : 0;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct topic_state *n = lama_realloc(l->t, cap * sizeof(*n));
-
-		if (!n)
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		l->t = n;
-		l->cap = cap;
-	}
-	snprintf(l->t[l->n].id, sizeof(l->t[l->n].id), "%s", t->id);
-	l->t[l->n].entries = t->entries;
-	l->t[l->n].last_time = t->last_time;
-	l->total += t->entries;
-	l->n++;
+	if (n == 0 || n > LAMA_SEARCH_TOPIC_MAX)
+		return lama_error(LAMA_EINVAL, "search: a topic id has 1 to %d bytes",
+				  LAMA_SEARCH_TOPIC_MAX);
 	return 0;
 }
 
-static void topic_state_hash(lama_search *x, const struct topic_state *t, uint8_t out[32])
+/* What the topic looked like when indexed, keyed (the file shows no count
+ * or time). Host byte order: the index never leaves its machine. */
+static void topic_state_hash(lama_search *x, const struct lama_search_topic *t, uint8_t out[32])
 {
-	uint8_t in[1 + 8 + 8 + LAMA_TOPIC_ID_MAX];
+	uint8_t in[1 + 8 + 8 + LAMA_SEARCH_TOPIC_MAX];
 	size_t n = strlen(t->id);
 
 	in[0] = 's';
@@ -1296,122 +1293,18 @@ static int remove_topic(lama_search *x, const uint8_t ttag[32])
 	}
 }
 
-struct sync_ctx {
-	lama_search *x;
-	const char *topic;
-	lama_hash last;
-	size_t seen;
-	uint64_t done, total;
-	lama_search_progress progress;
-	void *pctx;
-	struct lama_buf sealed;
-	/* rows base+1.. are the topic's, newest message the highest */
-	sqlite3_int64 base, next;
-};
-
-static int sync_message(void *ctx, const struct lama_message *m)
-{
-	struct sync_ctx *c = ctx;
-	struct lama_search_doc d;
-	int rc;
-
-	c->last = m->id;
-	c->next--;
-	c->seen++;
-	c->done++;
-	if (!m->deleted && m->text_len > 0) {
-		d.id = m->id;
-		d.topic = c->topic;
-		d.sender = m->sender;
-		d.time = m->time;
-		d.text = m->text;
-		d.text_len = m->text_len > LAMA_SEARCH_TEXT_MAX ? LAMA_SEARCH_TEXT_MAX : m->text_len;
-		if ((rc = add_one(c->x, &d, c->next > c->base ? c->next : 0, &c->sealed)))
-			return rc;
-	}
-	if (c->progress && c->done % 1000 == 0)
-		return c->progress(c->pctx, c->done, c->total);
-	return 0;
-}
-
-static int sync_topic(lama_session *s, lama_search *x, const struct topic_state *ts,
-		      struct sync_ctx *c)
-{
-	struct lama_topic t;
-	uint8_t ttag[32], state[32];
-	char ttok[B32_LEN + 1];
-	sqlite3_stmt *st = NULL;
-	int rc, more = 1;
-
-	memset(&t, 0, sizeof(t));
-	tag_of_topic(x, ts->id, strlen(ts->id), ttag, ttok);
-	topic_state_hash(x, ts, state);
-	rc = sqlite3_prepare_v2(x->db, "SELECT 1 FROM topics WHERE tag = ?1 AND state = ?2", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return sql_fail(x, rc, "prepare");
-	sqlite3_bind_blob(st, 1, ttag, 32, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, state, 32, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc == SQLITE_ROW) {
-		c->done += ts->entries;
-		return 0; /* unchanged since indexed */
-	}
-	if (rc != SQLITE_DONE)
-		return sql_fail(x, rc, "reading topics");
-	if ((rc = lama_chat_find(s, ts->id, &t)))
-		return rc;
-	if ((rc = begin(x)))
-		goto out;
-	c->topic = t.id;
-	rc = remove_topic(x, ttag);
-	/* a block of row numbers above all others, in the topic's time order:
-	 * the newest rows are the newest messages (see the ranking window) */
-	if (!rc) {
-		uint64_t max;
-
-		rc = count_sql(x, "SELECT coalesce(max(rowid), 0) FROM docs", &max);
-		c->base = (sqlite3_int64)max;
-		c->next = c->base + (sqlite3_int64)ts->entries + 2;
-	}
-	for (int first = 1; !rc && more; first = 0) {
-		lama_hash before = c->last;
-
-		c->seen = 0;
-		rc = lama_chat_messages(s, &t, first ? NULL : &before, PAGE, sync_message, c, &more);
-		if (!rc && c->seen == 0)
-			more = 0;
-	}
-	if (!rc) {
-		rc = sqlite3_prepare_v2(x->db, "INSERT OR REPLACE INTO topics(tag, state) VALUES(?1, ?2)",
-					-1, &st, NULL);
-		if (rc == SQLITE_OK) {
-			sqlite3_bind_blob(st, 1, ttag, 32, SQLITE_STATIC);
-			sqlite3_bind_blob(st, 2, state, 32, SQLITE_STATIC);
-			rc = sqlite3_step(st);
-		}
-		rc = rc == SQLITE_DONE ? 0 : sql_fail(x, rc, "recording a topic");
-		sqlite3_finalize(st);
-	}
-	rc = end(x, rc);
-out:
-	lama_topic_release(&t);
-	return rc;
-}
-
-/* Forgets topics no longer listed. */
-static int drop_gone(lama_search *x, const struct topic_list *l)
+/* Forgets topics not among t[0..n). */
+static int drop_gone(lama_search *x, const struct lama_search_topic *t, size_t n)
 {
 	sqlite3_stmt *st = NULL;
 	uint8_t (*keep)[32] = NULL, tag[32];
 	char tok[B32_LEN + 1];
 	int rc, found;
 
-	if (l->n && !(keep = lama_malloc(l->n * 32)))
+	if (n && !(keep = lama_malloc(n * 32)))
 		return lama_error(LAMA_ENOMEM, "out of memory");
-	for (size_t i = 0; i < l->n; i++)
-		tag_of_topic(x, l->t[i].id, strlen(l->t[i].id), keep[i], tok);
+	for (size_t i = 0; i < n; i++)
+		tag_of_topic(x, t[i].id, strlen(t[i].id), keep[i], tok);
 	for (;;) {
 		found = 0;
 		rc = sqlite3_prepare_v2(x->db, "SELECT DISTINCT topic FROM docs UNION SELECT tag FROM topics",
@@ -1425,10 +1318,10 @@ static int drop_gone(lama_search *x, const struct topic_list *l)
 
 			if (sqlite3_column_bytes(st, 0) != 32)
 				continue;
-			for (i = 0; i < l->n; i++)
+			for (i = 0; i < n; i++)
 				if (!memcmp(keep[i], sqlite3_column_blob(st, 0), 32))
 					break;
-			if (i == l->n) {
+			if (i == n) {
 				memcpy(tag, sqlite3_column_blob(st, 0), 32);
 				found = 1;
 				break;
@@ -1463,47 +1356,343 @@ static int drop_gone(lama_search *x, const struct topic_list *l)
 	return rc;
 }
 
-int lama_search_sync(lama_session *s, lama_search *x, lama_search_progress progress, void *pctx)
+static int mark_built(lama_search *x)
 {
-	struct topic_list l = { 0 };
-	struct sync_ctx c;
-	int rc;
-
-	memset(&c, 0, sizeof(c));
-	c.x = x;
-	c.progress = progress;
-	c.pctx = pctx;
-	c.sealed.max = LAMA_BUF_MAX;
-	if ((rc = lama_chat_topics(s, list_topic, &l)))
-		goto out;
-	c.total = l.total;
-	/* the least recently active first, so the newest get the highest rows */
-	for (size_t i = l.n; i-- > 0 && !rc;)
-		rc = sync_topic(s, x, &l.t[i], &c);
-	if (!rc)
-		rc = drop_gone(x, &l);
-	if (!rc)
-		rc = exec(x, "INSERT OR REPLACE INTO meta(k, v) VALUES('built', 1)");
-	if (!rc && progress)
-		rc = progress(pctx, c.total, c.total);
-out:
-	lama_buf_release_wipe(&c.sealed);
-	lama_free(l.t);
-	return rc;
+	return exec(x, "INSERT OR REPLACE INTO meta(k, v) VALUES('built', 1)");
 }
 
-int lama_search_rebuild(lama_session *s, lama_search *x, lama_search_progress progress,
-			void *pctx)
+int lama_search_clear(lama_search *x)
 {
 	int rc = exec(x, "BEGIN IMMEDIATE; DELETE FROM docs; DELETE FROM topics;"
 		      "DELETE FROM meta WHERE k = 'built';"
 		      "INSERT INTO fts(fts) VALUES('delete-all'); COMMIT;");
 
-	if (rc) {
+	if (rc)
 		sqlite3_exec(x->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int lama_search_plan(lama_search *x, const struct lama_search_topic *t, size_t n, int mode,
+		     uint8_t *stale, size_t *nstale)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, rebuild = mode == LAMA_SEARCH_PLAN_REBUILD ||
+			  (mode == LAMA_SEARCH_PLAN_AUTO && !lama_search_is_built(x));
+
+	*nstale = 0;
+	for (size_t i = 0; i < n; i++)
+		if ((rc = check_topic(&t[i])))
+			return rc;
+	if (rebuild && (rc = lama_search_clear(x)))
+		return rc;
+	rc = sqlite3_prepare_v2(x->db, "SELECT 1 FROM topics WHERE tag = ?1 AND state = ?2", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sql_fail(x, rc, "prepare");
+	for (size_t i = 0; i < n; i++) {
+		uint8_t ttag[32], state[32];
+		char ttok[B32_LEN + 1];
+
+		stale[i] = 1;
+		if (!rebuild) {
+			tag_of_topic(x, t[i].id, strlen(t[i].id), ttag, ttok);
+			topic_state_hash(x, &t[i], state);
+			sqlite3_reset(st);
+			sqlite3_bind_blob(st, 1, ttag, 32, SQLITE_STATIC);
+			sqlite3_bind_blob(st, 2, state, 32, SQLITE_STATIC);
+			rc = sqlite3_step(st);
+			if (rc == SQLITE_ROW)
+				stale[i] = 0; /* unchanged since indexed */
+			else if (rc != SQLITE_DONE) {
+				rc = sql_fail(x, rc, "reading topics");
+				sqlite3_finalize(st);
+				return rc;
+			}
+		}
+		*nstale += stale[i];
+	}
+	sqlite3_finalize(st);
+	if ((rc = drop_gone(x, t, n)))
+		return rc;
+	return *nstale ? 0 : mark_built(x);
+}
+
+int lama_search_put_topic(lama_search *x, struct lama_search_put *p, const struct lama_search_doc *d,
+			  size_t n)
+{
+	struct lama_buf sealed = LAMA_BUF_INIT(LAMA_BUF_MAX);
+	sqlite3_stmt *st = NULL;
+	uint64_t base = p->base, next = p->next;
+	uint8_t ttag[32], state[32];
+	char ttok[B32_LEN + 1];
+	int rc;
+
+	if ((rc = check_topic(&p->topic)))
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = check_doc(&d[i])))
+			return rc;
+		if (strcmp(d[i].topic, p->topic.id))
+			return lama_error(LAMA_EINVAL, "search: a message of another topic in a topic's batch");
+	}
+	if (!(p->flags & LAMA_SEARCH_PUT_FIRST) &&
+	    (base > INT64_MAX || next > INT64_MAX || next < base))
+		return lama_error(LAMA_EINVAL, "search: a topic's rows are out of range");
+	if (p->topic.entries > INT64_MAX / 2)
+		return lama_error(LAMA_EINVAL, "search: a topic of %llu entries",
+				  (unsigned long long)p->topic.entries);
+	tag_of_topic(x, p->topic.id, strlen(p->topic.id), ttag, ttok);
+	if ((rc = begin(x)))
+		return rc;
+	if (p->flags & LAMA_SEARCH_PUT_FIRST) {
+		/* the topic's old rows go, and it gets a block of row numbers
+		 * above all others, in its time order: the newest rows are the
+		 * newest messages (see the ranking window) */
+		if (!(rc = remove_topic(x, ttag)) &&
+		    !(rc = count_sql(x, "SELECT coalesce(max(rowid), 0) FROM docs", &base)))
+			next = base + p->topic.entries + 2;
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		if (next)
+			next--;
+		/* a topic grown past its count since the plan: after all rows */
+		rc = add_one(x, &d[i], next > base ? (sqlite3_int64)next : 0, &sealed);
+	}
+	if (!rc && (p->flags & LAMA_SEARCH_PUT_LAST)) {
+		topic_state_hash(x, &p->topic, state);
+		rc = sqlite3_prepare_v2(x->db, "INSERT OR REPLACE INTO topics(tag, state) VALUES(?1, ?2)",
+					-1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_blob(st, 1, ttag, 32, SQLITE_STATIC);
+			sqlite3_bind_blob(st, 2, state, 32, SQLITE_STATIC);
+			rc = sqlite3_step(st);
+		}
+		rc = rc == SQLITE_DONE ? 0 : sql_fail(x, rc, "recording a topic");
+		sqlite3_finalize(st);
+	}
+	if (!rc && (p->flags & LAMA_SEARCH_PUT_BUILT))
+		rc = mark_built(x);
+	lama_buf_release_wipe(&sealed);
+	if ((rc = end(x, rc)))
+		return rc;
+	p->base = base;
+	p->next = next;
+	return 0;
+}
+
+/* ---- reading the archive in batches ---- */
+
+static int batch_message(void *ctx, const struct lama_message *m)
+{
+	struct lama_search_batch *b = ctx;
+	size_t len = m->deleted ? 0 : m->text_len;
+	int rc;
+
+	if (len > LAMA_SEARCH_TEXT_MAX)
+		len = LAMA_SEARCH_TEXT_MAX; /* the chat's own limit: never more */
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 64;
+		struct lama_search_doc *d = lama_realloc(b->d, cap * sizeof(*d));
+
+		if (!d)
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		b->d = d;
+		b->cap = cap;
+	}
+	/* texts are kept as offsets until the page is read (the buffer moves) */
+	b->d[b->n] = (struct lama_search_doc){ .id = m->id, .topic = b->topic, .sender = m->sender,
+					       .time = m->time, .text = NULL,
+					       .text_len = len };
+	b->d[b->n].text = (const char *)(uintptr_t)b->text.len;
+	if (len && (rc = lama_buf_add(&b->text, m->text, len)))
+		return rc;
+	b->n++;
+	b->last = m->id;
+	b->started = 1;
+	/* a page of long texts is cut short: batches stay a few MiB */
+	return b->text.len >= LAMA_SEARCH_BATCH_BYTES ? 1 : 0;
+}
+
+int lama_search_batch_read(lama_session *s, const struct lama_topic *t,
+			   struct lama_search_batch *b)
+{
+	lama_hash before = b->last;
+	int rc, more = 0;
+
+	b->n = 0;
+	lama_buf_truncate(&b->text, 0);
+	b->text.max = LAMA_BUF_MAX;
+	snprintf(b->topic, sizeof(b->topic), "%s", t->id);
+	rc = lama_chat_messages(s, t, b->started ? &before : NULL,
+				b->limit && b->limit < LAMA_SEARCH_BATCH ? b->limit : LAMA_SEARCH_BATCH,
+				batch_message, b, &more);
+	if (rc == 1) {
+		rc = 0;
+		more = 1;
+	}
+	if (rc) {
+		b->n = 0;
 		return rc;
 	}
-	return lama_search_sync(s, x, progress, pctx);
+	for (size_t i = 0; i < b->n; i++)
+		b->d[i].text = b->text.data ? b->text.data + (uintptr_t)b->d[i].text : "";
+	b->more = more && b->n > 0;
+	return 0;
+}
+
+void lama_search_batch_release(struct lama_search_batch *b)
+{
+	if (!b)
+		return;
+	lama_buf_release_wipe(&b->text);
+	lama_free(b->d);
+	memset(b, 0, sizeof(*b));
+}
+
+struct topic_list {
+	struct lama_search_topic *t;
+	char (*ids)[LAMA_TOPIC_ID_MAX + 1];
+	size_t n, cap;
+	uint64_t total;
+};
+
+static int list_topic(void *ctx, const struct lama_topic *t)
+{
+	struct topic_list *l = ctx;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct lama_search_topic *n = lama_realloc(l->t, cap * sizeof(*n));
+		char (*ids)[LAMA_TOPIC_ID_MAX + 1];
+
+		if (!n)
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		l->t = n;
+		if (!(ids = lama_realloc(l->ids, cap * sizeof(*ids))))
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		l->ids = ids;
+		l->cap = cap;
+	}
+	snprintf(l->ids[l->n], sizeof(l->ids[l->n]), "%s", t->id);
+	l->t[l->n].entries = t->entries;
+	l->t[l->n].last_time = t->last_time;
+	l->total += t->entries;
+	l->n++;
+	return 0;
+}
+
+int lama_search_topics(lama_session *s, struct lama_search_topic **out, size_t *n, uint64_t *total)
+{
+	struct topic_list l = { 0 };
+	int rc = lama_chat_topics(s, list_topic, &l);
+
+	*out = NULL;
+	*n = 0;
+	if (rc) {
+		lama_free(l.t);
+		lama_free(l.ids);
+		return rc;
+	}
+	/* one block: the ids after the array, so one lama_free frees all */
+	{
+		size_t head = l.n * sizeof(*l.t);
+		struct lama_search_topic *t = lama_malloc(head + l.n * sizeof(*l.ids) + 1);
+
+		if (!t) {
+			lama_free(l.t);
+			lama_free(l.ids);
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		}
+		if (l.n)
+			memcpy((char *)t + head, l.ids, l.n * sizeof(*l.ids));
+		for (size_t i = 0; i < l.n; i++) {
+			t[i] = l.t[i];
+			t[i].id = (char *)t + head + i * sizeof(*l.ids);
+		}
+		*out = t;
+	}
+	*n = l.n;
+	if (total)
+		*total = l.total;
+	lama_free(l.t);
+	lama_free(l.ids);
+	return 0;
+}
+
+/* One stale topic, batch after batch through lama_search_put_topic: what
+ * the index worker gets from the main process, here in one process. */
+static int sync_topic(lama_session *s, lama_search *x, const struct lama_search_topic *ts,
+		      int built, uint64_t *done, uint64_t total, lama_search_progress progress,
+		      void *pctx)
+{
+	struct lama_search_batch b;
+	struct lama_search_put put = { .topic = *ts, .flags = LAMA_SEARCH_PUT_FIRST };
+	struct lama_topic t;
+	int rc;
+
+	memset(&b, 0, sizeof(b));
+	memset(&t, 0, sizeof(t));
+	if ((rc = lama_chat_find(s, ts->id, &t)))
+		return rc;
+	do {
+		if ((rc = lama_search_batch_read(s, &t, &b)))
+			break;
+		if (!b.more)
+			put.flags |= LAMA_SEARCH_PUT_LAST | (built ? LAMA_SEARCH_PUT_BUILT : 0);
+		if ((rc = lama_search_put_topic(x, &put, b.d, b.n)))
+			break;
+		put.flags = 0;
+		*done += b.n;
+		if (progress && (rc = progress(pctx, *done, total)))
+			break;
+	} while (b.more);
+	lama_search_batch_release(&b);
+	lama_topic_release(&t);
+	return rc;
+}
+
+static int sync_mode(lama_session *s, lama_search *x, int mode, lama_search_progress progress,
+		     void *pctx)
+{
+	struct lama_search_topic *t = NULL;
+	uint8_t *stale = NULL;
+	uint64_t total = 0, done = 0;
+	size_t n = 0, nstale = 0, last = SIZE_MAX;
+	int rc;
+
+	if ((rc = lama_search_topics(s, &t, &n, &total)))
+		return rc;
+	if (!(stale = lama_calloc(n + 1, 1))) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = lama_search_plan(x, t, n, mode, stale, &nstale)))
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (stale[i] && last == SIZE_MAX)
+			last = i; /* the newest stale topic: it goes last */
+		else if (!stale[i])
+			done += t[i].entries;
+	/* the least recently active first, so the newest get the highest rows */
+	for (size_t i = n; i-- > 0 && !rc;)
+		if (stale[i])
+			rc = sync_topic(s, x, &t[i], i == last, &done, total, progress, pctx);
+	if (!rc && progress)
+		rc = progress(pctx, total, total);
+out:
+	lama_free(stale);
+	lama_free(t);
+	return rc;
+}
+
+int lama_search_sync(lama_session *s, lama_search *x, lama_search_progress progress, void *pctx)
+{
+	return sync_mode(s, x, LAMA_SEARCH_PLAN_SYNC, progress, pctx);
+}
+
+int lama_search_rebuild(lama_session *s, lama_search *x, lama_search_progress progress,
+			void *pctx)
+{
+	return sync_mode(s, x, LAMA_SEARCH_PLAN_REBUILD, progress, pctx);
 }
 
 /* ---- results with names, for lama search and query:search ---- */
@@ -1549,41 +1738,62 @@ static const char *title_of(struct found *f, const char *topic)
 	return n ? n : "?";
 }
 
-/* One hit as JSON, with the names: the shape of query:search's results
- * (docs/search.md). */
+/* One hit as JSON, gathered. */
 static int collect(void *ctx, const struct lama_search_hit *h)
 {
-	struct found *f = ctx;
-	json_t *o = lama_search_hit_json(h);
+	json_t *results = ctx, *o = lama_search_hit_json(h);
 
-	if (!o)
-		return lama_error(LAMA_ENOMEM, "out of memory");
-	if (json_object_set_new(o, "topic_title", json_string(title_of(f, h->topic))) ||
-	    json_object_set_new(o, "sender_name", json_string(name_of(f, &h->sender)))) {
-		json_decref(o);
-		return lama_error(LAMA_ENOMEM, "out of memory");
-	}
-	if (json_array_append_new(f->results, o))
+	if (!o || json_array_append_new(results, o))
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	return 0;
+}
+
+int lama_search_name_results(lama_session *s, json_t *results)
+{
+	struct found f = { .s = s, .names = json_object(), .titles = json_object() };
+	json_t *o;
+	size_t i;
+	int rc = 0;
+
+	if (!f.names || !f.titles)
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+	else if (!json_is_array(results))
+		rc = lama_error(LAMA_EFORMAT, "search: results are a list");
+	json_array_foreach(results, i, o) {
+		const char *topic = json_string_value(json_object_get(o, "topic"));
+		const char *sender = json_string_value(json_object_get(o, "sender"));
+		lama_hash who;
+
+		if (rc)
+			break;
+		if (!topic || !sender || lama_hash_parse(sender, strlen(sender), &who)) {
+			rc = lama_error(LAMA_EFORMAT, "search: a result without its topic or sender");
+			break;
+		}
+		if (json_object_set_new(o, "topic_title", json_string(title_of(&f, topic))) ||
+		    json_object_set_new(o, "sender_name", json_string(name_of(&f, &who))))
+			rc = lama_error(LAMA_ENOMEM, "out of memory");
+	}
+	json_decref(f.names);
+	json_decref(f.titles);
+	return rc;
 }
 
 int lama_search_query_json(lama_session *s, lama_search *x, const char *q, size_t n,
 			   const struct lama_search_opts *o, json_t **out)
 {
-	struct found f = { .s = s, .results = json_array(), .names = json_object(),
-			   .titles = json_object() };
+	json_t *results = json_array();
 	int rc = 0;
 
 	*out = NULL;
-	if (!f.results || !f.names || !f.titles)
+	if (!results)
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 	if (!rc)
-		rc = lama_search_query(x, q, n, o, collect, &f);
-	if (!rc && !(*out = json_pack("{s:s%, s:O}", "query", q, n, "results", f.results)))
+		rc = lama_search_query(x, q, n, o, collect, results);
+	if (!rc)
+		rc = lama_search_name_results(s, results);
+	if (!rc && !(*out = json_pack("{s:s%, s:O}", "query", q, n, "results", results)))
 		rc = lama_error(LAMA_EINVAL, "the query is not valid UTF-8 text");
-	json_decref(f.results);
-	json_decref(f.names);
-	json_decref(f.titles);
+	json_decref(results);
 	return rc;
 }

@@ -25,6 +25,8 @@
 #include <stdint.h>
 
 #include "account/account.h"
+#include "chat/chat.h"
+#include "util/buf.h"
 #include "util/hash.h"
 
 #define LAMA_SEARCH_QUERY_MAX 1024   /* bytes of a query */
@@ -74,6 +76,10 @@ int lama_search_add_batch(lama_search *x, const struct lama_search_doc *d, size_
  * process hands the index for a message sent, edited, deleted or received.
  * LAMA_EINVAL naming the member that is missing or malformed. */
 int lama_search_add_message(lama_search *x, const char *topic, const json_t *m);
+/* The document of such a MESSAGE (borrowing its strings): *removed 1
+ * when it is deleted or its text empty (only d->id is then set). */
+int lama_search_doc_of_message(const char *topic, const json_t *m, struct lama_search_doc *d,
+				int *removed);
 /* Forgets a message (deleted). 0 also when it was not indexed. */
 int lama_search_remove(lama_search *x, const lama_hash *id);
 /* Number of messages indexed. */
@@ -132,17 +138,101 @@ json_t *lama_search_hit_json(const struct lama_search_hit *h);
 int lama_search_query_json(lama_session *s, lama_search *x, const char *q, size_t n,
 			   const struct lama_search_opts *o, json_t **out);
 
+/* The hits of lama_search_hit_json in `results` (an array) get their
+ * names: topic_title and sender_name, looked up in the session (a person
+ * unknown there shows 12 hex digits, a topic gone "?"). What the main
+ * process adds to the index worker's answer. LAMA_EFORMAT for a hit
+ * without a topic or sender. */
+int lama_search_name_results(lama_session *s, json_t *results);
+
 /* Long work reports here: done of total (total 0 when unknown); a non-zero
  * return stops the work, which returns that value. */
 typedef int (*lama_search_progress)(void *ctx, uint64_t done, uint64_t total);
 
 /* Brings the index up to date with the archive: re-indexes every topic whose
  * messages changed since it was last indexed (all, the first time), through
- * the chat API, and forgets topics that are gone. */
+ * the chat API, and forgets topics that are gone. Built from the pieces
+ * below (lama_search_topics, lama_search_plan, lama_search_batch_read,
+ * lama_search_put_topic), which the index worker runs task by task. */
 int lama_search_sync(lama_session *s, lama_search *x, lama_search_progress progress, void *pctx);
 /* Forgets everything and indexes every message of every topic again. */
 int lama_search_rebuild(lama_session *s, lama_search *x, lama_search_progress progress,
 			void *pctx);
+/* Forgets everything (the index is then not built). */
+int lama_search_clear(lama_search *x);
+
+/* --- A sync in pieces: the main process reads the archive, the index
+ * (maybe in the index worker) writes. --- */
+
+/* A topic as the archive shows it now: what tells whether its rows are up
+ * to date. */
+struct lama_search_topic {
+	const char *id;         /* 1..LAMA_SEARCH_TOPIC_MAX bytes */
+	uint64_t entries;       /* messages and edits (lama_topic.entries) */
+	double last_time;       /* the newest entry's time */
+};
+
+/* Every topic of the session, newest activity first; *out is one block
+ * (ids inside), to lama_free; *total (may be NULL) the sum of entries. */
+int lama_search_topics(lama_session *s, struct lama_search_topic **out, size_t *n,
+		       uint64_t *total);
+
+#define LAMA_SEARCH_PLAN_SYNC 0    /* only what changed */
+#define LAMA_SEARCH_PLAN_REBUILD 1 /* empty the index first: all stale */
+#define LAMA_SEARCH_PLAN_AUTO 2    /* REBUILD when never built, else SYNC */
+
+/* Plans a sync over the session's topics t[0..n): stale[i] is 1 for each
+ * topic whose rows are not those of t[i] (entries and last time as last
+ * stored), else 0; *nstale counts them. Forgets the rows and states of
+ * topics not in t. Marks the index built when nothing is stale (else the
+ * last lama_search_put_topic does, with LAMA_SEARCH_PUT_BUILT). */
+int lama_search_plan(lama_search *x, const struct lama_search_topic *t, size_t n, int mode,
+		     uint8_t *stale, size_t *nstale);
+
+#define LAMA_SEARCH_PUT_FIRST 1u /* the topic's first batch: its old rows go */
+#define LAMA_SEARCH_PUT_LAST 2u  /* its last: its state is stored */
+#define LAMA_SEARCH_PUT_BUILT 4u /* the sync's last: the index is built */
+
+/* One batch of a topic's messages, newest first, for lama_search_put_topic.
+ * The rows of a topic are a block above all others in time order (the
+ * ranking window counts on it): base and next say where the batch goes;
+ * FIRST computes them, each document takes the row below next, and
+ * they come back for the next batch. */
+struct lama_search_put {
+	struct lama_search_topic topic;
+	unsigned flags;
+	uint64_t base, next;    /* in and out (in ignored with FIRST) */
+};
+
+/* Indexes d[0..n) (each of p->topic; an empty text: skipped, deleted) in
+ * one transaction, all or nothing: with FIRST the topic's rows are dropped
+ * first, with LAST its state is stored, with BUILT the index marked built.
+ * Idempotent: the same batch again gives the same rows. */
+int lama_search_put_topic(lama_search *x, struct lama_search_put *p, const struct lama_search_doc *d,
+			  size_t n);
+
+#define LAMA_SEARCH_BATCH 500                    /* messages read per batch */
+#define LAMA_SEARCH_BATCH_BYTES ((size_t)4 << 20) /* ...or this many bytes of text */
+
+/* A batch of one topic's messages read from the archive, newest first,
+ * copied (deleted ones as empty texts, so rows keep their places). Zero
+ * it before the first read; lama_search_batch_release after. */
+struct lama_search_batch {
+	struct lama_search_doc *d;   /* d[0..n), texts in `text` */
+	size_t n, cap;
+	struct lama_buf text;
+	char topic[LAMA_SEARCH_TOPIC_MAX + 1];
+	lama_hash last;              /* the cursor: the oldest read so far */
+	int started;
+	int more;                    /* older messages remain */
+	size_t limit;                /* messages per read; 0: LAMA_SEARCH_BATCH */
+};
+
+/* Reads the next batch of t (from the newest at the first call). */
+int lama_search_batch_read(lama_session *s, const struct lama_topic *t,
+			   struct lama_search_batch *b);
+void lama_search_batch_release(struct lama_search_batch *b);
+
 /* 1 if a sync or rebuild completed since the index was created, else 0. */
 int lama_search_is_built(lama_search *x);
 

@@ -19,6 +19,7 @@ static const struct {
 } kinds[] = {
 	{ "crypto", lama_worker_ops_crypto },
 	{ "sync", lama_worker_ops_sync },
+	{ "index", lama_worker_ops_index },
 	{ "test", lama_worker_ops_test },
 };
 

@@ -13,6 +13,9 @@ int lama_worker_ops_sync(const char *op, const void *in, size_t n, struct lama_b
 /* The index kind's vec_put, vec_remove, vec_query, vec_count, vec_close
  * (src/vector): keeps one index open between tasks. */
 int lama_worker_ops_vector(const char *op, const void *in, size_t n, struct lama_buf *out);
+/* The user's full-text index (src/search): add, query, count, plan,
+ * put_topic, close; keeps one index open between tasks. */
+int lama_worker_ops_index(const char *op, const void *in, size_t n, struct lama_buf *out);
 /* Only for tests: echo, pid, sleep, crash, garbage, hang; needs the fd to
  * write bad frames. */
 int lama_worker_ops_test(const char *op, const void *in, size_t n, struct lama_buf *out);

@@ -3,7 +3,10 @@
 # words, phrases, exclusions, OR, order by relevance, a topic filter, a
 # message sent a moment ago, edits and deletions followed, --json with
 # highlights, hostile queries as one-line errors, and nothing readable in
-# search.db, its WAL or shared memory.
+# search.db, its WAL or shared memory. Then through lama serve and its
+# index worker (search_serve.py): a build in the background while the
+# server answers, partial results meanwhile, exact ones after, a message
+# sent a moment ago, the worker killed (also mid-build), logout.
 . "$(dirname "$0")/lib.sh"
 export LAMA_NO_SERVER=1
 
@@ -140,4 +143,26 @@ m6=$(lama send "$tc" "while serving: a wombat")
 expect_fail lama search '"open'
 kill "$pid"
 wait "$pid" 2>/dev/null || true
+
+# lama serve's index worker (search_serve.py): a fresh folder of N
+# messages, never indexed, so the server builds the index when it starts
+export LAMA_HOME="$T/serve"
+N=10000
+lama register --name alice >/dev/null
+lama contacts add --name Bob >/dev/null
+lama contacts add --name Carol >/dev/null
+lama topic new --with Bob >/dev/null
+lama topic new --with Carol >/dev/null
+python3 -c "
+import sys
+for i in range(int(sys.argv[1])): print('message number %d about zebra%d and apples' % (i, i % 50))" "$N" |
+	lama send Bob --lines >/dev/null
+printf '%s\n' "one pavlova" "pavlova pavlova pavlova for Carol" "pavlova pavlova and cream" |
+	lama send Carol --lines >/dev/null
+"$LAMA_BIN" serve >"$T/serve.out" 2>"$T/serve.err" &
+pid=$!
+PYTHONPATH="$(dirname "$0")" python3 "$(dirname "$0")/search_serve.py" "$LAMA_HOME/lama.sock" "$pid" "$N" ||
+	fail "search through lama serve's index worker: $(cat "$T/serve.err")"
+kill "$pid"
+wait "$pid" || fail "lama serve did not exit 0: $(cat "$T/serve.err")"
 echo ok

@@ -630,13 +630,20 @@ static void test_keys_tamper(void **state)
 	assert_int_equal(q_rc("honey", NULL, 0, &g), LAMA_ECRYPTO);
 	/* other rows still answer */
 	assert_int_equal(q("coffee").n, 1);
-	/* an index made by another SQLite is marked for a rebuild */
+	/* an index made by another SQLite is emptied, for a sync to make again */
 	lama_search_close(x);
 	x = NULL;
 	assert_int_equal(rawsql("INSERT OR REPLACE INTO meta(k, v) VALUES('built', 1);"
 				"UPDATE meta SET v = '3.0.0' WHERE k = 'sqlite'"), SQLITE_OK);
 	assert_int_equal(lama_search_open_at(path, tkey, skey, &x), 0);
 	assert_int_equal(lama_search_is_built(x), 0);
+	{
+		uint64_t n = 1;
+
+		assert_int_equal(lama_search_count(x, &n), 0);
+		assert_int_equal(n, 0);
+		assert_int_equal(q("coffee").n, 0);
+	}
 	/* not an index at all */
 	lama_search_close(x);
 	x = NULL;

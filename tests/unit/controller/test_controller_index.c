@@ -1,0 +1,342 @@
+/* The controller with a real index worker ($LAMA_BIN under a real
+ * manager on a real loop): the index built in the background at login
+ * with progress updates, query:search answered late (partial while
+ * building), a message sent a moment ago found, the worker killed, a
+ * logout while a query waits (an error, never results, no progress
+ * after), and the in-process path without an index pool. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+
+#include <uv.h>
+
+#include "testutil.h"
+#include "chat/chat.h"
+#include "controller/controller.h"
+#include "leute/leute.h"
+#include "models/models.h"
+#include "util/err.h"
+#include "util/mem.h"
+#include "worker/worker.h"
+
+#define MESSAGES 3000
+
+static char home[4096], topic[300];
+static lama_session *s;
+static lama_ipc *d;
+static lama_controller *ctl;
+static lama_state *st;
+static lama_workers *w;
+static uv_loop_t loop;
+static json_t *pushes;  /* the listener's updates */
+static json_t *replies; /* late replies to the caller */
+static int listener, me;
+
+static int on_send(void *client, const char *text, size_t n)
+{
+	json_t *m = json_loadb(text, n, 0, NULL);
+
+	assert_non_null(m);
+	json_array_append(client == &listener ? pushes : replies, m);
+	json_decref(m);
+	return 0;
+}
+
+static void on_wake(uv_timer_t *h)
+{
+	(void)h;
+}
+
+/* Runs the loop for ms, or until arr (if given) holds want items. */
+static void run(unsigned ms, const json_t *arr, size_t want)
+{
+	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
+	uv_timer_t t;
+
+	uv_timer_init(&loop, &t);
+	uv_timer_start(&t, on_wake, 5, 5);
+	while (uv_hrtime() < end && (!arr || json_array_size(arr) < want))
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* The index's last progress update (done = total) has come. */
+static int built(void)
+{
+	const json_t *p;
+	size_t i;
+
+	json_array_foreach(pushes, i, p) {
+		const json_t *pl = json_object_get(p, "payload");
+
+		if (!strcmp(json_string_value(json_object_get(p, "channel")), "update:progress") &&
+		    !strcmp(json_string_value(json_object_get(pl, "task")), "index") &&
+		    json_integer_value(json_object_get(pl, "done")) ==
+			    json_integer_value(json_object_get(pl, "total")))
+			return 1;
+	}
+	return 0;
+}
+
+static size_t progress_count(void)
+{
+	const json_t *p;
+	size_t i, k = 0;
+
+	json_array_foreach(pushes, i, p)
+		k += !strcmp(json_string_value(json_object_get(p, "channel")), "update:progress");
+	return k;
+}
+
+/* A request; its immediate reply (new reference), or NULL when it is
+ * answered later. */
+static json_t *call(const char *fmt, ...)
+{
+	char req[8192], *reply = NULL;
+	size_t n = 0;
+	va_list ap;
+	json_t *r;
+
+	va_start(ap, fmt);
+	vsnprintf(req, sizeof(req), fmt, ap);
+	va_end(ap);
+	assert_int_equal(lama_ipc_handle(d, req, strlen(req), &me, &reply, &n), 0);
+	if (!reply)
+		return NULL;
+	r = json_loadb(reply, n, 0, NULL);
+	lama_free(reply);
+	assert_non_null(r);
+	return r;
+}
+
+/* A search answered late: its reply (new reference). */
+static json_t *search(const char *q, int limit)
+{
+	size_t before = json_array_size(replies);
+	json_t *r = call("{\"id\":7,\"channel\":\"query:search\",\"payload\":{\"query\":\"%s\",\"limit\":%d}}",
+			 q, limit);
+
+	assert_null(r); /* through the worker: later */
+	run(30000, replies, before + 1);
+	assert_int_equal(json_array_size(replies), before + 1);
+	r = json_incref(json_array_get(replies, before));
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 7);
+	return r;
+}
+
+static size_t nresults(const json_t *r)
+{
+	return json_array_size(json_object_get(json_object_get(r, "result"), "results"));
+}
+
+static int setup(void **state)
+{
+	struct lama_kdf_params p = lama_kdf_min();
+	struct lama_controller_config cfg = { .kdf = lama_kdf_min(), .send = on_send };
+	struct lama_outgoing *m = calloc(MESSAGES, sizeof(*m));
+	char (*texts)[64] = calloc(MESSAGES, 64);
+	struct lama_person bob;
+	struct lama_topic t;
+
+	(void)state;
+	if (lama_crypto_init())
+		fail_msg("crypto");
+	snprintf(home, sizeof(home), "%s", tu_tmpdir());
+	if (lama_account_register(home, "alice", "pw", 2, &p, &s) || lama_models_init(s) ||
+	    lama_leute_add_contact(s, "Bob", NULL, 0, NULL, &bob) ||
+	    lama_chat_create(s, NULL, &bob.person, 1, &t, NULL))
+		fail_msg("setup: %s", lama_errmsg());
+	for (int i = 0; i < MESSAGES; i++) {
+		snprintf(texts[i], 64, "message number %d about zebra%d", i, i % 50);
+		m[i].text = texts[i];
+	}
+	if (lama_chat_send(s, &t, m, MESSAGES, NULL))
+		fail_msg("send: %s", lama_errmsg());
+	snprintf(topic, sizeof(topic), "%s", t.id);
+	lama_topic_release(&t);
+	free(m);
+	free(texts);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	if (lama_ipc_new(&d) || lama_state_new(&st, on_send, 0, 0))
+		fail_msg("setup: %s", lama_errmsg());
+	cfg.home = home;
+	cfg.state = st;
+	cfg.loop = &loop;
+	if (lama_controller_new(&ctl, d, &cfg, s))
+		fail_msg("setup: %s", lama_errmsg());
+	s = NULL;
+	pushes = json_array();
+	replies = json_array();
+	assert_int_equal(lama_state_subscribe(st, &listener, NULL, 0, &(int){ 0 }), 0);
+	return 0;
+}
+
+static void start_workers(const char *kind)
+{
+	struct lama_worker_pool pool = { kind, 1, 0, 0 };
+
+	assert_int_equal(lama_workers_new(&w, &loop, getenv("LAMA_BIN"), &pool, 1), 0);
+	lama_controller_set_workers(ctl, w);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	lama_controller_set_workers(ctl, NULL);
+	lama_workers_close(w);
+	w = NULL;
+	lama_ipc_free(d);
+	lama_controller_free(ctl);
+	lama_state_free(st);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	json_decref(pushes);
+	json_decref(replies);
+	tu_rmtree(home);
+	return 0;
+}
+
+static void test_index_worker(void **state)
+{
+	json_t *r;
+	const json_t *res;
+	char text[128];
+	long pid;
+
+	(void)state;
+	start_workers("index"); /* logged in: the build starts now */
+	r = search("zebra7", 1000);
+	res = json_object_get(r, "result");
+	assert_non_null(res);
+	assert_true(json_is_true(json_object_get(res, "partial")));
+	assert_true(nresults(r) < MESSAGES / 50);
+	json_decref(r);
+	for (int i = 0; i < 6000 && !built(); i++)
+		run(10, NULL, 0);
+	assert_true(built());
+	assert_true(progress_count() >= 1);
+	r = search("zebra7", 1000);
+	assert_true(json_is_false(json_object_get(json_object_get(r, "result"), "partial")));
+	assert_int_equal(nresults(r), MESSAGES / 50);
+	res = json_array_get(json_object_get(json_object_get(r, "result"), "results"), 0);
+	assert_string_equal(json_string_value(json_object_get(res, "topic_title")), "Bob");
+	assert_string_equal(json_string_value(json_object_get(res, "sender_name")), "alice");
+	json_decref(r);
+	/* sent a moment ago: found */
+	r = call("{\"id\":8,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"%s\",\"text\":\"a quokka\"}}",
+		 topic);
+	assert_non_null(json_object_get(r, "result"));
+	json_decref(r);
+	r = search("quokka", 10);
+	assert_int_equal(nresults(r), 1);
+	json_decref(r);
+	/* a bad query: the worker's error, as the in-process one */
+	r = search("\\\"open", 10);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "error"), "code")),
+			    "invalid_payload");
+	json_decref(r);
+	/* the worker killed: search goes on */
+	{
+		json_t *stj = lama_workers_status(w);
+
+		pid = (long)json_integer_value(json_object_get(json_array_get(stj, 0), "pid"));
+		json_decref(stj);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+	r = search("zebra7", 1000);
+	assert_int_equal(nresults(r), MESSAGES / 50);
+	json_decref(r);
+	/* a client gone while its query waits: the answer is dropped */
+	{
+		size_t before = json_array_size(replies);
+
+		assert_null(call("{\"id\":11,\"channel\":\"query:search\",\"payload\":{\"query\":\"zebra7\"}}"));
+		lama_controller_forget(ctl, &me);
+		run(500, NULL, 0);
+		assert_int_equal(json_array_size(replies), before);
+	}
+	/* logout while a query waits: its reply is an error at once, and
+	 * nothing more comes (no results, no progress) */
+	snprintf(text, sizeof(text), "%zu", json_array_size(replies));
+	assert_null(call("{\"id\":9,\"channel\":\"query:search\",\"payload\":{\"query\":\"zebra7\"}}"));
+	r = call("{\"id\":10,\"channel\":\"action:logout\"}");
+	assert_non_null(json_object_get(r, "result"));
+	json_decref(r);
+	assert_int_equal(json_array_size(replies), (size_t)atol(text) + 1);
+	r = json_array_get(replies, json_array_size(replies) - 1);
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 9);
+	assert_non_null(json_object_get(r, "error"));
+	assert_null(json_object_get(r, "result"));
+	json_array_clear(pushes);
+	run(300, NULL, 0);
+	assert_int_equal(json_array_size(replies), (size_t)atol(text) + 1);
+	assert_int_equal(progress_count(), 0);
+}
+
+/* A login starts the build (the index was removed meanwhile); logging out
+ * in the middle drops it */
+static void test_logout_mid_build(void **state)
+{
+	json_t *r;
+	char path[4300];
+
+	(void)state;
+	start_workers("index");
+	r = call("{\"id\":1,\"channel\":\"action:logout\"}");
+	json_decref(r);
+	run(200, NULL, 0);
+	snprintf(path, sizeof(path), "rm -f %s/users/*/search.db*", home);
+	assert_int_equal(system(path), 0);
+	r = call("{\"id\":2,\"channel\":\"action:login\",\"payload\":{\"password\":\"pw\"}}");
+	json_decref(r);
+	if (!r) /* a login through a crypto pool would be late: none here */
+		fail_msg("login answered late");
+	json_array_clear(pushes);
+	run(30, NULL, 0);
+	r = call("{\"id\":3,\"channel\":\"action:logout\"}");
+	json_decref(r);
+	json_array_clear(pushes);
+	run(500, NULL, 0);
+	assert_int_equal(progress_count(), 0);
+	/* in again: built from where it stopped, right */
+	r = call("{\"id\":4,\"channel\":\"action:login\",\"payload\":{\"password\":\"pw\"}}");
+	json_decref(r);
+	for (int i = 0; i < 6000 && !built(); i++)
+		run(10, NULL, 0);
+	assert_true(built());
+	r = search("zebra7", 1000);
+	assert_int_equal(nresults(r), MESSAGES / 50);
+	json_decref(r);
+}
+
+/* Without an index pool: searched in the process, answered at once */
+static void test_in_process(void **state)
+{
+	json_t *r;
+
+	(void)state;
+	start_workers("sync");
+	r = call("{\"id\":1,\"channel\":\"query:search\",\"payload\":{\"query\":\"zebra7\",\"limit\":1000}}");
+	assert_non_null(r);
+	assert_int_equal(nresults(r), MESSAGES / 50);
+	assert_true(json_is_false(json_object_get(json_object_get(r, "result"), "partial")));
+	json_decref(r);
+	assert_int_equal(progress_count(), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_index_worker, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_logout_mid_build, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_in_process, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
