@@ -46,6 +46,26 @@ while time.time() < deadline:
     time.sleep(0.05)
 sys.exit(1)
 PY
+# a logout replaces every worker (what one caches between tasks, keys
+# included, goes with its process), without counting restarts
+python3 - "$LAMA_HOME/lama.sock" <<'PY' || fail "the workers were not all replaced at logout"
+import sys, time
+from ipc_client import Client
+c = Client(sys.argv[1])
+before = c.ok("query:getWorkers")["workers"]
+old = {w["pid"] for w in before}
+assert None not in old and len(old) >= 3, before  # crypto, sync, index
+c.ok("action:logout")
+deadline = time.time() + 10
+while time.time() < deadline:
+    ws = c.ok("query:getWorkers")["workers"]
+    if all(w["pid"] and w["pid"] not in old for w in ws):
+        assert [w["restarts"] for w in ws] == [w["restarts"] for w in before], (before, ws)
+        sys.exit(0)
+    time.sleep(0.05)
+print(before, ws, file=sys.stderr)
+sys.exit(1)
+PY
 lama workers --json >"$T/w.json"
 all=$(pids "$T/w.json")
 kill -TERM "$pid"
