@@ -763,6 +763,40 @@ void lama_blob_write_abort(lama_blob_writer *w)
 	writer_free(w);
 }
 
+static int blob_meta(lama_store *st, const lama_hash *hash, struct blob_meta *m, int counted);
+
+/* A record of this hash that the plain writer w (which computed the hash
+ * from what it stored) finds with another size or chunk count can never
+ * be read (chunks sealed elsewhere and stored under a hash they did not
+ * have): it goes, with its chunks, for w's. 1 when it went. */
+static int drop_broken(lama_blob_writer *w, const struct blob_meta *ours, const uint8_t key[32])
+{
+	lama_store *st = w->st;
+	struct blob_meta old;
+	sqlite3_stmt *s = NULL;
+	int rc = blob_meta(st, &ours->hash, &old, 0);
+
+	if (rc == LAMA_ECORRUPT || rc == LAMA_ECRYPTO)
+		return 0; /* unreadable for another reason: left to the check */
+	if (rc)
+		return rc;
+	if (old.size == ours->size && old.nchunks == ours->nchunks)
+		return 0;
+	s = store__stmt(st, S_CHUNK_DEL);
+	sqlite3_bind_blob(s, 1, old.bid, 16, SQLITE_STATIC);
+	rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store__dberr(st, "dropping a broken BLOB");
+	sqlite3_reset(s);
+	if (rc)
+		return rc;
+	/* rare: not worth a cached statement */
+	if (sqlite3_prepare_v2(st->db, "DELETE FROM blob WHERE key=?1", -1, &s, NULL) != SQLITE_OK)
+		return store__dberr(st, "dropping a broken BLOB");
+	sqlite3_bind_blob(s, 1, key, 32, SQLITE_STATIC);
+	rc = sqlite3_step(s) == SQLITE_DONE ? 1 : store__dberr(st, "dropping a broken BLOB");
+	sqlite3_finalize(s);
+	return rc;
+}
+
 /* Writes the record of a BLOB whose chunks are stored (m->hash set),
  * commits and frees the writer. */
 static int write_record(lama_blob_writer *w, struct blob_meta *mp, lama_hash *hash, int *is_new)
@@ -779,6 +813,13 @@ static int write_record(lama_blob_writer *w, struct blob_meta *mp, lama_hash *ha
 	memcpy(m.bid, w->bid, 16);
 	store__name(st, 'b', m.hash.b, 32, key);
 	exists = store__exists(st, S_BLOB_GET, key);
+	if (exists > 0 && w->mode != 2) {
+		rc = drop_broken(w, &m, key);
+		if (rc < 0)
+			goto fail;
+		exists = !rc;
+		rc = 0;
+	}
 	if (exists < 0) {
 		rc = exists;
 		goto fail;
@@ -861,6 +902,11 @@ int lama_blob_write_sealed(lama_blob_writer *w, const void *sealed, size_t n, in
 	if (!last && plain != LAMA_BLOB_CHUNK)
 		return lama_error(LAMA_EINVAL, "a BLOB chunk before the last holds %zu bytes, not %zu",
 				  plain, LAMA_BLOB_CHUNK);
+	/* the reader counts ceil(size / chunk) chunks: a BLOB of whole chunks
+	 * ends with a full one (only the empty BLOB has an empty chunk) */
+	if (last && plain == 0 && w->idx > 0)
+		return lama_error(LAMA_EINVAL, "an empty last BLOB chunk after full ones: the last "
+				  "full chunk is the last");
 	w->mode = 2;
 	w->ended = !!last;
 	w->size += plain;
@@ -874,6 +920,8 @@ int lama_blob_write_end_sealed(lama_blob_writer *w, const lama_hash *hash, int *
 
 	if (!rc && (w->mode != 2 || !w->ended))
 		rc = lama_error(LAMA_EINVAL, "the BLOB's last chunk is missing");
+	if (!rc && !hash)
+		rc = lama_error(LAMA_EINVAL, "a sealed BLOB needs its hash");
 	if (rc) {
 		lama_blob_write_abort(w);
 		return rc;
@@ -883,6 +931,13 @@ int lama_blob_write_end_sealed(lama_blob_writer *w, const lama_hash *hash, int *
 }
 
 int store__blob_meta(lama_store *st, const lama_hash *hash, struct blob_meta *m)
+{
+	return blob_meta(st, hash, m, 1);
+}
+
+/* The record of BLOB `hash`; `counted`: its chunk count checked against
+ * its size (what the reader needs). */
+static int blob_meta(lama_store *st, const lama_hash *hash, struct blob_meta *m, int counted)
 {
 	uint8_t key[32];
 	struct lama_buf pt = LAMA_BUF_INIT(256);
@@ -909,7 +964,8 @@ int store__blob_meta(lama_store *st, const lama_hash *hash, struct blob_meta *m)
 		meta_decode((const uint8_t *)pt.data, m);
 		if (!lama_hash_eq(&m->hash, hash))
 			rc = lama_error(LAMA_ECORRUPT, "BLOB %s: record names another BLOB", hex);
-		else if (m->nchunks != (m->size ? (m->size + LAMA_BLOB_CHUNK - 1) / LAMA_BLOB_CHUNK : 1))
+		else if (counted &&
+			 m->nchunks != (m->size ? (m->size + LAMA_BLOB_CHUNK - 1) / LAMA_BLOB_CHUNK : 1))
 			rc = lama_error(LAMA_ECORRUPT, "BLOB %s: bad chunk count", hex);
 	}
 	lama_buf_release(&pt);

@@ -87,7 +87,10 @@ typedef struct lama_blob_reader lama_blob_reader;
 int lama_blob_write_begin(lama_store *st, lama_blob_writer **out);
 int lama_blob_write(lama_blob_writer *w, const void *data, size_t n);
 /* Commits and frees the writer; *hash is the SHA-256 of all bytes written.
- * On failure nothing is stored and the writer is freed. */
+ * *is_new is 0 when that BLOB was stored already (the new chunks are
+ * dropped), unless the stored record has another size or chunk count (it
+ * cannot be read): then it is replaced. On failure nothing is stored and
+ * the writer is freed. */
 int lama_blob_write_end(lama_blob_writer *w, lama_hash *hash, int *is_new);
 void lama_blob_write_abort(lama_blob_writer *w);
 
@@ -96,8 +99,10 @@ void lama_blob_write_abort(lama_blob_writer *w);
  * under the storage key, the writer's group id (lama_blob_write_group)
  * and the chunk's index (0, 1, ... in the order they are stored), and
  * hands them in order. Every chunk but the last holds LAMA_BLOB_CHUNK
- * bytes of plaintext, the last one 0..LAMA_BLOB_CHUNK and last = 1; an
- * empty BLOB is one empty last chunk. The writer checks lengths and order
+ * bytes of plaintext, the last one 1..LAMA_BLOB_CHUNK and last = 1; an
+ * empty BLOB is one empty last chunk, and only it (a BLOB of whole chunks
+ * ends with a full one: an empty last chunk after it is LAMA_EINVAL, as
+ * the reader counts ceil(size / LAMA_BLOB_CHUNK) chunks). The writer checks lengths and order
  * (LAMA_EINVAL; it cannot decrypt what it is handed, so a chunk sealed
  * under another key, group or index is found by the reader, as
  * LAMA_ECORRUPT). A writer takes either lama_blob_write or sealed chunks,
@@ -108,7 +113,10 @@ int lama_blob_write_sealed(lama_blob_writer *w, const void *sealed, size_t n, in
  * plaintext, which the caller computed (the writer never sees it). A wrong
  * hash stores a BLOB that fails to read (the reader compares the whole
  * hash), and if a BLOB of that hash exists the new chunks are dropped: only
- * pass hashes you computed. LAMA_EINVAL before the last chunk. */
+ * pass hashes you computed (a later plain write of the content replaces
+ * such a record when its size differs, not when only its bytes do).
+ * LAMA_EINVAL before the last chunk, or for a NULL hash; on any failure
+ * the writer is aborted and freed. */
 int lama_blob_write_end_sealed(lama_blob_writer *w, const lama_hash *hash, int *is_new);
 
 /* One BLOB chunk in the store's format (docs/storage.md#blobs), without a

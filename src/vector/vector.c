@@ -167,8 +167,14 @@ static int model_reserve(struct model *m, size_t need)
 		return 0;
 	while (cap < need)
 		cap = cap < 4096 ? cap * 2 : cap + cap / 2;
-	if (!(p = lama_realloc(m->vec, cap * m->stride * sizeof(float))))
+	/* not realloc: the old vectors are wiped before they are freed */
+	if (!(p = lama_malloc(cap * m->stride * sizeof(float))))
 		return lama_error(LAMA_ENOMEM, "out of memory for vectors");
+	if (m->vec) {
+		memcpy(p, m->vec, m->n * m->stride * sizeof(float));
+		lama_wipe(m->vec, m->cap * m->stride * sizeof(float));
+		lama_free(m->vec);
+	}
 	m->vec = p;
 	if (!(p = lama_realloc(m->ids, cap * sizeof(*m->ids))))
 		return lama_error(LAMA_ENOMEM, "out of memory for vectors");
@@ -453,6 +459,10 @@ static int open_row(lama_vector *v, const void *sealed, size_t n, const void *ta
 		return lama_error(LAMA_ECORRUPT, "vector index: a row has a bad tag: delete the index and embed again");
 	if (n < LAMA_AEAD_OVERHEAD + 1 + 32 + 1 + 1 + 1 + 1 + 4 + 4 || n > LAMA_AEAD_OVERHEAD + REC_MAX)
 		return lama_error(LAMA_ECORRUPT, "vector index: a sealed vector has a bad size: delete the index and embed again");
+	/* a buffer too small for this row is freed wiped, not moved by
+	 * realloc with the last row's plaintext in it */
+	if (b->cap < n + 1)
+		lama_buf_release_wipe(b);
 	lama_buf_truncate(b, 0);
 	if ((rc = lama_buf_grow(b, n)))
 		return rc;
@@ -474,7 +484,8 @@ static int open_row(lama_vector *v, const void *sealed, size_t n, const void *ta
 	r->model[ml] = 0;
 	p += ml;
 	r->topic_len = *p++;
-	if (r->topic_len == 0 || r->topic_len + 4 > (size_t)(e - p) ||
+	if (r->topic_len == 0 || r->topic_len > LAMA_VECTOR_TOPIC_MAX ||
+	    r->topic_len + 4 > (size_t)(e - p) ||
 	    memchr(p, 0, r->topic_len))
 		return lama_error(LAMA_ECORRUPT, BAD_ROW);
 	r->topic = (const char *)p;
@@ -601,27 +612,46 @@ static int count_rows(lama_vector *v, uint64_t *n)
 	return rc == SQLITE_OK ? 0 : sql_fail(v, rc, "counting");
 }
 
+/* apply_row and read_rows, in a refresh only: memory between two of the
+ * other connection's writes would pass a limit, read the whole file. */
+#define NEED_RELOAD 1
+
 /* Puts an opened row into memory (at load or refresh), checked as a row
- * from the file must be. */
+ * from the file must be. A refresh reads the rows written since, each as
+ * it is now, on top of an older copy: a row may name a model while
+ * another item, whose own row comes later, still holds that model's old
+ * dimension or the last free model place in memory, so there a limit
+ * passed is NEED_RELOAD, not damage (a fresh read checks it truly). */
 static int apply_row(lama_vector *v, const struct rec *r, int fresh)
 {
 	struct model *m;
 	const struct slot *s;
 	uint8_t tt[TOPIC_TAG];
+	uint32_t cur;
 	int rc;
 
 	s = fresh ? NULL : map_get(v, &r->id);
 	if (fresh && map_get(v, &r->id))
 		return lama_error(LAMA_ECORRUPT, BAD_ROW);
-	if (!s && v->mapn >= LAMA_VECTOR_COUNT_MAX)
-		return lama_error(LAMA_ECORRUPT, "vector index: over %d items", LAMA_VECTOR_COUNT_MAX);
-	if (!(m = find_model(v, r->model)) && !(m = model_new(v, r->model, r->dim)))
-		return lama_error(LAMA_ECORRUPT, "vector index: over %d models", LAMA_VECTOR_MODELS_MAX);
-	if (m->dim != r->dim || normalize(r->vec, r->dim, r->dim, NULL, "a row"))
+	if (normalize(r->vec, r->dim, r->dim, NULL, "a row"))
 		return lama_error(LAMA_ECORRUPT, BAD_ROW);
-	if (v->floats + m->stride > LAMA_VECTOR_FLOATS_MAX)
-		return lama_error(LAMA_ECORRUPT, "vector index: over %llu components",
-				  (unsigned long long)LAMA_VECTOR_FLOATS_MAX);
+	if (!s && v->mapn >= LAMA_VECTOR_COUNT_MAX)
+		return fresh ? lama_error(LAMA_ECORRUPT, "vector index: over %d items",
+					  LAMA_VECTOR_COUNT_MAX) : NEED_RELOAD;
+	/* models emptied by the rows before (moved items) free their places
+	 * and names now: this row may bring one back with another dimension */
+	if (!fresh)
+		sweep_models(v);
+	if (!(m = find_model(v, r->model)) && !(m = model_new(v, r->model, r->dim)))
+		return fresh ? lama_error(LAMA_ECORRUPT, "vector index: over %d models",
+					  LAMA_VECTOR_MODELS_MAX) : NEED_RELOAD;
+	if (m->dim != r->dim)
+		return fresh ? lama_error(LAMA_ECORRUPT, BAD_ROW) : NEED_RELOAD;
+	/* an item replaced gives its old place back */
+	cur = s ? v->m[s->model - 1].stride : 0;
+	if (v->floats - cur + m->stride > LAMA_VECTOR_FLOATS_MAX)
+		return fresh ? lama_error(LAMA_ECORRUPT, "vector index: over %llu components",
+					  (unsigned long long)LAMA_VECTOR_FLOATS_MAX) : NEED_RELOAD;
 	if ((rc = model_reserve(m, m->n + 1)) || (rc = map_reserve(v, 1)))
 		return rc;
 	topic_tag(v, r->topic, r->topic_len, tt);
@@ -629,14 +659,15 @@ static int apply_row(lama_vector *v, const struct rec *r, int fresh)
 	return 0;
 }
 
-/* Reads the rows written after seq `after` (all: -1) into memory. */
+/* Reads the rows written after seq `after` (all: -1) into memory, in the
+ * order they were written. NEED_RELOAD as apply_row. */
 static int read_rows(lama_vector *v, sqlite3_int64 after, int fresh)
 {
 	struct lama_buf b = LAMA_BUF_INIT(LAMA_AEAD_OVERHEAD + REC_MAX + 1);
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = sqlite3_prepare_v2(v->db, "SELECT tag, sealed FROM vecs WHERE seq > ?1", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(v->db, "SELECT tag, sealed FROM vecs WHERE seq > ?1 ORDER BY seq, rowid", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return sql_fail(v, rc, "reading");
 	sqlite3_bind_int64(st, 1, after);
@@ -810,10 +841,13 @@ static int refresh(lama_vector *v)
 		if ((rc = read_gone(v, v->seq)))
 			goto out;
 		sweep_models(v);
-		if ((rc = read_rows(v, v->seq, 0)))
-			goto out;
-		sweep_models(v);
-		v->seq = seq;
+		rc = read_rows(v, v->seq, 0);
+		if (rc == NEED_RELOAD) {
+			rc = reload(v, seq);
+		} else if (!rc) {
+			sweep_models(v);
+			v->seq = seq;
+		}
 	}
 out:
 	if (own)

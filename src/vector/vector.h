@@ -82,10 +82,14 @@ int lama_vector_remove(lama_vector *v, const lama_hash *ids, size_t n, size_t *r
 /* Several processes may hold the same file open (a pool of index
  * workers): each keeps its own copy in memory. Put, remove and query
  * first check SQLite's data_version and, when another connection has
- * committed since, read the whole file again (~0.5 s for 100,000 x 384;
- * docs/vector.md, "Several workers"). Count and dim answer from memory:
+ * committed since, read the rows and removals it wrote since (the whole
+ * file, ~0.5 s for 100,000 x 384, when the removals needed were pruned or
+ * the rows read one by one would pass a limit; docs/vector.md, "Several
+ * workers"). Count and dim answer from memory:
  * call this first for an up-to-date answer. Errors as lama_vector_open_at;
- * on failure the old copy stays and the next call tries again. */
+ * on failure memory may hold part of what was read (count and dim show
+ * it; put, remove and query refresh first and fail likewise) and the next
+ * call reads again from where the last whole read ended. */
 int lama_vector_refresh(lama_vector *v);
 /* Items of `model`, or of all models when model is NULL. */
 uint64_t lama_vector_count(lama_vector *v, const char *model);

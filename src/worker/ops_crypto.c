@@ -459,6 +459,16 @@ static int op_blob(struct lama_rd *r, struct lama_buf *out, int seal)
 					r->op, i, plain, LAMA_BLOB_CHUNK);
 			goto out;
 		}
+		/* and a BLOB of whole chunks ends with a full one: the store
+		 * reads ceil(size / chunk) chunks, so only an empty BLOB (index
+		 * 0) has an empty last chunk */
+		if (c[i].tag && plain == 0 && first + i > 0) {
+			rc = lama_error(seal ? LAMA_EINVAL : LAMA_ECRYPTO,
+					"%s: chunk %u (index %llu) is an empty last chunk: only an "
+					"empty BLOB, at index 0, has one",
+					r->op, i, (unsigned long long)(first + i));
+			goto out;
+		}
 		need += 4 + (seal ? plain + LAMA_BLOB_CHUNK_OVERHEAD : plain);
 	}
 	if ((rc = lama_rd_end(r)))

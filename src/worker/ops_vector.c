@@ -231,6 +231,10 @@ out:
 	if (f)
 		lama_wipe(f, floats * sizeof(float));
 	lama_free(f);
+	/* and the topic ids and model names */
+	if (names)
+		lama_wipe(names, (size_t)(count ? count : 1) *
+				 (LAMA_VECTOR_MODEL_MAX + LAMA_VECTOR_TOPIC_MAX + 2));
 	lama_free(names);
 	lama_free(it);
 	return rc;
@@ -320,7 +324,11 @@ out:
 	if (q)
 		lama_wipe(q, (size_t)dim * sizeof(float));
 	lama_free(q);
+	/* which messages are nearest a question says much of both */
+	if (hits)
+		lama_wipe(hits, (size_t)k * sizeof(*hits));
 	lama_free(hits);
+	lama_wipe(topic, sizeof(topic));
 	return rc;
 }
 

@@ -3,7 +3,9 @@
  * stored with lama_blob_write_sealed: read back whole at every size
  * around the chunk boundaries; the chunks the plain writer stores open
  * with lama_blob_chunk_open (one format); dedupe, abort, a wrong hash,
- * chunks sealed for another place; the store's check passes or flags. */
+ * chunks sealed for another place; the store's check passes or flags;
+ * an empty last chunk after full ones refused, a broken record replaced
+ * by the plain writer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -198,12 +200,96 @@ static void test_sealed_dedupe_abort_wrong(void **state)
 	free(d);
 }
 
+/* Stores data[0..n) with the plain writer; its rc. */
+static int put_plain(lama_store *st, const uint8_t *data, size_t n, lama_hash *h, int *is_new)
+{
+	lama_blob_writer *w;
+
+	assert_int_equal(lama_blob_write_begin(st, &w), 0);
+	assert_int_equal(lama_blob_write(w, data, n), 0);
+	return lama_blob_write_end(w, h, is_new);
+}
+
+/* A BLOB of whole chunks ends with a full chunk: an empty last chunk
+ * after one is refused (the reader counts ceil(size / chunk) chunks, so
+ * the BLOB would be stored and never read, and a plain write of the same
+ * content then dropped as a duplicate); no hash is refused; a plain
+ * writer replaces a record of its hash whose size disagrees. */
+static void test_sealed_empty_last(void **state)
+{
+	struct fx f;
+	uint8_t *d = pattern(C, 6), *back, bid[16];
+	uint8_t *ct = malloc(C + LAMA_BLOB_CHUNK_OVERHEAD);
+	lama_blob_writer *w;
+	lama_hash h, h2;
+	size_t got;
+	int is_new = -1;
+
+	(void)state;
+	fx_open(&f);
+	lama_sha256(d, C, &h);
+	assert_int_equal(lama_blob_write_begin(f.st, &w), 0);
+	lama_blob_write_group(w, bid);
+	assert_int_equal(lama_blob_chunk_seal(ct, d, C, K_ENC, bid, 0, 0), 0);
+	assert_int_equal(lama_blob_write_sealed(w, ct, C + LAMA_BLOB_CHUNK_OVERHEAD, 0), 0);
+	assert_int_equal(lama_blob_chunk_seal(ct, d, 0, K_ENC, bid, 1, 1), 0);
+	assert_int_equal(lama_blob_write_sealed(w, ct, LAMA_BLOB_CHUNK_OVERHEAD, 1), LAMA_EINVAL);
+	assert_non_null(strstr(lama_errmsg(), "empty last"));
+	/* not ended: no record can be written */
+	assert_int_equal(lama_blob_write_end_sealed(w, &h, &is_new), LAMA_EINVAL);
+	assert_int_equal(fx_count(&f, "SELECT count(*) FROM chunk"), 0);
+	assert_int_equal(lama_store_has(f.st, &h), 0);
+	/* the plain writer stores it, readable */
+	assert_int_equal(put_plain(f.st, d, C, &h2, &is_new), 0);
+	assert_int_equal(is_new, 1);
+	assert_int_equal(read_all(f.st, &h, &back, &got), 0);
+	assert_int_equal(got, C);
+	assert_memory_equal(back, d, C);
+	free(back);
+	fx_done(&f);
+
+	/* no hash: refused, the writer freed (ASan sees a leak or a crash) */
+	fx_open(&f);
+	assert_int_equal(lama_blob_write_begin(f.st, &w), 0);
+	lama_blob_write_group(w, bid);
+	assert_int_equal(lama_blob_chunk_seal(ct, d, 5, K_ENC, bid, 0, 1), 0);
+	assert_int_equal(lama_blob_write_sealed(w, ct, 5 + LAMA_BLOB_CHUNK_OVERHEAD, 1), 0);
+	assert_int_equal(lama_blob_write_end_sealed(w, NULL, &is_new), LAMA_EINVAL);
+	assert_int_equal(fx_count(&f, "SELECT count(*) FROM chunk"), 0);
+
+	/* 100 bytes of another content stored under h: unreadable; the plain
+	 * writer of h's content replaces it (record and chunks) */
+	assert_int_equal(put_sealed(f.st, d + 7, 100, &h, 0, &is_new), 0);
+	assert_int_equal(is_new, 1);
+	assert_int_equal(read_all(f.st, &h, &back, &got), LAMA_ECORRUPT);
+	free(back);
+	assert_int_equal(put_plain(f.st, d, C, &h2, &is_new), 0);
+	assert_int_equal(is_new, 1);
+	assert_int_equal(fx_count(&f, "SELECT count(*) FROM chunk"), 1);
+	assert_int_equal(fx_count(&f, "SELECT count(*) FROM blob"), 1);
+	assert_int_equal(read_all(f.st, &h, &back, &got), 0);
+	assert_int_equal(got, C);
+	assert_memory_equal(back, d, C);
+	free(back);
+	/* a good record stays: the same content again is a duplicate */
+	assert_int_equal(put_plain(f.st, d, C, &h2, &is_new), 0);
+	assert_int_equal(is_new, 0);
+	assert_int_equal(put_sealed(f.st, d, C, &h, 0, &is_new), 0);
+	assert_int_equal(is_new, 0);
+	assert_int_equal(fx_count(&f, "SELECT count(*) FROM chunk"), 1);
+	fx_check_ok(&f);
+	fx_done(&f);
+	free(ct);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sealed_sizes),
 		cmocka_unit_test(test_one_format),
 		cmocka_unit_test(test_sealed_dedupe_abort_wrong),
+		cmocka_unit_test(test_sealed_empty_last),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

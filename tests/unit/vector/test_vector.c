@@ -620,7 +620,7 @@ static void test_two_handles_churn(void **state)
 	assert_int_equal(lama_vector_refresh(w), 0);
 	assert_int_equal(lama_vector_count(w, "m"), want[1]);
 	assert_int_equal(lama_vector_count(w, "m2"), want[2]);
-	/* a tombstone altered: refused, and the old copy kept */
+	/* a tombstone altered: refused, and again on the next call */
 	{
 		lama_hash gone = hid(5000000);
 		size_t c = lama_vector_count(w, NULL);
@@ -638,6 +638,183 @@ static void test_two_handles_churn(void **state)
 
 /* ---- keys, tampering, the file ---- */
 
+
+/* Puts one item through handle h (another connection than v's). */
+static void hput(lama_vector *h, unsigned id, const char *model, uint32_t dim)
+{
+	float f[16];
+	struct lama_vector_item it;
+
+	for (uint32_t i = 0; i < dim; i++)
+		f[i] = (float)(id + i + 1);
+	it = (struct lama_vector_item){ hid(id), "t", model, f, dim };
+	if (lama_vector_put(h, &it))
+		fail_msg("put %u %s: %s", id, model, lama_errmsg());
+}
+
+/* The one hit of model's query for item id's own vector, through v. */
+static void expect_top(const char *model, unsigned id, uint32_t dim, size_t count)
+{
+	struct lama_vector_hit h[4];
+	float f[16];
+
+	for (uint32_t i = 0; i < dim; i++)
+		f[i] = (float)(id + i + 1);
+	assert_int_equal(query(model, f, dim, 4, NULL, h), count);
+	assert_int_equal(idnum(&h[0].id), id);
+	assert_true(h[0].score > 0.9999f);
+}
+
+/* Another connection's moves that leave a model empty, then reuse its
+ * place or its name, read by an incremental refresh: the emptied model is
+ * freed before a later row needs a model, and a state between two of the
+ * other's writes that would pass a limit is read whole instead. */
+static void test_two_handles_models(void **state)
+{
+	lama_vector *w = NULL;
+	char name[16];
+
+	(void)state;
+	/* v holds m0..m15, X (id 0) alone in m0; w moves X to m1, then puts
+	 * Y (100) in a new m16, in m0's freed place */
+	for (unsigned i = 0; i < 16; i++) {
+		snprintf(name, sizeof(name), "m%u", i);
+		hput(v, i, name, 4);
+	}
+	assert_int_equal(lama_vector_open_at(path, key, &w), 0);
+	hput(w, 0, "m1", 4);
+	hput(w, 100, "m16", 4);
+	if (lama_vector_refresh(v))
+		fail_msg("refresh: %s", lama_errmsg());
+	assert_int_equal(lama_vector_count(v, NULL), 17);
+	assert_int_equal(lama_vector_count(v, "m0"), 0);
+	assert_int_equal(lama_vector_count(v, "m1"), 2);
+	expect_top("m16", 100, 4, 1);
+	/* the rows in another order than their models allow one by one: w
+	 * moves 2 out of m2 (its only item) to m3, puts 101 in a new m17,
+	 * then 2 again, into m17. v reads 101's row first (2's row is the
+	 * last write's), while its copy still has 2 in m2: 17 models for a
+	 * moment, so it reads the whole file */
+	hput(w, 2, "m3", 4);
+	hput(w, 101, "m17", 4);
+	hput(w, 2, "m17", 4);
+	if (lama_vector_refresh(v))
+		fail_msg("refresh: %s", lama_errmsg());
+	assert_int_equal(lama_vector_count(v, NULL), 18);
+	assert_int_equal(lama_vector_count(v, "m2"), 0);
+	assert_int_equal(lama_vector_count(v, "m17"), 2);
+	expect_top("m17", 101, 4, 2);
+	expect_top("m3", 3, 4, 1);
+	lama_vector_close(w);
+	reopen();
+	assert_int_equal(lama_vector_count(v, NULL), 18);
+	expect_top("m17", 101, 4, 2);
+}
+
+/* As above, a model's name brought back with another dimension. */
+static void test_two_handles_dims(void **state)
+{
+	lama_vector *w = NULL;
+
+	(void)state;
+	/* v holds X (id 200) alone in "d" (4) and 201 in "e" (8); w moves X
+	 * to "e", then puts 202 in "d" with 6 dimensions */
+	hput(v, 200, "d", 4);
+	hput(v, 201, "e", 8);
+	assert_int_equal(lama_vector_open_at(path, key, &w), 0);
+	hput(w, 200, "e", 8);
+	hput(w, 202, "d", 6);
+	if (lama_vector_refresh(v))
+		fail_msg("refresh: %s", lama_errmsg());
+	assert_int_equal(lama_vector_dim(v, "d"), 6);
+	assert_int_equal(lama_vector_count(v, "e"), 2);
+	expect_top("d", 202, 6, 1);
+	/* the same with the row of the emptied model's last item after the
+	 * new dimension's (301 put again in "e" last): when v reads 302's
+	 * row, its copy still has 301 in "f" with 4 dimensions */
+	hput(v, 300, "f", 4);
+	hput(v, 301, "f", 4);
+	if (lama_vector_refresh(w))
+		fail_msg("refresh: %s", lama_errmsg());
+	hput(w, 300, "e", 8);
+	hput(w, 301, "e", 8);
+	hput(w, 302, "f", 5);
+	hput(w, 301, "e", 8);
+	if (lama_vector_refresh(v))
+		fail_msg("refresh: %s", lama_errmsg());
+	assert_int_equal(lama_vector_dim(v, "f"), 5);
+	assert_int_equal(lama_vector_count(v, "f"), 1);
+	assert_int_equal(lama_vector_count(v, "e"), 4);
+	expect_top("f", 302, 5, 1);
+	lama_vector_close(w);
+	/* and the file reads alike from the start */
+	reopen();
+	assert_int_equal(lama_vector_count(v, NULL), 6);
+	expect_top("f", 302, 5, 1);
+}
+
+/* A row sealed under the right key whose topic length (one byte) passes
+ * the limit: refused as malformed, nothing copied past the topic's room. */
+static void test_long_topic_row(void **state)
+{
+	uint8_t row[32], seal[32], tag[32], in[33], ad[14 + 32];
+	uint8_t pt[1 + 32 + 1 + 1 + 1 + 255 + 4 + 4], ct[sizeof(pt) + LAMA_AEAD_OVERHEAD];
+	lama_hash id = hid(9);
+	float one = 1;
+	uint8_t *p = pt;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	(void)state;
+	lama_vector_close(v);
+	v = NULL;
+	/* the documented format (docs/vector.md, "The file") */
+	lama_kdf_derive(row, 1, "lamavrow", key);
+	lama_kdf_derive(seal, 2, "lamavsea", key);
+	in[0] = 'v';
+	memcpy(in + 1, id.b, 32);
+	lama_keyed_hash(tag, in, sizeof(in), row);
+	*p++ = 1;
+	memcpy(p, id.b, 32);
+	p += 32;
+	*p++ = 1;
+	*p++ = 'm';
+	*p++ = 255;
+	memset(p, 'x', 255);
+	p += 255;
+	*p++ = 0;
+	*p++ = 0;
+	*p++ = 0;
+	*p++ = 1;
+	memcpy(p, &one, 4);
+	memcpy(ad, "lama vector v1", 14);
+	memcpy(ad + 14, tag, 32);
+	assert_int_equal(lama_aead_seal(ct, pt, sizeof(pt), ad, sizeof(ad), seal), 0);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO vecs(tag, seq, sealed) VALUES(?1, 0, ?2)",
+					    -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, tag, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, ct, sizeof(ct), SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_int_equal(lama_vector_open_at(path, key, &v), LAMA_ECORRUPT);
+	assert_null(v);
+	assert_non_null(strstr(lama_errmsg(), "malformed"));
+	/* 200 bytes is a topic: the same row with one opens */
+	pt[1 + 32 + 1 + 1] = 200;
+	memmove(pt + 1 + 32 + 1 + 1 + 1 + 200, pt + 1 + 32 + 1 + 1 + 1 + 255, 8);
+	assert_int_equal(lama_aead_seal(ct, pt, sizeof(pt) - 55, ad, sizeof(ad), seal), 0);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "UPDATE vecs SET sealed = ?1", -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, ct, sizeof(ct) - 55, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	reopen();
+	assert_int_equal(lama_vector_count(v, "m"), 1);
+}
 
 static void test_keys_tamper(void **state)
 {
@@ -952,6 +1129,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_churn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_handles_churn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_handles_models, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_handles_dims, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_topic_row, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_tamper, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_at_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),

@@ -937,6 +937,39 @@ static void test_blob_ops(void **state)
 		res_free(&r);
 		free(bigp);
 	}
+	/* an empty last chunk: only the empty BLOB's (index 0); after full
+	 * chunks, in the batch or from an earlier one, the store could not
+	 * read the BLOB (it counts ceil(size / chunk) chunks) */
+	{
+		size_t e[2] = { C, 0 }, e1[1] = { 0 }, se[1] = { LAMA_BLOB_CHUNK_OVERHEAD };
+		int l01[2] = { 0, 1 };
+		const uint8_t *d2[2] = { pt[0], pt[0] };
+		uint8_t ct[LAMA_BLOB_CHUNK_OVERHEAD];
+		const uint8_t *ctp[1] = { ct };
+
+		blob_in(&in, KEY, BID, 0, e, l01, 2, d2);
+		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
+		assert_non_null(strstr(r.msg, "chunk 1 (index 1) is an empty last chunk"));
+		res_free(&r);
+		blob_in(&in, KEY, BID, 3, e1, last + 2, 1, d2);
+		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
+		res_free(&r);
+		blob_in(&in, KEY, BID, 0, e1, last + 2, 1, d2);
+		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), 0);
+		assert_int_equal(r.n, 4 + LAMA_BLOB_CHUNK_OVERHEAD);
+		res_free(&r);
+		/* one sealed here at index 1 does not open either */
+		assert_int_equal(lama_blob_chunk_seal(ct, pt[0], 0, KEY, BID, 1, 1), 0);
+		blob_in(&in, KEY, BID, 1, se, last + 2, 1, ctp);
+		assert_int_equal(call(&loop, m, "blob_open", &in, &o), LAMA_ECRYPTO);
+		assert_non_null(strstr(o.msg, "empty last chunk"));
+		res_free(&o);
+		assert_int_equal(lama_blob_chunk_seal(ct, pt[0], 0, KEY, BID, 0, 1), 0);
+		blob_in(&in, KEY, BID, 0, se, last + 2, 1, ctp);
+		assert_int_equal(call(&loop, m, "blob_open", &in, &o), 0);
+		assert_int_equal(o.n, 4);
+		res_free(&o);
+	}
 	for (int i = 0; i < 3; i++) {
 		free(pt[i]);
 		free(sealed[i]);
