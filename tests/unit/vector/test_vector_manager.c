@@ -1,14 +1,9 @@
-/* The vector ops through the real worker manager, on a real loop, with a
- * real worker process that is killed and replaced.
- *
- * The index kind's table lives in child.c (another branch adds it), so
- * this test is its own worker: run as `test_vector_manager worker KIND
- * PID` (how the manager starts a worker) it serves frames on fd 3 with
- * lama_worker_ops_vector, under the kind name "sync" that the manager
- * knows on every branch. What is tested is the ops' side of the contract:
- * the inputs and outputs pass the manager's frames whole, the key travels
- * in every task, and a replacement worker, knowing nothing, opens the
- * file again and answers the same. */
+/* The vector ops through the real worker manager, on a real loop, with
+ * the real lama binary ($LAMA_BIN) as an `index` worker that is killed and
+ * replaced: the inputs and outputs pass the manager's frames whole, the
+ * index kind routes vec_* ops to lama_worker_ops_vector, the key travels
+ * in every task, and a replacement worker, knowing nothing, opens the file
+ * again and answers the same. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +13,6 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -29,103 +23,10 @@
 #include "util/err.h"
 #include "util/mem.h"
 #include "vector/vector.h"
-#include "worker/frame.h"
+#include "worker/frame.h" /* lama_put_u32, lama_get_u32/u64 */
 #include "worker/ops.h"
 #include "worker/worker.h"
 
-/* ---- the worker side ---- */
-
-static int read_full(int fd, void *p, size_t n)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t r = read(fd, (char *)p + got, n - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r == 0 && got == 0 ? 0 : -1;
-		got += (size_t)r;
-	}
-	return 1;
-}
-
-static int write_full(int fd, const void *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p = (const char *)p + w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int send_frame(int fd, unsigned type, uint64_t id, const char *op, const void *p, size_t n)
-{
-	uint8_t head[4 + LAMA_FRAME_HEAD + LAMA_WORKER_OP_MAX];
-	size_t h = lama_frame_head(head, type, id, op, op ? strlen(op) : 0, n);
-
-	return write_full(fd, head, h) || write_full(fd, p, n) ? -1 : 0;
-}
-
-static int serve_worker(const char *kind)
-{
-	uint8_t hello[5], len4[4];
-
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (lama_crypto_init())
-		return 1;
-	lama_put_u32(hello, (uint32_t)getpid());
-	hello[4] = LAMA_FRAME_VERSION;
-	if (send_frame(3, LAMA_FRAME_HELLO, 0, kind, hello, 5))
-		return 1;
-	for (;;) {
-		struct lama_buf out = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
-		struct lama_frame f;
-		char op[LAMA_WORKER_OP_MAX + 1];
-		uint8_t *body;
-		uint32_t len;
-		int r = read_full(3, len4, 4), rc;
-
-		if (r == 0)
-			break;
-		len = lama_get_u32(len4);
-		if (r < 0 || len < LAMA_FRAME_HEAD || len > LAMA_FRAME_LEN_MAX || !(body = malloc(len)))
-			return 1;
-		if (read_full(3, body, len) != 1 || lama_frame_parse(body, len, &f))
-			return 1;
-		if (f.type != LAMA_FRAME_TASK) {
-			free(body);
-			continue;
-		}
-		memcpy(op, f.op, f.oplen);
-		op[f.oplen] = 0;
-		rc = lama_worker_ops_vector(op, f.payload, f.n, &out);
-		if (rc == 0) {
-			rc = send_frame(3, LAMA_FRAME_RESULT, f.id, NULL, out.data ? out.data : "", out.len);
-		} else {
-			uint8_t e[4 + LAMA_FRAME_MSG_MAX];
-			size_t ml = strnlen(lama_errmsg(), LAMA_FRAME_MSG_MAX);
-
-			lama_put_u32(e, (uint32_t)(int32_t)rc);
-			memcpy(e + 4, lama_errmsg(), ml);
-			rc = send_frame(3, LAMA_FRAME_ERROR, f.id, NULL, e, 4 + ml);
-		}
-		lama_wipe(body, len);
-		free(body);
-		lama_buf_release_wipe(&out);
-		if (rc)
-			return 1;
-	}
-	lama_worker_ops_vector("vec_close", "", 0, NULL);
-	return 0;
-}
 
 /* ---- the manager side ---- */
 
@@ -164,7 +65,7 @@ static int call(uv_loop_t *loop, lama_workers *m, const char *op, const struct l
 
 	free(r->out);
 	memset(r, 0, sizeof(*r));
-	assert_int_equal(lama_workers_submit(m, "sync", op, in->data, in->len, LAMA_TASK_IDEMPOTENT, 0,
+	assert_int_equal(lama_workers_submit(m, "index", op, in->data, in->len, LAMA_TASK_IDEMPOTENT, 0,
 					     on_done, r, NULL), 0);
 	uv_timer_init(loop, &t);
 	uv_timer_start(&t, on_wake, 5, 5);
@@ -230,7 +131,7 @@ static void query_in(struct lama_buf *b, const float *q)
 
 static void test_through_manager(void **state)
 {
-	struct lama_worker_pool p = { "sync", 1, 0, 0 };
+	struct lama_worker_pool p = { "index", 1, 0, 0 };
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
 	static float vecs[500][32];
 	uv_loop_t loop;
@@ -247,7 +148,7 @@ static void test_through_manager(void **state)
 	snprintf(path, sizeof(path), "%s/vectors.db", dir);
 	memset(key, 0x33, 32);
 	uv_loop_init(&loop);
-	assert_int_equal(lama_workers_new(&m, &loop, "/proc/self/exe", &p, 1), 0);
+	assert_int_equal(lama_workers_new(&m, &loop, getenv("LAMA_BIN"), &p, 1), 0);
 	/* 500 vectors in one task */
 	target(&in);
 	put_u32(&in, 500);
@@ -316,13 +217,11 @@ static void test_through_manager(void **state)
 	tu_rmtree(dir);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_through_manager),
 	};
 
-	if (argc == 4 && !strcmp(argv[1], "worker"))
-		return serve_worker(argv[2]);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
