@@ -183,7 +183,8 @@ static void batch_obj(struct batch *b, lama_session *s, json_t *o, lama_hash *h)
 	struct lama_buf md = LAMA_BUF_INIT(LAMA_BUF_MAX);
 	lama_hash x;
 
-	assert_int_equal(lama_object_microdata(lama_session_recipes(s), o, &md), 0);
+	if (lama_object_microdata(lama_session_recipes(s), o, &md))
+		fail_msg("microdata: %s", lama_errmsg());
 	lama_sha256(md.data, md.len, &x);
 	batch_add(b, 1, &x, md.data, md.len);
 	if (h)
@@ -1163,6 +1164,15 @@ static void test_hostile(void **state)
 	in.data[4 + strlen(lama_session_dir(alice)) + 3] ^= 1;
 	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_EAUTH);
 	res_free(&r);
+	{
+		/* the input is checked whole before the archive is opened: a
+		 * malformed batch under wrong keys is malformed */
+		struct lama_buf t = in;
+
+		t.len--;
+		assert_int_equal(call("sync", "apply", &t, 0, &r), LAMA_EINVAL);
+		res_free(&r);
+	}
 	in.data[4 + strlen(lama_session_dir(alice)) + 3] ^= 1;
 	assert_int_equal(stored(&b), 0);
 	/* a folder with no archive, an empty one, a NUL in it */
@@ -1546,6 +1556,40 @@ static void test_apply_merge_subset(void **state)
 	batch_free(&b);
 }
 
+static int keys_cb_count(void *ctx, const char *type, const lama_hash *src)
+{
+	(void)type;
+	(void)src;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+/* A versioned object of a type the archive keeps no reverse maps for
+ * (Leute), arriving without a version node: no reverse-map row per
+ * contact, as lama_archive_put_version would store it. */
+static void test_apply_unindexed(void **state)
+{
+	struct batch b = { 0 };
+	struct res r;
+	lama_hash someone, other;
+	size_t n = 0;
+
+	(void)state;
+	lama_sha256("someone", 7, &someone);
+	lama_sha256("other", 5, &other);
+	batch_obj(&b, bob, json_pack("{s:s, s:s, s:s, s:[s], s:[]}", "$type$", "Leute", "appId",
+				     "one.leute", "me", hexs(&someone), "other", hexs(&other),
+				     "group"), NULL);
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	res_free(&r);
+	assert_int_equal(stored(&b), 1);
+	assert_int_equal(lama_archive_referrers(lama_session_archive(alice), &other, NULL, keys_cb_count,
+						&n), 0);
+	assert_int_equal(n, 0);
+	batch_free(&b);
+}
+
 /* Over 8 MiB in a batch of several: refused before anything is read. */
 static void test_apply_bytes_cap(void **state)
 {
@@ -1627,6 +1671,7 @@ int main(void)
 		cmocka_unit_test(test_apply_merge_lying),
 		cmocka_unit_test(test_apply_merge_subset),
 		cmocka_unit_test(test_apply_bytes_cap),
+		cmocka_unit_test(test_apply_unindexed),
 		cmocka_unit_test(test_chain_verify),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_apply_concurrent),
