@@ -804,7 +804,17 @@ static int apply_change(struct apply *ap, struct item *it)
 	return note_id(ap, &info.id_hash);
 }
 
-static int node_of_id(struct apply *ap, const lama_hash *node, const lama_hash *id, double *depth)
+static int find_src(void *ctx, const char *type, const lama_hash *src)
+{
+	(void)type;
+	return lama_hash_eq(ctx, src);
+}
+
+/* Node `node` is a version node whose data has ID id; *recorded: it is in
+ * the history here (a referrer of the ID as its type), not a node stored
+ * as an object only (a merge that was not the one made here). */
+static int node_of_id(struct apply *ap, const lama_hash *node, const lama_hash *id, double *depth,
+		      int *recorded)
 {
 	json_t *n = NULL, *data = NULL;
 	lama_hash dh, pid;
@@ -820,15 +830,15 @@ static int node_of_id(struct apply *ap, const lama_hash *node, const lama_hash *
 		rc = lama_error(LAMA_EINVAL, "a version of another ID");
 	if (!rc)
 		*depth = json_number_value(json_object_get(n, "depth"));
+	if (!rc) {
+		*recorded = lama_store_refs(lama_session_store(ap->s), id, type_of(n), find_src,
+					    (void *)node);
+		if (*recorded < 0)
+			rc = *recorded;
+	}
 	json_decref(n);
 	json_decref(data);
 	return rc;
-}
-
-static int find_src(void *ctx, const char *type, const lama_hash *src)
-{
-	(void)type;
-	return lama_hash_eq(ctx, src);
 }
 
 static int has_hash(const lama_hash *v, size_t n, const lama_hash *h)
@@ -853,7 +863,7 @@ static int apply_merge(struct apply *ap, struct item *it)
 	json_t *data = NULL;
 	double max = -1, d = 0;
 	size_t i, nh = 0, m = 0, nn = 0;
-	int rc, known;
+	int rc, known, recorded = 0;
 
 	if (get_hash(it->obj, "data", &dh) || json_array_size(set) < 2)
 		return refuse(it, LAMA_EINVAL, "is a merge without valid references");
@@ -868,14 +878,13 @@ static int apply_merge(struct apply *ap, struct item *it)
 	if (!(named = lama_calloc(json_array_size(set), sizeof(*named))))
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	json_array_foreach(set, i, v) {
-		struct item *ni;
 		lama_hash ph;
 
 		if (str_hash(v, &ph)) {
 			rc = refuse(it, LAMA_EINVAL, "is a merge naming a node that is no hash");
 			goto out;
 		}
-		rc = node_of_id(ap, &ph, &id, &d);
+		rc = node_of_id(ap, &ph, &id, &d, &recorded);
 		if (rc == LAMA_ENOMEM || rc == LAMA_EIO)
 			goto out;
 		if (rc) {
@@ -884,8 +893,9 @@ static int apply_merge(struct apply *ap, struct item *it)
 		}
 		if (d > max)
 			max = d;
-		/* a merge of a merge that was not made here is not made here */
-		if ((ni = find_item(ap, &ph)) && ni->check == CHECK_MERGE_OTHER)
+		/* a merge of a node that is no version here (a merge that was
+		 * not the one made here) is not made here */
+		if (!recorded)
 			it->check = CHECK_MERGE_OTHER;
 		if (!has_hash(named, nn, &ph))
 			named[nn++] = ph;
