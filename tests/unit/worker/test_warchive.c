@@ -1431,6 +1431,18 @@ static void test_sig_claimed(void **state)
 		if (i != at)
 			assert_int_equal(check_of(&r, &b, i), 0);
 	res_free(&r);
+	{
+		/* claimed is not trusted: nobody certified dan's key */
+		struct lama_trust_root root = { 0 };
+		struct lama_trust_result t;
+		uint8_t rsk[64];
+
+		root.person = *lama_session_person(alice);
+		root.nkeys = 1;
+		assert_int_equal(lama_sign_keypair(root.keys[0], rsk), 0);
+		assert_int_equal(lama_trust_affirmed(lama_session_archive(alice), &root, NOW, &x, &t), 0);
+		assert_int_not_equal(t.reason, LAMA_TRUST_VALID);
+	}
 	batch_free(&b);
 }
 
