@@ -113,14 +113,27 @@ static int op_hash_batch(struct lama_rd *r, struct lama_buf *out)
 
 enum { ITEM_OBJECT = 1, ITEM_ID = 2, ITEM_CLOB = 3 };
 enum { NODE_NONE, NODE_EDGE, NODE_CHANGE, NODE_MERGE };
+/* what apply found checking an item (the output's second byte per item) */
+enum {
+	CHECK_NONE = 0,       /* nothing to check beyond the rest */
+	CHECK_SIG_OK = 1,     /* a Signature that verifies with a claimed key */
+	CHECK_SIG_UNKNOWN = 2, /* a Signature not decided: more claimed keys than read */
+	CHECK_MERGE_OK = 3,   /* a merge node that is the merge made here */
+	CHECK_MERGE_OTHER = 4, /* a merge node other than the one made here: not a version */
+};
 
-#define APPLY_KEY_WORK 4096 /* candidate keys loaded and tried per signature */
-#define APPLY_REFS_MAX 256  /* Keys or Profiles of an issuer read from the archive */
-#define APPLY_DESC_MAX 256  /* descriptions read per Profile */
+/* The main loop's writes wait for apply's transaction: a batch is bounded
+ * so that it stays short. */
+#define APPLY_ITEMS_MAX 4096
+#define APPLY_BYTES_MAX ((size_t)8 << 20)
+#define APPLY_WORK_MAX 16384 /* key holders loaded and signatures tried per batch */
+#define APPLY_REFS_MAX 256   /* Keys or Profiles of an issuer read from the archive */
+#define APPLY_DESC_MAX 256   /* descriptions read per Profile */
 
 struct item {
 	uint32_t index; /* in the batch, for messages */
 	uint8_t kind;
+	uint8_t check; /* CHECK_* */
 	lama_hash hash;
 	const uint8_t *p;
 	uint32_t n;
@@ -130,6 +143,24 @@ struct item {
 	double depth;
 	int was;       /* stored before the batch */
 	int named;     /* the data of an edge or change of the batch */
+	lama_hash issuer; /* of a Signature */
+	uint8_t sig[LAMA_SIG_BYTES];
+	char msg[LAMA_HASH_HEX + 1];
+};
+
+/* A signing key someone claims: the publicSignKey of a Keys object the
+ * owner owns, or a SignKey of a Profile whose personId and owner are the
+ * owner. more: not a key but a mark that the owner claims more keys than
+ * were read. */
+struct claimed {
+	lama_hash owner;
+	uint8_t pk[LAMA_SIGN_PK_BYTES];
+	uint8_t more;
+};
+
+struct kvec {
+	struct claimed *v;
+	size_t n, cap;
 };
 
 struct apply {
@@ -141,6 +172,8 @@ struct apply {
 	struct item **by_hash; /* sorted by hash, to find an item */
 	lama_hash *ids;        /* the IDs whose versions arrived */
 	size_t nids;
+	struct kvec bkeys;     /* the batch's claimed keys, by owner */
+	size_t work;           /* of APPLY_WORK_MAX */
 };
 
 static const char *type_of(const json_t *o)
@@ -150,14 +183,18 @@ static const char *type_of(const json_t *o)
 	return t ? t : "";
 }
 
-/* A field holding a hash; 0 or -1. */
-static int get_hash(const json_t *o, const char *field, lama_hash *h)
+/* A hash held in a JSON string; 0 or -1. */
+static int str_hash(const json_t *v, lama_hash *h)
 {
-	const json_t *v = json_object_get(o, field);
-
 	return json_is_string(v) && !lama_hash_parse(json_string_value(v), json_string_length(v), h)
 		       ? 0
 		       : -1;
+}
+
+/* A field holding a hash; 0 or -1. */
+static int get_hash(const json_t *o, const char *field, lama_hash *h)
+{
+	return str_hash(json_object_get(o, field), h);
 }
 
 /* Exactly 2n lower-case hex digits (as trust writes keys and signatures). */
@@ -221,136 +258,269 @@ static int refuse(const struct item *it, int code, const char *why)
 
 /* -- signatures -- */
 
-struct keyctx {
-	struct apply *ap;
-	const lama_hash *issuer;
-	const uint8_t *sig;
-	char msg[LAMA_HASH_HEX + 1];
-	size_t work, known;
-	int ok;
-};
-
-static void try_key(struct keyctx *k, const json_t *v)
+static int kvec_push(struct kvec *k, const struct claimed *c)
 {
-	uint8_t pk[LAMA_SIGN_PK_BYTES];
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? 2 * k->cap : 16;
+		struct claimed *v = lama_realloc(k->v, cap * sizeof(*v));
 
-	k->work++;
-	if (lc_hex(v, pk, sizeof(pk)))
-		return; /* a key lama cannot read is no key */
-	k->known++;
-	if (lama_verify(k->sig, k->msg, LAMA_HASH_HEX, pk) == 0)
-		k->ok = 1;
+		if (!v)
+			return lama_error(LAMA_ENOMEM, "out of memory");
+		k->v = v;
+		k->cap = cap;
+	}
+	k->v[k->n++] = *c;
+	return 0;
 }
 
-/* A Keys object owned by the issuer, or a Profile of the issuer with its
- * SignKey descriptions. Failing loads are no keys; < 0 only for errors
- * that are not about the object (memory, I/O). */
-static int try_holder(struct keyctx *k, const json_t *o)
+static int kvec_add(struct kvec *k, const lama_hash *owner, const json_t *key, int more)
 {
-	lama_hash owner;
+	struct claimed c = { .owner = *owner, .more = (uint8_t)more };
+
+	if (!more && lc_hex(key, c.pk, sizeof(c.pk)))
+		return 0; /* a key lama cannot read is no key */
+	return kvec_push(k, &c);
+}
+
+/* Adds the keys holder o claims for its owner to k (when want is NULL or
+ * that owner): a Keys object's publicSignKey, a Profile's SignKeys if its
+ * personId and owner are the same person. Objects that do not load are
+ * no keys; < 0 only for errors that are not about the object (memory,
+ * I/O). Loading a description costs work; past the budget, a `more`
+ * mark stands for the keys not read. */
+static int holder_keys(struct apply *ap, const json_t *o, const lama_hash *want, struct kvec *k)
+{
+	const json_t *desc;
+	lama_hash owner, person;
+	int rc;
 
 	if (!strcmp(type_of(o), "Keys")) {
-		if (!get_hash(o, "owner", &owner) && lama_hash_eq(&owner, k->issuer))
-			try_key(k, json_object_get(o, "publicSignKey"));
-		return 0;
+		if (get_hash(o, "owner", &owner) || (want && !lama_hash_eq(&owner, want)))
+			return 0;
+		return kvec_add(k, &owner, json_object_get(o, "publicSignKey"), 0);
 	}
-	if (strcmp(type_of(o), "Profile") || get_hash(o, "personId", &owner) ||
-	    !lama_hash_eq(&owner, k->issuer))
+	if (strcmp(type_of(o), "Profile") || get_hash(o, "personId", &person) ||
+	    get_hash(o, "owner", &owner) || !lama_hash_eq(&owner, &person) ||
+	    (want && !lama_hash_eq(&owner, want)))
 		return 0;
-	const json_t *desc = json_object_get(o, "personDescription");
-
-	for (size_t j = 0; j < json_array_size(desc) && j < APPLY_DESC_MAX && !k->ok; j++) {
-		const json_t *dv = json_array_get(desc, j);
+	desc = json_object_get(o, "personDescription");
+	for (size_t j = 0; j < json_array_size(desc); j++) {
 		json_t *d = NULL;
 		lama_hash dh;
-		int rc;
 
-		if (k->work++ >= APPLY_KEY_WORK)
-			return 0;
-		if (!json_is_string(dv) || lama_hash_parse(json_string_value(dv), json_string_length(dv), &dh))
+		if (j >= APPLY_DESC_MAX || ap->work >= APPLY_WORK_MAX)
+			return kvec_add(k, &owner, NULL, 1);
+		if (str_hash(json_array_get(desc, j), &dh))
 			continue;
-		rc = load_obj(k->ap, &dh, &d);
+		ap->work++;
+		rc = load_obj(ap, &dh, &d);
 		if (rc == LAMA_ENOMEM || rc == LAMA_EIO)
 			return rc;
 		lama_error_clear();
-		if (!rc && !strcmp(type_of(d), "SignKey"))
-			try_key(k, json_object_get(d, "key"));
+		/* a description that does not load is no key */
+		rc = !rc && !strcmp(type_of(d), "SignKey")
+			     ? kvec_add(k, &owner, json_object_get(d, "key"), 0)
+			     : 0;
 		json_decref(d);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
 
+static int claimed_cmp(const void *x, const void *y)
+{
+	return memcmp(((const struct claimed *)x)->owner.b, ((const struct claimed *)y)->owner.b,
+		      LAMA_HASH_BYTES);
+}
+
+/* The batch's key holders, indexed by owner once per batch. */
+static int index_batch_keys(struct apply *ap)
+{
+	int rc;
+
+	for (uint32_t i = 0; i < ap->count; i++)
+		if (ap->items[i].obj && (rc = holder_keys(ap, ap->items[i].obj, NULL, &ap->bkeys)))
+			return rc;
+	if (ap->bkeys.n)
+		qsort(ap->bkeys.v, ap->bkeys.n, sizeof(*ap->bkeys.v), claimed_cmp);
+	return 0;
+}
+
+struct issuer_ctx {
+	struct apply *ap;
+	const lama_hash *issuer;
+	struct kvec *k;
+};
+
+/* A Keys or Profile referring to the issuer in the archive (the batch's
+ * were indexed already). */
 static int holder_ref(void *ctx, const char *type, const lama_hash *src)
 {
-	struct keyctx *k = ctx;
+	struct issuer_ctx *c = ctx;
 	json_t *o = NULL;
 	int rc;
 
 	(void)type;
-	if (k->ok || k->work++ >= APPLY_KEY_WORK)
-		return 1; /* stop */
-	if (find_item(k->ap, src))
-		return 0; /* tried with the batch already */
-	rc = lama_archive_get(k->ap->a, src, &o);
+	if (find_item(c->ap, src))
+		return 0;
+	if (c->ap->work >= APPLY_WORK_MAX) {
+		rc = kvec_add(c->k, c->issuer, NULL, 1);
+		return rc < 0 ? rc : 1; /* stop */
+	}
+	c->ap->work++;
+	rc = lama_archive_get(c->ap->a, src, &o);
 	if (rc == LAMA_ENOMEM || rc == LAMA_EIO)
 		return rc;
 	lama_error_clear();
-	if (!rc)
-		rc = try_holder(k, o);
+	/* what does not load is no key holder */
+	rc = rc ? 0 : holder_keys(c->ap, o, c->issuer, c->k);
 	json_decref(o);
-	return rc < 0 ? rc : k->ok;
+	return rc;
 }
 
-/* A Signature {issuer, data, signature} must verify with some key of its
- * issuer that the batch or the archive holds (whether that key is trusted
- * is a question for lama_trust_verify: chain_verify). */
-static int check_signature(struct apply *ap, struct item *it)
+/* Every key claimed for the issuer, in the batch or the archive, into k
+ * (with a `more` mark when there are more than were read). */
+static int issuer_keys(struct apply *ap, const lama_hash *issuer, struct kvec *k)
 {
-	uint8_t sig[LAMA_SIG_BYTES];
-	struct keyctx k = { .ap = ap, .sig = sig };
-	lama_hash issuer, data;
+	const char *types[2] = { "Keys", "Profile" };
+	struct issuer_ctx c = { ap, issuer, k };
+	size_t lo = 0, hi = ap->bkeys.n;
 	int rc;
 
-	if (get_hash(it->obj, "issuer", &issuer) || get_hash(it->obj, "data", &data))
+	while (lo < hi) { /* the first of the issuer's */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (memcmp(ap->bkeys.v[mid].owner.b, issuer->b, LAMA_HASH_BYTES) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < ap->bkeys.n && lama_hash_eq(&ap->bkeys.v[lo].owner, issuer); lo++)
+		if ((rc = kvec_push(k, &ap->bkeys.v[lo])))
+			return rc;
+	for (int t = 0; t < 2; t++) {
+		int truncated = 0;
+
+		rc = lama_archive_referrers_max(ap->a, issuer, types[t], APPLY_REFS_MAX, holder_ref,
+						&c, &truncated);
+		if (rc < 0)
+			return rc;
+		if (truncated && (rc = kvec_add(k, issuer, NULL, 1)))
+			return rc;
+	}
+	return 0;
+}
+
+/* A Signature's fields; its check waits for the keys. */
+static int read_signature(struct item *it)
+{
+	lama_hash data;
+
+	if (get_hash(it->obj, "issuer", &it->issuer) || get_hash(it->obj, "data", &data))
 		return refuse(it, LAMA_EINVAL, "is a Signature without a valid issuer or data");
-	if (lc_hex(json_object_get(it->obj, "signature"), sig, sizeof(sig)))
+	if (lc_hex(json_object_get(it->obj, "signature"), it->sig, sizeof(it->sig)))
 		return refuse(it, LAMA_EINVAL, "is a Signature whose signature is not 128 lower-case hex digits");
-	k.issuer = &issuer;
-	lama_hash_hex(&data, k.msg);
-	for (uint32_t i = 0; i < ap->count && !k.ok && k.work < APPLY_KEY_WORK; i++)
-		if (ap->items[i].obj && (rc = try_holder(&k, ap->items[i].obj)))
-			return rc;
-	if (!k.ok && k.work < APPLY_KEY_WORK) {
-		rc = lama_archive_referrers_max(ap->a, &issuer, "Keys", APPLY_REFS_MAX, holder_ref, &k, NULL);
-		if (rc < 0)
-			return rc;
+	lama_hash_hex(&data, it->msg);
+	return 0;
+}
+
+static int sig_cmp(const void *x, const void *y)
+{
+	const struct item *a = *(struct item *const *)x, *b = *(struct item *const *)y;
+	int c = memcmp(a->issuer.b, b->issuer.b, LAMA_HASH_BYTES);
+
+	return c ? c : (a->index > b->index) - (a->index < b->index);
+}
+
+/* One Signature against its issuer's claimed keys k. */
+static int check_signature(struct apply *ap, struct item *it, const struct kvec *k)
+{
+	int keys = 0, more = 0;
+
+	for (size_t i = 0; i < k->n; i++) {
+		if (k->v[i].more) {
+			more = 1;
+			continue;
+		}
+		keys = 1;
+		if (ap->work >= APPLY_WORK_MAX) {
+			more = 1;
+			break;
+		}
+		ap->work++;
+		if (lama_verify(it->sig, it->msg, LAMA_HASH_HEX, k->v[i].pk) == 0) {
+			it->check = CHECK_SIG_OK;
+			return 0;
+		}
 	}
-	if (!k.ok && k.work < APPLY_KEY_WORK) {
-		rc = lama_archive_referrers_max(ap->a, &issuer, "Profile", APPLY_REFS_MAX, holder_ref, &k, NULL);
-		if (rc < 0)
-			return rc;
-	}
-	if (k.ok)
+	/* keys not read or not tried: undecided, never a refusal (a flood of
+	 * keys must not block genuine signatures) */
+	if (more) {
+		it->check = CHECK_SIG_UNKNOWN;
 		return 0;
-	if (k.work >= APPLY_KEY_WORK)
-		return refuse(it, LAMA_ELIMIT, "is a Signature whose issuer has too many keys to try");
-	if (!k.known)
-		return refuse(it, LAMA_EINVAL, "is a Signature by an issuer with no known key (send their Keys or Profile first)");
-	return refuse(it, LAMA_ECRYPTO, "is a Signature that verifies with no known key of its issuer");
+	}
+	if (!keys)
+		return refuse(it, LAMA_EINVAL, "is a Signature by an issuer with no claimed key (send their Keys or Profile first)");
+	return refuse(it, LAMA_ECRYPTO, "is a Signature that verifies with no claimed key of its issuer");
+}
+
+/* Every Signature of the batch, issuer by issuer: each must verify with a
+ * key claimed for its issuer (whether that key is trusted is decided where
+ * trust is used: lama_trust_verify, chain_verify). */
+static int check_signatures(struct apply *ap)
+{
+	struct item **sigs = NULL;
+	struct kvec k = { 0 };
+	size_t ns = 0;
+	int rc = 0;
+
+	for (uint32_t i = 0; i < ap->count; i++)
+		if (ap->items[i].obj && !strcmp(type_of(ap->items[i].obj), "Signature")) {
+			if ((rc = read_signature(&ap->items[i])))
+				return rc;
+			ns++;
+		}
+	if (!ns)
+		return 0;
+	if (!(sigs = lama_calloc(ns, sizeof(*sigs))))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	ns = 0;
+	for (uint32_t i = 0; i < ap->count; i++)
+		if (ap->items[i].obj && !strcmp(type_of(ap->items[i].obj), "Signature"))
+			sigs[ns++] = &ap->items[i];
+	qsort(sigs, ns, sizeof(*sigs), sig_cmp);
+	if ((rc = index_batch_keys(ap)))
+		goto out;
+	for (size_t i = 0; i < ns && !rc; i++) {
+		if (!i || !lama_hash_eq(&sigs[i - 1]->issuer, &sigs[i]->issuer)) {
+			k.n = 0;
+			if ((rc = issuer_keys(ap, &sigs[i]->issuer, &k)))
+				break;
+		}
+		rc = check_signature(ap, sigs[i], &k);
+	}
+out:
+	lama_free(k.v);
+	lama_free(sigs);
+	return rc;
 }
 
 /* -- reading and checking the batch -- */
 
+/* The framing, sizes, kinds, hashes and duplicates: all that needs no
+ * archive, checked before it is opened. */
 static int read_items(struct lama_rd *r, struct apply *ap)
 {
+	size_t bytes = 0;
 	uint32_t count;
 	int rc;
 
 	if ((rc = lama_rd_u32(r, &count, "the count")))
 		return rc;
-	if (count > LAMA_WORKER_BATCH_MAX)
+	if (count > APPLY_ITEMS_MAX)
 		return lama_error(LAMA_ELIMIT, "apply: %u objects (at most %d)", count,
-				  LAMA_WORKER_BATCH_MAX);
+				  APPLY_ITEMS_MAX);
 	if ((size_t)count * (1 + LAMA_HASH_BYTES + 4) > r->left)
 		return lama_error(LAMA_EINVAL, "apply: %u objects do not fit in %zu bytes", count,
 				  r->left);
@@ -373,8 +543,34 @@ static int read_items(struct lama_rd *r, struct apply *ap)
 		it->kind = *k;
 		memcpy(it->hash.b, h, LAMA_HASH_BYTES);
 		ap->by_hash[i] = it;
+		bytes += it->n;
+		/* a single object may be larger: it is sent alone */
+		if (bytes > APPLY_BYTES_MAX && count > 1)
+			return lama_error(LAMA_ELIMIT, "apply: more than %zu bytes of objects in a batch of %u",
+					  APPLY_BYTES_MAX, count);
 	}
-	return lama_rd_end(r);
+	if ((rc = lama_rd_end(r)))
+		return rc;
+	for (uint32_t i = 0; i < count; i++) {
+		struct item *it = &ap->items[i];
+		lama_hash hh;
+
+		if (it->kind < ITEM_OBJECT || it->kind > ITEM_CLOB)
+			return refuse(it, LAMA_EINVAL, "has an unknown kind (1 object, 2 ID object, 3 CLOB)");
+		if (it->n > LAMA_STORE_OBJECT_MAX)
+			return refuse(it, LAMA_ELIMIT, "is larger than an object may be");
+		lama_sha256(it->p, it->n, &hh);
+		if (!lama_hash_eq(&hh, &it->hash))
+			return refuse(it, LAMA_EINVAL, "is not the SHA-256 of its bytes");
+	}
+	qsort(ap->by_hash, ap->count, sizeof(*ap->by_hash), by_hash_cmp);
+	for (uint32_t i = 1; i < ap->count; i++)
+		if (lama_hash_eq(&ap->by_hash[i - 1]->hash, &ap->by_hash[i]->hash)) {
+			const struct item *a = ap->by_hash[i - 1], *b = ap->by_hash[i];
+
+			return refuse(a->index > b->index ? a : b, LAMA_EINVAL, "is in the batch twice");
+		}
+	return 0;
 }
 
 static int node_kind(const char *type)
@@ -388,26 +584,34 @@ static int node_kind(const char *type)
 	return NODE_NONE;
 }
 
-/* Everything that needs no writing: hashes, parsing, kinds, duplicates,
- * signatures. */
+/* What needs the recipes and reads the archive but writes nothing:
+ * parsing, kinds, signatures. */
 static int check_items(struct apply *ap)
 {
 	int rc;
 
 	for (uint32_t i = 0; i < ap->count; i++) {
 		struct item *it = &ap->items[i];
-		lama_hash h;
 		int is_id = 0;
 
-		if (it->kind < ITEM_OBJECT || it->kind > ITEM_CLOB)
-			return refuse(it, LAMA_EINVAL, "has an unknown kind (1 object, 2 ID object, 3 CLOB)");
-		if (it->n > LAMA_STORE_OBJECT_MAX)
-			return refuse(it, LAMA_ELIMIT, "is larger than an object may be");
-		lama_sha256(it->p, it->n, &h);
-		if (!lama_hash_eq(&h, &it->hash))
-			return refuse(it, LAMA_EINVAL, "is not the SHA-256 of its bytes");
-		if (it->kind == ITEM_CLOB)
+		if (it->kind == ITEM_CLOB) {
+			/* an object's bytes sent as a CLOB would take its hash for
+			 * good (the first kind stored stays): an object is sent as
+			 * one */
+			json_t *o = NULL;
+
+			if (it->n < 4 || memcmp(it->p, "<div", 4))
+				continue;
+			rc = lama_object_parse(ap->rec, (const char *)it->p, it->n, &o, &is_id);
+			json_decref(o);
+			if (rc == LAMA_ENOMEM)
+				return rc;
+			lama_error_clear();
+			if (!rc)
+				return refuse(it, LAMA_EINVAL, is_id ? "is an ID object sent as a CLOB"
+								    : "is an object sent as a CLOB");
 			continue;
+		}
 		rc = lama_object_parse(ap->rec, (const char *)it->p, it->n, &it->obj, &is_id);
 		if (rc == LAMA_ENOMEM)
 			return rc;
@@ -434,13 +638,6 @@ static int check_items(struct apply *ap)
 				return refuse(it, LAMA_EINVAL, "is a version node of impossible depth");
 		}
 	}
-	qsort(ap->by_hash, ap->count, sizeof(*ap->by_hash), by_hash_cmp);
-	for (uint32_t i = 1; i < ap->count; i++)
-		if (lama_hash_eq(&ap->by_hash[i - 1]->hash, &ap->by_hash[i]->hash)) {
-			const struct item *a = ap->by_hash[i - 1], *b = ap->by_hash[i];
-
-			return refuse(a->index > b->index ? a : b, LAMA_EINVAL, "is in the batch twice");
-		}
 	/* versions an edge or change names are stored by recording it, as
 	 * the archive stores them (reverse maps as the models set them) */
 	for (uint32_t i = 0; i < ap->count; i++) {
@@ -451,14 +648,39 @@ static int check_items(struct apply *ap)
 		    !get_hash(it->obj, "data", &dh) && (d = find_item(ap, &dh)) && d->versioned)
 			d->named = 1;
 	}
-	for (uint32_t i = 0; i < ap->count; i++)
-		if (ap->items[i].obj && !strcmp(type_of(ap->items[i].obj), "Signature") &&
-		    (rc = check_signature(ap, &ap->items[i])))
-			return rc;
-	return 0;
+	return check_signatures(ap);
 }
 
 /* -- storing -- */
+
+/* Refuses an item whose hash the archive holds as another kind (a CLOB
+ * squatting an object's hash, or the reverse). *was: stored before. */
+static int stored_kind(struct apply *ap, const struct item *it, const lama_hash *h,
+		       enum lama_store_kind kind, int *was)
+{
+	struct lama_buf b = LAMA_BUF_INIT(LAMA_BUF_MAX);
+	enum lama_store_kind k = 0;
+	int rc = lama_store_get(lama_session_store(ap->s), h, &k, &b);
+
+	lama_buf_release(&b);
+	if (was)
+		*was = rc == 0;
+	if (rc == LAMA_ENOTFOUND) {
+		lama_error_clear();
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (k != kind) {
+		char why[120];
+		static const char *names[] = { "", "an object", "an ID object", "a CLOB" };
+
+		snprintf(why, sizeof(why), "%s is stored as %s, not as %s",
+			 h == &it->hash ? "is a hash that" : "has an ID that", names[k], names[kind]);
+		return refuse(it, LAMA_EINVAL, why);
+	}
+	return 0;
+}
 
 struct refctx {
 	lama_store *st;
@@ -475,23 +697,35 @@ static int add_ref(void *ctx, const char *itemprop, enum lama_ref_kind kind, con
 	return lama_store_ref_add(c->st, target, c->type, c->src);
 }
 
+/* The types lama_models_rules marks unindexed (lama_archive_set_unindexed;
+ * the archive has no query for its list): a Leute version names every
+ * contact, a channel's LinkedListEntry its neighbours. */
+static int unindexed(const char *type)
+{
+	return !strcmp(type, "Leute") || !strcmp(type, "LinkedListEntry");
+}
+
 /* A versioned object that no edge or change of the batch names (the data
  * of a merge, or no version at all): the object, its ID object and its
- * reverse maps, as the archive stores them, but for all types (the
- * archive's list of unindexed ones is its own). */
+ * reverse maps, as the archive stores them. */
 static int store_versioned(struct apply *ap, struct item *it)
 {
 	struct lama_buf md = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
 	lama_store *st = lama_session_store(ap->s);
 	struct refctx c = { st, type_of(it->obj), &it->hash };
+	lama_hash idh;
 	int rc, is_new = 0;
 
 	rc = lama_store_put_hashed(st, LAMA_KIND_OBJECT, it->p, it->n, &it->hash, &is_new);
 	if (!rc)
 		rc = lama_object_id_microdata(ap->rec, it->obj, &md);
+	if (!rc) {
+		lama_sha256(md.data, md.len, &idh);
+		rc = stored_kind(ap, it, &idh, LAMA_KIND_ID, NULL);
+	}
 	if (!rc)
-		rc = lama_store_put(st, LAMA_KIND_ID, md.data, md.len, NULL, NULL);
-	if (!rc && is_new)
+		rc = lama_store_put_hashed(st, LAMA_KIND_ID, md.data, md.len, &idh, NULL);
+	if (!rc && is_new && !unindexed(c.type))
 		rc = lama_object_foreach_ref(ap->rec, it->obj, add_ref, &c);
 	lama_buf_release(&md);
 	return rc;
@@ -570,7 +804,17 @@ static int apply_change(struct apply *ap, struct item *it)
 	return note_id(ap, &info.id_hash);
 }
 
-static int node_of_id(struct apply *ap, const lama_hash *node, const lama_hash *id, double *depth)
+static int find_src(void *ctx, const char *type, const lama_hash *src)
+{
+	(void)type;
+	return lama_hash_eq(ctx, src);
+}
+
+/* Node `node` is a version node whose data has ID id; *recorded: it is in
+ * the history here (a referrer of the ID as its type), not a node stored
+ * as an object only (a merge that was not the one made here). */
+static int node_of_id(struct apply *ap, const lama_hash *node, const lama_hash *id, double *depth,
+		      int *recorded)
 {
 	json_t *n = NULL, *data = NULL;
 	lama_hash dh, pid;
@@ -586,29 +830,40 @@ static int node_of_id(struct apply *ap, const lama_hash *node, const lama_hash *
 		rc = lama_error(LAMA_EINVAL, "a version of another ID");
 	if (!rc)
 		*depth = json_number_value(json_object_get(n, "depth"));
+	if (!rc) {
+		*recorded = lama_store_refs(lama_session_store(ap->s), id, type_of(n), find_src,
+					    (void *)node);
+		if (*recorded < 0)
+			rc = *recorded;
+	}
 	json_decref(n);
 	json_decref(data);
 	return rc;
 }
 
-static int find_src(void *ctx, const char *type, const lama_hash *src)
+static int has_hash(const lama_hash *v, size_t n, const lama_hash *h)
 {
-	(void)type;
-	return lama_hash_eq(ctx, src);
+	for (size_t i = 0; i < n; i++)
+		if (lama_hash_eq(&v[i], h))
+			return 1;
+	return 0;
 }
 
 /* A merge made elsewhere: its nodes must be versions of its data's ID, one
- * level below it; it is recorded in the history and replaces them among
- * the heads, as a merge made here would. */
+ * level below it. Merges are deterministic, so the merge of those nodes is
+ * made here (lama_archive_merge over them alone): it replaces them among
+ * the heads, and the node that arrived is a version only if it is that very
+ * node (CHECK_MERGE_OK); otherwise it stays an object and nothing more
+ * (CHECK_MERGE_OTHER). */
 static int apply_merge(struct apply *ap, struct item *it)
 {
 	lama_store *st = lama_session_store(ap->s);
 	const json_t *set = json_object_get(json_object_get(it->obj, "nodes"), "$set"), *v;
-	lama_hash dh, id, *heads = NULL, *next = NULL;
+	lama_hash dh, id, made, *heads = NULL, *next = NULL, *named = NULL;
 	json_t *data = NULL;
 	double max = -1, d = 0;
-	size_t i, nh = 0, m = 0;
-	int rc, known;
+	size_t i, nh = 0, m = 0, nn = 0;
+	int rc, known, recorded = 0;
 
 	if (get_hash(it->obj, "data", &dh) || json_array_size(set) < 2)
 		return refuse(it, LAMA_EINVAL, "is a merge without valid references");
@@ -620,53 +875,71 @@ static int apply_merge(struct apply *ap, struct item *it)
 	json_decref(data);
 	if (rc)
 		return rc;
+	if (!(named = lama_calloc(json_array_size(set), sizeof(*named))))
+		return lama_error(LAMA_ENOMEM, "out of memory");
 	json_array_foreach(set, i, v) {
 		lama_hash ph;
 
-		if (lama_hash_parse(json_string_value(v), json_string_length(v), &ph))
-			return refuse(it, LAMA_EINVAL, "is a merge naming a node that is no hash");
-		rc = node_of_id(ap, &ph, &id, &d);
+		if (str_hash(v, &ph)) {
+			rc = refuse(it, LAMA_EINVAL, "is a merge naming a node that is no hash");
+			goto out;
+		}
+		rc = node_of_id(ap, &ph, &id, &d, &recorded);
 		if (rc == LAMA_ENOMEM || rc == LAMA_EIO)
-			return rc;
-		if (rc)
-			return refuse(it, LAMA_EINVAL, "is a merge of nodes that are not versions of its ID");
+			goto out;
+		if (rc) {
+			rc = refuse(it, LAMA_EINVAL, "is a merge of nodes that are not versions of its ID");
+			goto out;
+		}
 		if (d > max)
 			max = d;
+		/* a merge of a node that is no version here (a merge that was
+		 * not the one made here) is not made here */
+		if (!recorded)
+			it->check = CHECK_MERGE_OTHER;
+		if (!has_hash(named, nn, &ph))
+			named[nn++] = ph;
 	}
-	if (it->depth != max + 1)
-		return refuse(it, LAMA_EINVAL, "is a merge of impossible depth");
+	if (it->depth != max + 1 || nn < 2) {
+		rc = refuse(it, LAMA_EINVAL, nn < 2 ? "is a merge without valid references"
+						   : "is a merge of impossible depth");
+		goto out;
+	}
+	if (it->check == CHECK_MERGE_OTHER) {
+		rc = note_id(ap, &id);
+		goto out;
+	}
 	known = lama_store_refs(st, &id, "VersionNodeMerge", find_src, &it->hash);
-	if (known < 0)
-		return known;
-	if (!known) {
-		if ((rc = lama_store_ref_add(st, &id, "VersionNodeMerge", &it->hash)) ||
-		    (rc = lama_store_heads_get(st, &id, &heads, &nh)))
-			return rc;
-		if (!(next = lama_calloc(nh + 1, sizeof(*next)))) {
-			lama_free(heads);
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		}
-		for (size_t k = 0; k < nh; k++) {
-			int drop = lama_hash_eq(&heads[k], &it->hash);
-
-			json_array_foreach(set, i, v) {
-				char hex[LAMA_HASH_HEX + 1];
-
-				lama_hash_hex(&heads[k], hex);
-				if (!strcmp(json_string_value(v), hex))
-					drop = 1;
-			}
-			if (!drop)
-				next[m++] = heads[k];
-		}
-		next[m++] = it->hash;
-		rc = lama_store_heads_set(st, &id, next, m);
-		lama_free(heads);
-		lama_free(next);
-		if (rc)
-			return rc;
+	if (known < 0) {
+		rc = known;
+		goto out;
 	}
-	return note_id(ap, &id);
+	if (known) {
+		it->check = CHECK_MERGE_OK;
+		rc = note_id(ap, &id);
+		goto out;
+	}
+	/* the merge of exactly the named nodes, made here by the rules */
+	if ((rc = lama_store_heads_get(st, &id, &heads, &nh)) ||
+	    (rc = lama_store_heads_set(st, &id, named, nn)) ||
+	    (rc = lama_archive_merge(ap->a, &id, &made)))
+		goto out;
+	it->check = lama_hash_eq(&made, &it->hash) ? CHECK_MERGE_OK : CHECK_MERGE_OTHER;
+	if (!(next = lama_calloc(nh + 1, sizeof(*next)))) {
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t k = 0; k < nh; k++)
+		if (!has_hash(named, nn, &heads[k]) && !lama_hash_eq(&heads[k], &made))
+			next[m++] = heads[k];
+	next[m++] = made;
+	if (!(rc = lama_store_heads_set(st, &id, next, m)))
+		rc = note_id(ap, &id);
+out:
+	lama_free(named);
+	lama_free(heads);
+	lama_free(next);
+	return rc;
 }
 
 static int node_cmp(const void *x, const void *y)
@@ -706,18 +979,18 @@ static int add_heads(struct lama_buf *out, lama_archive *a, const lama_hash *ids
 	return 0;
 }
 
-/* Inside the transaction: what was stored before, every item, the version
- * nodes by depth, then the merges. */
+/* Inside the transaction: what was stored before (as which kind), every
+ * item, the version nodes by depth, then the merges. */
 static int apply_all(struct apply *ap, struct item **nodes)
 {
 	size_t nn = 0;
 	int rc;
 
 	for (uint32_t i = 0; i < ap->count; i++) {
-		rc = lama_store_has(lama_session_store(ap->s), &ap->items[i].hash);
-		if (rc < 0)
+		struct item *it = &ap->items[i];
+
+		if ((rc = stored_kind(ap, it, &it->hash, (enum lama_store_kind)it->kind, &it->was)))
 			return rc;
-		ap->items[i].was = rc;
 	}
 	for (uint32_t i = 0; i < ap->count; i++) {
 		if ((rc = store_item(ap, &ap->items[i])))
@@ -738,20 +1011,24 @@ static int apply_all(struct apply *ap, struct item **nodes)
 }
 
 /* handle, u32 count, count x (u8 kind, hash[32], bytes32) ->
- * count x u8 (1 new, 0 known), then the heads of the IDs that got versions */
+ * count x u8 (1 new, 0 known), count x u8 CHECK_*, then the heads of the
+ * IDs that got versions */
 static int op_apply(struct lama_rd *r, struct lama_buf *out)
 {
+	struct lama_warchive_ref h;
 	struct apply ap = { 0 };
 	struct item **nodes = NULL;
 	lama_store *st;
 	int rc;
 
-	if ((rc = lama_warchive_get(r, &ap.s)))
-		return rc;
+	/* the whole input is checked before the archive is opened */
+	if ((rc = lama_warchive_read(r, &h)) || (rc = read_items(r, &ap)) ||
+	    (rc = lama_warchive_open(&h, &ap.s)))
+		goto out;
 	ap.a = lama_session_archive(ap.s);
 	ap.rec = lama_session_recipes(ap.s);
 	st = lama_session_store(ap.s);
-	if ((rc = read_items(r, &ap)) || (rc = check_items(&ap)))
+	if ((rc = check_items(&ap)))
 		goto out;
 	if (!(nodes = lama_calloc(ap.count ? ap.count : 1, sizeof(*nodes)))) {
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
@@ -762,11 +1039,13 @@ static int op_apply(struct lama_rd *r, struct lama_buf *out)
 		goto out;
 	rc = apply_all(&ap, nodes);
 	if (!rc)
-		rc = lama_buf_grow(out, ap.count);
+		rc = lama_buf_grow(out, 2 * (size_t)ap.count);
 	if (!rc) {
-		for (uint32_t i = 0; i < ap.count; i++)
+		for (uint32_t i = 0; i < ap.count; i++) {
 			out->data[out->len + i] = !ap.items[i].was;
-		out->len += ap.count;
+			out->data[out->len + ap.count + i] = ap.items[i].check;
+		}
+		out->len += 2 * (size_t)ap.count;
 		rc = add_heads(out, ap.a, ap.ids, ap.nids);
 	}
 	if (rc) {
@@ -781,6 +1060,7 @@ out:
 	lama_free(ap.items);
 	lama_free(ap.by_hash);
 	lama_free(ap.ids);
+	lama_free(ap.bkeys.v);
 	lama_free(nodes);
 	return rc;
 }
@@ -789,26 +1069,31 @@ out:
  * apply gives them */
 static int op_merge(struct lama_rd *r, struct lama_buf *out)
 {
+	struct lama_warchive_ref h;
 	const uint8_t *p;
 	lama_session *s;
 	lama_hash *ids = NULL;
 	uint32_t count;
 	int rc;
 
-	if ((rc = lama_warchive_get(r, &s)) || (rc = lama_rd_u32(r, &count, "the count")))
+	if ((rc = lama_warchive_read(r, &h)) || (rc = lama_rd_u32(r, &count, "the count")))
 		return rc;
 	if (count > LAMA_WORKER_BATCH_MAX)
 		return lama_error(LAMA_ELIMIT, "merge: %u IDs (at most %d)", count,
 				  LAMA_WORKER_BATCH_MAX);
 	if ((size_t)count * LAMA_HASH_BYTES != r->left)
 		return lama_error(LAMA_EINVAL, "merge: %u IDs are not %zu bytes", count, r->left);
-	if ((rc = lama_rd_bytes(r, (size_t)count * LAMA_HASH_BYTES, &p, "the IDs")))
+	if ((rc = lama_rd_bytes(r, (size_t)count * LAMA_HASH_BYTES, &p, "the IDs")) ||
+	    (rc = lama_warchive_open(&h, &s)))
 		return rc;
 	if (!(ids = lama_calloc(count ? count : 1, sizeof(*ids))))
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	memcpy(ids, p, (size_t)count * LAMA_HASH_BYTES);
 	/* all IDs or none: a failed merge leaves every one as it was */
-	rc = lama_store_begin(lama_session_store(s));
+	if ((rc = lama_store_begin(lama_session_store(s)))) {
+		lama_free(ids);
+		return rc;
+	}
 	for (uint32_t i = 0; !rc && i < count; i++) {
 		rc = lama_archive_merge(lama_session_archive(s), &ids[i], NULL);
 		if (rc == LAMA_ENOTFOUND) { /* an ID without versions: no heads */

@@ -22,13 +22,15 @@ int lama_worker_trust_chain_verify(const void *in, size_t n, struct lama_buf *ou
 {
 	struct lama_rd r = { in, n, "chain_verify" };
 	struct lama_trust_root root = { 0 };
+	struct lama_warchive_ref ref;
 	const uint8_t *p, *items;
 	lama_session *s;
 	uint32_t nkeys, count;
 	uint64_t now;
 	int rc;
 
-	if ((rc = lama_warchive_get(&r, &s)) ||
+	/* the whole input is checked before the archive is opened */
+	if ((rc = lama_warchive_read(&r, &ref)) ||
 	    (rc = lama_rd_bytes(&r, LAMA_HASH_BYTES, &p, "the root's person")))
 		return rc;
 	memcpy(root.person.b, p, LAMA_HASH_BYTES);
@@ -59,6 +61,8 @@ int lama_worker_trust_chain_verify(const void *in, size_t n, struct lama_buf *ou
 		    items[i * (1 + LAMA_HASH_BYTES)] != CHECK_AFFIRMED)
 			return lama_error(LAMA_EINVAL, "chain_verify: item %u asks for check %u (1 a certificate, 2 an affirmed object)",
 					  i, items[i * (1 + LAMA_HASH_BYTES)]);
+	if ((rc = lama_warchive_open(&ref, &s)))
+		return rc;
 	for (uint32_t i = 0; i < count; i++) {
 		const uint8_t *it = items + (size_t)i * (1 + LAMA_HASH_BYTES);
 		struct lama_trust_result res;

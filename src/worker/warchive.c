@@ -75,42 +75,60 @@ static int still_good(const char *dir, size_t dlen, const uint8_t *keys)
 	return !file_id(cache.s, &dev, &ino) && dev == cache.dev && ino == cache.ino;
 }
 
-int lama_warchive_get(struct lama_rd *r, lama_session **s)
+int lama_warchive_read(struct lama_rd *r, struct lama_warchive_ref *h)
 {
-	const uint8_t *dir, *keys;
-	uint32_t dlen;
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	h->op = r->op;
+	if ((rc = lama_rd_u32(r, &h->dlen, "the user folder's length")))
+		return rc;
+	if (h->dlen == 0 || h->dlen >= LAMA_PATH_MAX)
+		return lama_error(LAMA_EINVAL, "%s: a user folder of %u bytes (1 to %d)", r->op,
+				  h->dlen, LAMA_PATH_MAX - 1);
+	if ((rc = lama_rd_bytes(r, h->dlen, &h->dir, "the user folder")) ||
+	    (rc = lama_rd_bytes(r, LAMA_WORKER_KEYS_BYTES, &h->keys, "the archive keys")))
+		return rc;
+	if (memchr(h->dir, '\0', h->dlen))
+		return lama_error(LAMA_EINVAL, "%s: a NUL byte in the user folder", r->op);
+	return 0;
+}
+
+int lama_warchive_open(const struct lama_warchive_ref *h, lama_session **s)
+{
 	int rc;
 
 	*s = NULL;
-	if ((rc = lama_rd_u32(r, &dlen, "the user folder's length")))
-		return rc;
-	if (dlen == 0 || dlen >= LAMA_PATH_MAX)
-		return lama_error(LAMA_EINVAL, "%s: a user folder of %u bytes (1 to %d)", r->op, dlen,
-				  LAMA_PATH_MAX - 1);
-	if ((rc = lama_rd_bytes(r, dlen, &dir, "the user folder")) ||
-	    (rc = lama_rd_bytes(r, LAMA_WORKER_KEYS_BYTES, &keys, "the archive keys")))
-		return rc;
-	if (memchr(dir, '\0', dlen))
-		return lama_error(LAMA_EINVAL, "%s: a NUL byte in the user folder", r->op);
-	if (still_good((const char *)dir, dlen, keys)) {
+	if (still_good((const char *)h->dir, h->dlen, h->keys)) {
 		*s = cache.s;
 		return 0;
 	}
 	lama_warchive_close();
 	if (!(cache.keys = lama_secure_alloc(LAMA_WORKER_KEYS_BYTES)))
 		return lama_error(LAMA_ENOMEM, "cannot allocate secure memory");
-	memcpy(cache.keys, keys, LAMA_WORKER_KEYS_BYTES);
-	memcpy(cache.dir, dir, dlen);
-	cache.dir[dlen] = '\0';
+	memcpy(cache.keys, h->keys, LAMA_WORKER_KEYS_BYTES);
+	memcpy(cache.dir, h->dir, h->dlen);
+	cache.dir[h->dlen] = '\0';
 	rc = lama_account_worker_open(cache.dir, cache.keys, &cache.s);
 	if (!rc)
 		rc = lama_models_rules(cache.s);
 	if (!rc && file_id(cache.s, &cache.dev, &cache.ino))
-		rc = lama_error(LAMA_EIO, "%s: cannot stat the archive", r->op);
+		rc = lama_error(LAMA_EIO, "%s: cannot stat the archive", h->op);
 	if (rc) {
 		lama_warchive_close();
 		return rc;
 	}
 	*s = cache.s;
 	return 0;
+}
+
+int lama_warchive_get(struct lama_rd *r, lama_session **s)
+{
+	struct lama_warchive_ref h;
+	int rc;
+
+	*s = NULL;
+	if ((rc = lama_warchive_read(r, &h)))
+		return rc;
+	return lama_warchive_open(&h, s);
 }

@@ -24,10 +24,23 @@
  * *in then holds keys: release it with lama_buf_release_wipe. */
 int lama_warchive_handle(lama_session *s, struct lama_buf *in);
 
-/* Worker: reads the handle fields from r and sets *s to the open session
- * (borrowed; valid until the next call or lama_warchive_close). Errors:
- * LAMA_EINVAL for a malformed handle, LAMA_ENOTFOUND without an archive,
- * LAMA_EAUTH for keys that do not open it (nothing stays open then). */
+/* The handle fields as read from a task's input (borrowed from it). */
+struct lama_warchive_ref {
+	const char *op; /* for messages */
+	const uint8_t *dir, *keys;
+	uint32_t dlen;
+};
+
+/* Worker: reads and checks the handle fields from r without opening
+ * anything, so an op can check the rest of its input before it opens the
+ * archive. LAMA_EINVAL for a malformed handle. */
+int lama_warchive_read(struct lama_rd *r, struct lama_warchive_ref *h);
+/* Worker: sets *s to the open session of a handle read by
+ * lama_warchive_read (borrowed; valid until the next call or
+ * lama_warchive_close). LAMA_ENOTFOUND without an archive, LAMA_EAUTH for
+ * keys that do not open it (nothing stays open then). */
+int lama_warchive_open(const struct lama_warchive_ref *h, lama_session **s);
+/* Both in one: lama_warchive_read, then lama_warchive_open. */
 int lama_warchive_get(struct lama_rd *r, lama_session **s);
 /* Closes the cached archive and wipes its keys. */
 void lama_warchive_close(void);

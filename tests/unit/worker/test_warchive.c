@@ -183,7 +183,8 @@ static void batch_obj(struct batch *b, lama_session *s, json_t *o, lama_hash *h)
 	struct lama_buf md = LAMA_BUF_INIT(LAMA_BUF_MAX);
 	lama_hash x;
 
-	assert_int_equal(lama_object_microdata(lama_session_recipes(s), o, &md), 0);
+	if (lama_object_microdata(lama_session_recipes(s), o, &md))
+		fail_msg("microdata: %s", lama_errmsg());
 	lama_sha256(md.data, md.len, &x);
 	batch_add(b, 1, &x, md.data, md.len);
 	if (h)
@@ -452,22 +453,24 @@ static void test_apply_valid(void **state)
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
 	/* all new, and one ID with one head: the node alice now has */
-	assert_true(r.n >= b.n + 4);
-	for (size_t i = 0; i < b.n; i++)
+	assert_true(r.n >= 2 * b.n + 4);
+	for (size_t i = 0; i < b.n; i++) {
 		assert_int_equal(r.out[i], 1);
-	assert_int_equal(get32(r.out + b.n), 1);
-	assert_memory_equal(r.out + b.n + 4, id.b, 32);
-	assert_int_equal(get32(r.out + b.n + 36), 1);
+		assert_int_equal(r.out[b.n + i], 0); /* nothing signed, no merge */
+	}
+	assert_int_equal(get32(r.out + 2 * b.n), 1);
+	assert_memory_equal(r.out + 2 * b.n + 4, id.b, 32);
+	assert_int_equal(get32(r.out + 2 * b.n + 36), 1);
 	{
 		lama_hash *heads;
 		size_t nh;
 
 		assert_int_equal(lama_archive_heads(lama_session_archive(alice), &id, &heads, &nh), 0);
 		assert_int_equal(nh, 1);
-		assert_memory_equal(r.out + b.n + 40, heads[0].b, 32);
+		assert_memory_equal(r.out + 2 * b.n + 40, heads[0].b, 32);
 		lama_free(heads);
 	}
-	assert_int_equal(r.n, b.n + 4 + 32 + 4 + 32);
+	assert_int_equal(r.n, 2 * b.n + 4 + 32 + 4 + 32);
 	assert_int_equal(stored(&b), b.n);
 	assert_read_back(&b);
 	{
@@ -484,7 +487,7 @@ static void test_apply_valid(void **state)
 	assert_int_equal(apply(&b, 0, &r), 0);
 	for (size_t i = 0; i < b.n; i++)
 		assert_int_equal(r.out[i], 0);
-	assert_int_equal(r.n, b.n + 4 + 32 + 4 + 32);
+	assert_int_equal(r.n, 2 * b.n + 4 + 32 + 4 + 32);
 	res_free(&r);
 	batch_free(&b);
 }
@@ -592,7 +595,7 @@ static void test_apply_refused(void **state)
 			if (lama_hash_eq(&s.v[k].hash, &sig))
 				break;
 		}
-		refused(&s, k, LAMA_EINVAL, "no known key");
+		refused(&s, k, LAMA_EINVAL, "no claimed key");
 		/* the altered signature: one hex digit, re-serialized (hash right) */
 		assert_int_equal(lama_archive_get(lama_session_archive(bob), &sig, &o), 0);
 		txt = strdup(json_string_value(json_object_get(o, "signature")));
@@ -610,7 +613,7 @@ static void test_apply_refused(void **state)
 
 			batch_obj(&f, bob, json_incref(o), &fh);
 			add_keys(&f);
-			refused(&f, at, LAMA_ECRYPTO, "verifies with no known key");
+			refused(&f, at, LAMA_ECRYPTO, "verifies with no claimed key");
 			batch_free(&f);
 		}
 		json_decref(o);
@@ -670,7 +673,7 @@ static void channel_round(uint64_t *seed, int round)
 		fail_msg("round %d: %s", round, r.msg);
 	/* the output's heads for the channel: one, alice's */
 	{
-		const uint8_t *o = r.out + b.n;
+		const uint8_t *o = r.out + 2 * b.n;
 		uint32_t nid = get32(o), k;
 
 		o += 4;
@@ -877,7 +880,7 @@ static void test_apply_killed(void **state)
 	size_t k;
 
 	(void)state;
-	big_batch(&b, 12000, "killed");
+	big_batch(&b, 4096, "killed");
 	apply_input(&b, &in);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		unsigned flags = attempt ? LAMA_TASK_IDEMPOTENT : 0;
@@ -917,7 +920,7 @@ static void test_apply_killed(void **state)
 		struct batch b2 = { 0 };
 		uint64_t t0;
 
-		big_batch(&b2, 6000, "timed");
+		big_batch(&b2, 4096, "timed");
 		t0 = uv_hrtime();
 		assert_int_equal(apply(&b2, 0, &r), 0);
 		fprintf(stderr, "# apply of %zu objects: %.0f ms\n", b2.n, (double)(uv_hrtime() - t0) / 1e6);
@@ -1148,6 +1151,9 @@ static void test_hostile(void **state)
 	put32((uint8_t *)in.data + hl, 70000);
 	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_ELIMIT);
 	res_free(&r);
+	put32((uint8_t *)in.data + hl, 4097); /* apply's own bound */
+	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_ELIMIT);
+	res_free(&r);
 	put32((uint8_t *)in.data + hl, 3);
 	/* a length past the end */
 	put32((uint8_t *)in.data + hl + 4 + 33, 0x7fffffff);
@@ -1158,6 +1164,15 @@ static void test_hostile(void **state)
 	in.data[4 + strlen(lama_session_dir(alice)) + 3] ^= 1;
 	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_EAUTH);
 	res_free(&r);
+	{
+		/* the input is checked whole before the archive is opened: a
+		 * malformed batch under wrong keys is malformed */
+		struct lama_buf t = in;
+
+		t.len--;
+		assert_int_equal(call("sync", "apply", &t, 0, &r), LAMA_EINVAL);
+		res_free(&r);
+	}
 	in.data[4 + strlen(lama_session_dir(alice)) + 3] ^= 1;
 	assert_int_equal(stored(&b), 0);
 	/* a folder with no archive, an empty one, a NUL in it */
@@ -1236,6 +1251,388 @@ static void test_worker_session(void **state)
 	tu_rmtree(home);
 }
 
+/* ---- what a peer must not be able to do ---- */
+
+static json_t *sig_obj(const lama_hash *issuer, const lama_hash *data, const uint8_t sk[64])
+{
+	char dh[65], sh[129];
+	uint8_t sig[64];
+
+	lama_hash_hex(data, dh);
+	lama_sign(sig, dh, 64, sk);
+	lama_hex_encode(sig, 64, sh);
+	return json_pack("{s:s, s:s, s:s, s:s}", "$type$", "Signature", "issuer", hexs(issuer), "data",
+			 dh, "signature", sh);
+}
+
+static json_t *keys_obj(const lama_hash *owner, const uint8_t pk[32])
+{
+	char khex[65];
+
+	lama_hex_encode(pk, 32, khex);
+	return json_pack("{s:s, s:s, s:s, s:s}", "$type$", "Keys", "publicKey", khex, "owner",
+			 hexs(owner), "publicSignKey", khex);
+}
+
+/* The check byte of item i in apply's output. */
+static uint8_t check_of(const struct res *r, const struct batch *b, size_t i)
+{
+	assert_true(r->n >= 2 * b->n);
+	return r->out[b->n + i];
+}
+
+/* An object's bytes sent as a CLOB first would take its hash for good:
+ * refused; and where an archive holds a hash as another kind already, the
+ * object is refused, not taken as known. */
+static void test_clob_squat(void **state)
+{
+	struct batch c = { 0 }, o = { 0 }, o2 = { 0 };
+	struct res r;
+	lama_hash h, h2;
+	json_t *got = NULL;
+
+	(void)state;
+	batch_obj(&o, bob, json_pack("{s:s, s:s}", "$type$", "PersonName", "name", "squatted"), &h);
+	batch_add(&c, 3, &h, o.v[0].p, o.v[0].n);
+	refused(&c, 0, LAMA_EINVAL, "an object sent as a CLOB");
+	{
+		struct batch i = { 0 }, ic = { 0 };
+		json_t *p = json_pack("{s:s, s:s}", "$type$", "Person", "email", "squat@example.org");
+		struct lama_put_info info;
+
+		assert_int_equal(lama_archive_put(lama_session_archive(bob), p, 0, &info), 0);
+		json_decref(p);
+		export_from(bob, &info.id_hash, 1, 0, &i);
+		for (size_t k = 0; k < i.n; k++)
+			if (i.v[k].kind == 2)
+				batch_add(&ic, 3, &i.v[k].hash, i.v[k].p, i.v[k].n);
+		assert_int_equal(ic.n, 1);
+		refused(&ic, 0, LAMA_EINVAL, "an ID object sent as a CLOB");
+		batch_free(&i);
+		batch_free(&ic);
+	}
+	/* a hash taken as a CLOB before (by an older lama) */
+	assert_int_equal(lama_store_put(lama_session_store(alice), LAMA_KIND_CLOB, o.v[0].p, o.v[0].n,
+					NULL, NULL), 0);
+	refused(&o, 0, LAMA_EINVAL, "is stored as a CLOB, not as an object");
+	/* an object not squatted arrives and reads back as one */
+	batch_obj(&o2, bob, json_pack("{s:s, s:s}", "$type$", "PersonName", "name", "not squatted"), &h2);
+	if (apply(&o2, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	res_free(&r);
+	assert_int_equal(lama_archive_get(lama_session_archive(alice), &h2, &got), 0);
+	json_decref(got);
+	batch_free(&c);
+	batch_free(&o);
+	batch_free(&o2);
+}
+
+/* 3,000 Keys naming dan from someone else: dan's genuine signatures still
+ * apply (verified, or undecided: more claimed keys than read), never
+ * refused; a forged one is at best undecided, never "verifies". */
+static void test_sig_flood(void **state)
+{
+	struct batch f = { 0 }, s = { 0 };
+	struct res r;
+	struct lama_put_info info;
+	uint8_t dpk[32], dsk[64], opk[32], osk[64];
+	lama_hash dan, x;
+	json_t *p = json_pack("{s:s, s:s}", "$type$", "Person", "email", "dan@example.org");
+
+	(void)state;
+	assert_int_equal(lama_archive_put(lama_session_archive(bob), p, 0, &info), 0);
+	json_decref(p);
+	dan = info.id_hash;
+	lama_sign_keypair(dpk, dsk);
+	lama_sign_keypair(opk, osk);
+	export_from(bob, &dan, 1, 0, &s);
+	batch_obj(&s, bob, keys_obj(&dan, dpk), NULL);
+	x = name_obj(bob, "dan signs");
+	export_from(bob, &x, 1, 0, &s);
+	batch_obj(&s, bob, sig_obj(&dan, &x, dsk), NULL);
+	if (apply(&s, 0, &r))
+		fail_msg("dan's key and signature: %s", r.msg);
+	assert_int_equal(check_of(&r, &s, s.n - 1), 1);
+	res_free(&r);
+	batch_free(&s);
+	for (int i = 0; i < 3000; i++) {
+		uint8_t pk[32], sk[64];
+
+		lama_sign_keypair(pk, sk);
+		batch_obj(&f, bob, keys_obj(&dan, pk), NULL);
+	}
+	if (apply(&f, 0, &r))
+		fail_msg("flood: %s", r.msg);
+	res_free(&r);
+	batch_free(&f);
+	for (int i = 0; i < 4; i++) {
+		char n[32];
+		uint8_t c;
+
+		snprintf(n, sizeof(n), "dan after flood %d", i);
+		x = name_obj(bob, n);
+		export_from(bob, &x, 1, 0, &s);
+		batch_obj(&s, bob, sig_obj(&dan, &x, i < 3 ? dsk : osk), NULL);
+		if (apply(&s, 0, &r))
+			fail_msg("signature %d after the flood: %s", i, r.msg);
+		c = check_of(&r, &s, s.n - 1);
+		if (i < 3)
+			assert_true(c == 1 || c == 2);
+		else
+			assert_int_equal(c, 2); /* forged: undecided, not verified */
+		assert_int_equal(stored(&s), s.n);
+		res_free(&r);
+		batch_free(&s);
+	}
+}
+
+/* A key counts for its issuer only if claimed for them: a Profile whose
+ * personId names the issuer but whose owner is someone else claims
+ * nothing; a Keys object owned by the issuer, or a Profile of theirs they
+ * own, does (trusted or not is decided where trust is used). */
+static void test_sig_claimed(void **state)
+{
+	struct batch b = { 0 };
+	struct lama_put_info info;
+	uint8_t pk[32], sk[64];
+	char khex[65];
+	lama_hash dan, x, k;
+	json_t *p = json_pack("{s:s, s:s}", "$type$", "Person", "email", "dan2@example.org");
+	struct res r;
+	size_t at;
+
+	(void)state;
+	assert_int_equal(lama_archive_put(lama_session_archive(bob), p, 0, &info), 0);
+	json_decref(p);
+	dan = info.id_hash;
+	lama_sign_keypair(pk, sk);
+	lama_hex_encode(pk, 32, khex);
+	k = put_in(bob, json_pack("{s:s, s:s}", "$type$", "SignKey", "key", khex));
+	x = name_obj(bob, "dan2 signs");
+	export_from(bob, &dan, 1, 0, &b);
+	export_from(bob, &k, 1, 0, &b);
+	export_from(bob, &x, 1, 0, &b);
+	/* bob's Profile about dan, with a key: not dan's claim */
+	batch_obj(&b, bob, json_pack("{s:s, s:s, s:s, s:s, s:[], s:[s]}", "$type$", "Profile",
+				     "profileId", "about-dan", "personId", hexs(&dan), "owner",
+				     hexs(lama_session_person(bob)), "communicationEndpoint",
+				     "personDescription", hexs(&k)), NULL);
+	at = b.n;
+	batch_obj(&b, bob, sig_obj(&dan, &x, sk), NULL);
+	refused(&b, at, LAMA_EINVAL, "no claimed key");
+	/* dan's own Profile with that key: claimed */
+	batch_obj(&b, bob, json_pack("{s:s, s:s, s:s, s:s, s:[], s:[s]}", "$type$", "Profile",
+				     "profileId", "dan", "personId", hexs(&dan), "owner", hexs(&dan),
+				     "communicationEndpoint", "personDescription", hexs(&k)), NULL);
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	assert_int_equal(check_of(&r, &b, at), 1);
+	for (size_t i = 0; i < b.n; i++)
+		if (i != at)
+			assert_int_equal(check_of(&r, &b, i), 0);
+	res_free(&r);
+	{
+		/* claimed is not trusted: nobody certified dan's key */
+		struct lama_trust_root root = { 0 };
+		struct lama_trust_result t;
+		uint8_t rsk[64];
+
+		root.person = *lama_session_person(alice);
+		root.nkeys = 1;
+		assert_int_equal(lama_sign_keypair(root.keys[0], rsk), 0);
+		assert_int_equal(lama_trust_affirmed(lama_session_archive(alice), &root, NOW, &x, &t), 0);
+		assert_int_not_equal(t.reason, LAMA_TRUST_VALID);
+	}
+	batch_free(&b);
+}
+
+/* A merge node from a peer whose data is not the merge of its nodes (made
+ * here by the rules) is no version: the heads end on the merge made here,
+ * and the output says so. */
+static void test_apply_merge_lying(void **state)
+{
+	lama_archive *ba = lama_session_archive(bob);
+	struct lama_put_info base, v1, v2;
+	lama_hash mb, d1, d2, lh, liar, *heads;
+	struct batch b = { 0 }, f = { 0 };
+	struct res r;
+	size_t nh, at;
+	json_t *p, *mn;
+
+	(void)state;
+	d1 = name_obj(bob, "lie one");
+	d2 = name_obj(bob, "lie two");
+	lh = name_obj(bob, "the lie");
+	p = json_pack("{s:s, s:s, s:s, s:s, s:[], s:[]}", "$type$", "Profile", "profileId",
+		      "lying-merge", "personId", hexs(lama_session_person(bob)), "owner",
+		      hexs(lama_session_person(bob)), "communicationEndpoint", "personDescription");
+	assert_int_equal(lama_archive_put_version(ba, p, NULL, NOW, &base), 0);
+	json_array_append_new(json_object_get(p, "personDescription"), json_string(hexs(&d1)));
+	assert_int_equal(lama_archive_put_version(ba, p, &base.node, NOW + 1, &v1), 0);
+	json_array_set_new(json_object_get(p, "personDescription"), 0, json_string(hexs(&d2)));
+	assert_int_equal(lama_archive_put_version(ba, p, &base.node, NOW + 2, &v2), 0);
+	assert_int_equal(lama_archive_merge(ba, &v1.id_hash, &mb), 0);
+	/* the lie: the same nodes, depth and time, other data of the ID */
+	json_array_set_new(json_object_get(p, "personDescription"), 0,
+			   json_string(hexs(&lh)));
+	export_from(bob, &v1.id_hash, 1, 0, &f);
+	for (size_t i = 0; i < f.n; i++)
+		if (!lama_hash_eq(&f.v[i].hash, &mb))
+			batch_add(&b, f.v[i].kind, &f.v[i].hash, f.v[i].p, f.v[i].n);
+	batch_free(&f);
+	batch_obj(&b, bob, p, &lh);
+	assert_int_equal(lama_archive_get(ba, &mb, &mn), 0);
+	json_object_set_new(mn, "data", json_string(hexs(&lh)));
+	at = b.n;
+	batch_obj(&b, bob, mn, &liar);
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	assert_int_equal(check_of(&r, &b, at), 4);
+	res_free(&r);
+	assert_int_equal(lama_archive_heads(lama_session_archive(alice), &v1.id_hash, &heads, &nh), 0);
+	assert_int_equal(nh, 1);
+	if (!lama_hash_eq(&heads[0], &mb))
+		fail_msg("head %s, the honest merge %s, the lie %s", hexs(&heads[0]), hexs(&mb),
+			 hexs(&liar));
+	lama_free(heads);
+	/* the honest node arriving later is the one made here */
+	batch_free(&b);
+	export_from(bob, &v1.id_hash, 1, 0, &b);
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	for (size_t i = 0; i < b.n; i++)
+		if (lama_hash_eq(&b.v[i].hash, &mb))
+			assert_int_equal(check_of(&r, &b, i), 3);
+	res_free(&r);
+	batch_free(&b);
+}
+
+/* The peer merged two versions that alice has with a third of her own:
+ * the peer's merge replaces its two among the heads (as eve, merging the
+ * same in-process, ends), which a merge of all three would not give. */
+static void test_apply_merge_subset(void **state)
+{
+	lama_archive *ba = lama_session_archive(bob), *ea = lama_session_archive(eve),
+		     *aa = lama_session_archive(alice);
+	struct lama_put_info base, v1, v2, e0, e1, e2, a0, a4, e4;
+	lama_hash mb, me, want, d1, d2, d3, *heads;
+	struct batch b = { 0 };
+	struct res r;
+	size_t nh;
+	json_t *p, *p4;
+
+	(void)state;
+	d1 = name_obj(bob, "sub one");
+	d2 = name_obj(bob, "sub two");
+	name_obj(eve, "sub one");
+	name_obj(eve, "sub two");
+	d3 = name_obj(alice, "sub three");
+	name_obj(eve, "sub three");
+	p = json_pack("{s:s, s:s, s:s, s:s, s:[], s:[]}", "$type$", "Profile", "profileId",
+		      "merge-subset", "personId", hexs(lama_session_person(bob)), "owner",
+		      hexs(lama_session_person(bob)), "communicationEndpoint", "personDescription");
+	p4 = json_deep_copy(p);
+	json_array_append_new(json_object_get(p4, "personDescription"), json_string(hexs(&d3)));
+	assert_int_equal(lama_archive_put_version(ba, p, NULL, NOW, &base), 0);
+	assert_int_equal(lama_archive_put_version(ea, p, NULL, NOW, &e0), 0);
+	assert_int_equal(lama_archive_put_version(aa, p, NULL, NOW, &a0), 0);
+	assert_true(lama_hash_eq(&a0.node, &base.node));
+	json_array_append_new(json_object_get(p, "personDescription"), json_string(hexs(&d1)));
+	assert_int_equal(lama_archive_put_version(ba, p, &base.node, NOW + 1, &v1), 0);
+	assert_int_equal(lama_archive_put_version(ea, p, &e0.node, NOW + 1, &e1), 0);
+	json_array_set_new(json_object_get(p, "personDescription"), 0, json_string(hexs(&d2)));
+	assert_int_equal(lama_archive_put_version(ba, p, &base.node, NOW + 2, &v2), 0);
+	assert_int_equal(lama_archive_put_version(ea, p, &e0.node, NOW + 2, &e2), 0);
+	assert_int_equal(lama_archive_merge(ba, &v1.id_hash, &mb), 0);
+	assert_int_equal(lama_archive_merge(ea, &v1.id_hash, &me), 0);
+	assert_true(lama_hash_eq(&mb, &me));
+	/* alice's own version after the first, and eve's the same */
+	assert_int_equal(lama_archive_put_version(aa, p4, &a0.node, NOW + 5, &a4), 0);
+	assert_int_equal(lama_archive_put_version(ea, p4, &e0.node, NOW + 5, &e4), 0);
+	assert_true(lama_hash_eq(&a4.node, &e4.node));
+	assert_int_equal(lama_archive_merge(ea, &v1.id_hash, &want), 0);
+	export_from(bob, &v1.id_hash, 1, 0, &b);
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	for (size_t i = 0; i < b.n; i++)
+		if (lama_hash_eq(&b.v[i].hash, &mb))
+			assert_int_equal(check_of(&r, &b, i), 3);
+	res_free(&r);
+	assert_int_equal(lama_archive_heads(aa, &v1.id_hash, &heads, &nh), 0);
+	assert_int_equal(nh, 1);
+	if (!lama_hash_eq(&heads[0], &want))
+		fail_msg("head %s, eve's %s", hexs(&heads[0]), hexs(&want));
+	lama_free(heads);
+	json_decref(p);
+	json_decref(p4);
+	batch_free(&b);
+}
+
+static int keys_cb_count(void *ctx, const char *type, const lama_hash *src)
+{
+	(void)type;
+	(void)src;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+/* A versioned object of a type the archive keeps no reverse maps for
+ * (Leute), arriving without a version node: no reverse-map row per
+ * contact, as lama_archive_put_version would store it. */
+static void test_apply_unindexed(void **state)
+{
+	struct batch b = { 0 };
+	struct res r;
+	lama_hash someone, other;
+	size_t n = 0;
+
+	(void)state;
+	lama_sha256("someone", 7, &someone);
+	lama_sha256("other", 5, &other);
+	batch_obj(&b, bob, json_pack("{s:s, s:s, s:s, s:[s], s:[]}", "$type$", "Leute", "appId",
+				     "one.leute", "me", hexs(&someone), "other", hexs(&other),
+				     "group"), NULL);
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	res_free(&r);
+	assert_int_equal(stored(&b), 1);
+	assert_int_equal(lama_archive_referrers(lama_session_archive(alice), &other, NULL, keys_cb_count,
+						&n), 0);
+	assert_int_equal(n, 0);
+	batch_free(&b);
+}
+
+/* Over 8 MiB in a batch of several: refused before anything is read. */
+static void test_apply_bytes_cap(void **state)
+{
+	struct batch b = { 0 };
+	struct res r;
+	size_t n = (size_t)1 << 20;
+	char *txt = malloc(n);
+
+	(void)state;
+	assert_non_null(txt);
+	memset(txt, 'a', n);
+	for (int i = 0; i < 9; i++) {
+		lama_hash h;
+
+		txt[0] = (char)('a' + i);
+		lama_sha256(txt, n, &h);
+		batch_add(&b, 3, &h, txt, n);
+	}
+	assert_int_equal(apply(&b, 0, &r), LAMA_ELIMIT);
+	assert_non_null(strstr(r.msg, "bytes"));
+	res_free(&r);
+	assert_int_equal(stored(&b), 0);
+	b.n = 8; /* 8 MiB exactly: applied */
+	if (apply(&b, 0, &r))
+		fail_msg("apply: %s", r.msg);
+	res_free(&r);
+	b.n = 9;
+	free(txt);
+	batch_free(&b);
+}
+
 /* ---- allocation failures (the op run in this process) ---- */
 
 /* Every allocation of apply failing in turn: an error, nothing stored,
@@ -1280,6 +1677,13 @@ int main(void)
 		cmocka_unit_test(test_apply_channels),
 		cmocka_unit_test(test_apply_merge_nodes),
 		cmocka_unit_test(test_merge_op),
+		cmocka_unit_test(test_clob_squat),
+		cmocka_unit_test(test_sig_flood),
+		cmocka_unit_test(test_sig_claimed),
+		cmocka_unit_test(test_apply_merge_lying),
+		cmocka_unit_test(test_apply_merge_subset),
+		cmocka_unit_test(test_apply_bytes_cap),
+		cmocka_unit_test(test_apply_unindexed),
 		cmocka_unit_test(test_chain_verify),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_apply_concurrent),
