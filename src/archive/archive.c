@@ -97,7 +97,7 @@ int lama_archive_set_unindexed(lama_archive *a, const char *type)
 	return 0;
 }
 
-static int unindexed(const lama_archive *a, const char *type)
+int lama_archive_is_unindexed(const lama_archive *a, const char *type)
 {
 	for (size_t i = 0; i < a->nunindexed; i++)
 		if (!strcmp(a->unindexed[i], type))
@@ -177,7 +177,7 @@ int archive__store(lama_archive *a, const json_t *obj, struct lama_put_info *inf
 		if (!rc)
 			rc = lama_store_put(a->st, LAMA_KIND_ID, md.data, md.len, &info->id_hash, NULL);
 	}
-	if (!rc && info->is_new && !unindexed(a, type)) {
+	if (!rc && info->is_new && !lama_archive_is_unindexed(a, type)) {
 		rc_ctx.st = a->st;
 		rc_ctx.type = type;
 		rc_ctx.src = &info->hash;

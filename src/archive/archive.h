@@ -97,6 +97,9 @@ int lama_archive_set_rule(lama_archive *a, const char *type, const char *field,
  * nodes stay referrers of their ID. type is borrowed and must outlive the
  * archive; up to LAMA_ARCHIVE_RULES types. */
 int lama_archive_set_unindexed(lama_archive *a, const char *type);
+/* 1 if type was set unindexed, else 0: for code that stores objects
+ * beside the archive's own puts (the sync worker's apply). */
+int lama_archive_is_unindexed(const lama_archive *a, const char *type);
 
 /* Who refers to `target` (an object, ID, CLOB or BLOB hash): fn is called
  * for each referrer of type `type` (NULL: any). The version nodes of an ID

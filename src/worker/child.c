@@ -3,6 +3,7 @@
  * else to do. */
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "util/mem.h"
 #include "worker/frame.h"
 #include "worker/ops.h"
+#include "worker/warchive.h"
 
 static const struct {
 	const char *kind;
@@ -123,6 +125,9 @@ int lama_worker_main(const char *kind, int fd)
 
 	if (!fn)
 		return lama_error(LAMA_EINVAL, "no worker kind %.32s", kind);
+	/* an archive opened by a task (sync, chain_verify) is closed and its
+	 * keys wiped however the worker ends its loop */
+	atexit(lama_warchive_close);
 	/* never outlive the manager (also set by cmd_worker before its checks) */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGPIPE, SIG_IGN);

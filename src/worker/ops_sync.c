@@ -697,14 +697,6 @@ static int add_ref(void *ctx, const char *itemprop, enum lama_ref_kind kind, con
 	return lama_store_ref_add(c->st, target, c->type, c->src);
 }
 
-/* The types lama_models_rules marks unindexed (lama_archive_set_unindexed;
- * the archive has no query for its list): a Leute version names every
- * contact, a channel's LinkedListEntry its neighbours. */
-static int unindexed(const char *type)
-{
-	return !strcmp(type, "Leute") || !strcmp(type, "LinkedListEntry");
-}
-
 /* A versioned object that no edge or change of the batch names (the data
  * of a merge, or no version at all): the object, its ID object and its
  * reverse maps, as the archive stores them. */
@@ -725,7 +717,7 @@ static int store_versioned(struct apply *ap, struct item *it)
 	}
 	if (!rc)
 		rc = lama_store_put_hashed(st, LAMA_KIND_ID, md.data, md.len, &idh, NULL);
-	if (!rc && is_new && !unindexed(c.type))
+	if (!rc && is_new && !lama_archive_is_unindexed(lama_session_archive(ap->s), c.type))
 		rc = lama_object_foreach_ref(ap->rec, it->obj, add_ref, &c);
 	lama_buf_release(&md);
 	return rc;
