@@ -1078,6 +1078,22 @@ static int ix_open(lama_controller *c)
 	return 1;
 }
 
+/* The session's topics for a plan. More than a plan holds: the newest
+ * LAMA_SEARCH_PLAN_MAX are indexed, the older ones left out (and
+ * forgotten by the index), docs/search.md. */
+static int ix_topics(lama_controller *c, struct ixbuild *x)
+{
+	int rc = lama_search_topics(c->s, &x->t, &x->n, &x->total);
+
+	if (rc || x->n <= LAMA_SEARCH_PLAN_MAX)
+		return rc;
+	x->n = LAMA_SEARCH_PLAN_MAX;
+	x->total = 0;
+	for (size_t i = 0; i < x->n; i++)
+		x->total += x->t[i].entries;
+	return 0;
+}
+
 /* Starts a sync in the background (again, after one that is running). */
 static void ix_start(lama_controller *c)
 {
@@ -1097,8 +1113,7 @@ static void ix_start(lama_controller *c)
 	c->ix_build = x;
 	c->ix_stale = 0;
 	x->shown_at = mono_ms();
-	if ((rc = lama_search_topics(c->s, &x->t, &x->n, &x->total)) ||
-	    !(x->stale = lama_calloc(x->n + 1, 1)) ||
+	if ((rc = ix_topics(c, x)) || !(x->stale = lama_calloc(x->n + 1, 1)) ||
 	    /* a sync, not a rebuild, also when the index is not built: the
 	     * topics a sync cut short (a logout, a restart) left finished stay */
 	    (rc = lama_search_task_plan(&b, c->ix_path, c->ix_keys, LAMA_SEARCH_PLAN_SYNC, x->t, x->n)) ||

@@ -85,6 +85,23 @@ static int built(void)
 	return 0;
 }
 
+/* A progress update short of the end (0 < done < total) has come. */
+static int progress_mid(void)
+{
+	const json_t *p;
+	size_t i;
+
+	json_array_foreach(pushes, i, p) {
+		const json_t *pl = json_object_get(p, "payload");
+		json_int_t done = json_integer_value(json_object_get(pl, "done"));
+
+		if (!strcmp(json_string_value(json_object_get(p, "channel")), "update:progress") &&
+		    done > 0 && done < json_integer_value(json_object_get(pl, "total")))
+			return 1;
+	}
+	return 0;
+}
+
 static size_t progress_count(void)
 {
 	const json_t *p;
@@ -312,7 +329,12 @@ static void test_logout_mid_build(void **state)
 	if (!r) /* a login through a crypto pool would be late: none here */
 		fail_msg("login answered late");
 	json_array_clear(pushes);
-	run(30, NULL, 0);
+	/* mid-build: some batches in (a progress short of the total), not
+	 * the end */
+	for (int i = 0; i < 3000 && !progress_mid(); i++)
+		run(1, NULL, 0);
+	assert_true(progress_mid());
+	assert_false(built());
 	r = call("{\"id\":3,\"channel\":\"action:logout\"}");
 	json_decref(r);
 	json_array_clear(pushes);
