@@ -1023,8 +1023,11 @@ static void ix_query_done(lama_controller *c, struct ixtask *t, int rc, const ch
 		rc = lama_error(LAMA_ECANCELED, "the session ended");
 	else if (!(results = json_loadb(out, n, JSON_REJECT_DUPLICATES, NULL)) ||
 		 !json_is_array(results))
-		rc = lama_error(LAMA_EFORMAT, "the index worker's answer is malformed");
-	else if (!(rc = lama_search_name_results(c->s, results)) &&
+		rc = lama_error(LAMA_EIO, "the index worker's answer is malformed");
+	else if ((rc = lama_search_name_results(c->s, results)) == LAMA_EFORMAT)
+		/* the worker's fault, not the request's: internal, not invalid_payload */
+		rc = lama_error(LAMA_EIO, "the index worker's answer is malformed");
+	else if (!rc &&
 		 !(answer = json_pack("{s:O, s:O, s:b}", "query", t->query, "results", results,
 				      "partial", t->partial || c->ix_stale)))
 		rc = oom();
