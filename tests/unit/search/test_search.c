@@ -919,6 +919,66 @@ static void test_sync(void **state)
 	tu_rmtree(home);
 }
 
+/* A topic whose newest entries are a run of edits longer than one read
+ * of lama_chat_messages passes over (4,096): nothing to move the cursor
+ * on. The sync goes on, but the topic is left stale (its summary not
+ * stored), never taken as done with its messages unread */
+static void test_stuck_topic(void **state)
+{
+	struct lama_kdf_params p = lama_kdf_min();
+	struct lama_person dave;
+	struct lama_topic t;
+	struct lama_search_topic *ts;
+	struct lama_outgoing m[2];
+	struct lama_search_batch b;
+	lama_hash ids[2];
+	lama_search *y;
+	uint8_t stale[4];
+	size_t n, nstale;
+	char text[32], tid[LAMA_TOPIC_ID_MAX + 1];
+
+	(void)state;
+	snprintf(home, sizeof(home), "%s", tu_tmpdir());
+	if (lama_account_register(home, "alice", "pw", 2, &p, &s) || lama_models_init(s))
+		fail_msg("setup: %s", lama_errmsg());
+	assert_int_equal(lama_leute_add_contact(s, "Dave", NULL, 0, NULL, &dave), 0);
+	assert_int_equal(lama_chat_create(s, NULL, &dave.person, 1, &t, NULL), 0);
+	memset(m, 0, sizeof(m));
+	m[0].text = "an okapi lives here";
+	m[1].text = "the newest okapi";
+	assert_int_equal(lama_chat_send(s, &t, m, 2, ids), 0);
+	for (int i = 0; i < 4100; i++) {
+		snprintf(text, sizeof(text), "okapi edit %d", i);
+		if (lama_chat_edit(s, &t, &ids[1], text))
+			fail_msg("edit %d: %s", i, lama_errmsg());
+	}
+	snprintf(tid, sizeof(tid), "%s", t.id);
+	lama_topic_release(&t);
+	assert_int_equal(lama_chat_find(s, tid, &t), 0); /* its count now */
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(lama_search_batch_read(s, &t, &b), 0);
+	assert_int_equal(b.n, 0);
+	assert_int_equal(b.more, 0);
+	assert_int_equal(b.stuck, 1);
+	lama_search_batch_release(&b);
+
+	real_ids = 1;
+	assert_int_equal(lama_search_open(s, &y), 0);
+	lama_search_close(x);
+	x = y;
+	assert_int_equal(lama_search_sync(s, x, NULL, NULL), 0);
+	/* still stale: the next sync tries again */
+	assert_int_equal(lama_search_topics(s, &ts, &n, NULL), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(lama_search_plan(x, ts, n, LAMA_SEARCH_PLAN_SYNC, stale, &nstale), 0);
+	assert_int_equal(nstale, 1);
+	lama_free(ts);
+	real_ids = 0;
+	lama_topic_release(&t);
+	lama_session_logout(s);
+	tu_rmtree(home);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -937,6 +997,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_at_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_topic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stuck_topic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
