@@ -485,6 +485,70 @@ static void test_free_attached(void **state)
 	assert_false(built()); /* the build runs on */
 }
 
+/* Tasks the index worker has done. */
+static long worker_done(void)
+{
+	json_t *stj = lama_workers_status(w);
+	long n = (long)json_integer_value(json_object_get(json_array_get(stj, 0), "done"));
+
+	json_decref(stj);
+	return n;
+}
+
+/* A topic the build cannot read to its end (its newest entries a run of
+ * edits longer than one read passes over): the build ends, answers say
+ * partial, and no build starts again, not even for a query, until
+ * something changes; then one does */
+static void test_stuck_topic(void **state)
+{
+	lama_session *ss = lama_controller_session(ctl);
+	struct lama_outgoing one = { .text = "an okapi" };
+	struct lama_person dave;
+	struct lama_topic t;
+	lama_hash id;
+	long before;
+	json_t *r;
+	char text[32];
+
+	(void)state;
+	assert_int_equal(lama_leute_add_contact(ss, "Dave", NULL, 0, NULL, &dave), 0);
+	assert_int_equal(lama_chat_create(ss, NULL, &dave.person, 1, &t, NULL), 0);
+	assert_int_equal(lama_chat_send(ss, &t, &one, 1, &id), 0);
+	for (int i = 0; i < 4100; i++) {
+		snprintf(text, sizeof(text), "okapi edit %d", i);
+		if (lama_chat_edit(ss, &t, &id, text))
+			fail_msg("edit %d: %s", i, lama_errmsg());
+	}
+	lama_topic_release(&t);
+	start_workers("index");
+	for (int i = 0; i < 6000 && !built(); i++)
+		run(10, NULL, 0);
+	assert_true(built());
+	/* no build again and again */
+	before = worker_done();
+	run(500, NULL, 0);
+	assert_int_equal(worker_done(), before);
+	r = search("zebra7", 1000);
+	assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "partial")));
+	assert_int_equal(nresults(r), MESSAGES / 50);
+	json_decref(r);
+	run(300, NULL, 0);
+	assert_int_equal(worker_done(), before + 1); /* the query alone */
+	/* something new: the next query syncs again (and ends again) */
+	json_decref(call("{\"id\":8,\"channel\":\"action:sendMessage\",\"payload\":{\"topic\":\"%s\",\"text\":\"a quokka\"}}",
+			 topic));
+	json_array_clear(pushes);
+	r = search("quokka", 10);
+	assert_int_equal(nresults(r), 1);
+	json_decref(r);
+	for (int i = 0; i < 6000 && !built(); i++)
+		run(10, NULL, 0);
+	assert_true(built());
+	before = worker_done();
+	run(300, NULL, 0);
+	assert_int_equal(worker_done(), before);
+}
+
 /* Without an index pool: searched in the process, answered at once */
 static void test_in_process(void **state)
 {
@@ -508,6 +572,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_in_process, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_grown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_attached, setup, teardown_free_first),
+		cmocka_unit_test_setup_teardown(test_stuck_topic, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
