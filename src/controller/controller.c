@@ -52,11 +52,15 @@ struct lama_controller {
 	int ix_pool;             /* the manager has one */
 	int ix;                  /* this session's index is there (keys below) */
 	int ix_stale;            /* a change it missed: sync again */
+	int ix_stuck;            /* the last sync skipped a topic it could not
+				  * read: no new one until something changes */
+	uint64_t ix_changes;     /* changes handed to the index so far */
 	char ix_path[LAMA_PATH_MAX];
 	uint8_t *ix_keys;        /* secure memory: token and seal keys */
 	struct ixtask *ix_tasks; /* pending, canceled when the session ends */
 	struct ixbuild *ix_build; /* the sync running, or NULL */
 	struct pending_login *login; /* a login waiting for its key, or NULL */
+	int freeing;                 /* lama_controller_free: no new task */
 };
 
 static int oom(void)
@@ -713,10 +717,19 @@ static int has_pool(lama_workers *w, const char *kind)
 	return found;
 }
 
+static void ix_end(lama_controller *c, int close);
+static void login_cancel(lama_controller *c);
+
 void lama_controller_set_workers(lama_controller *c, struct lama_workers *w)
 {
 	if (!c)
 		return;
+	/* nothing of c may stay with a manager it no longer knows: its
+	 * tasks are canceled while that manager is still c->workers */
+	if (c->workers && c->workers != w) {
+		login_cancel(c);
+		ix_end(c, 0);
+	}
 	c->workers = w;
 	c->ix_pool = has_pool(w, "index");
 	/* started logged in: the index catches up in the background */
@@ -788,6 +801,8 @@ struct ixbuild {
 	struct lama_search_batch b;
 	uint64_t done, total, shown_at;
 	int work;                   /* something to index: progress is shown */
+	int skipped;                /* a topic could not be read (left stale) */
+	uint64_t changes;           /* c->ix_changes when it started */
 };
 
 static uint64_t mono_ms(void)
@@ -804,8 +819,10 @@ static void ix_progress(lama_controller *c, int last)
 	if (!x->work || (!last && now - x->shown_at < IX_PROGRESS_MS))
 		return;
 	x->shown_at = now;
+	/* topics grown since the plan may put more than it counted */
 	push(c, "update:progress", json_pack("{s:s, s:I, s:I}", "task", "index", "done",
-					     (json_int_t)(last ? x->total : x->done), "total",
+					     (json_int_t)(last || x->done > x->total ? x->total : x->done),
+					     "total",
 					     (json_int_t)x->total));
 }
 
@@ -847,7 +864,7 @@ static int ix_submit(lama_controller *c, int kind, const char *op, struct lama_b
 
 	if (task)
 		*task = NULL;
-	if (!c->workers) {
+	if (!c->workers || c->freeing) {
 		lama_buf_release_wipe(b);
 		return lama_error(LAMA_ECANCELED, "the workers are shutting down");
 	}
@@ -876,16 +893,23 @@ static int ix_submit(lama_controller *c, int kind, const char *op, struct lama_b
  * marks it stale for the next query. */
 static void ix_build_end(lama_controller *c, int rc)
 {
+	struct ixbuild *x = c->ix_build;
 	int again;
 
 	if (!rc)
 		ix_progress(c, 1); /* whole: done = total */
+	/* a topic it could not read stays stale, but reading it again at
+	 * once would fail again: the next sync waits for a change */
+	if (x && x->skipped) {
+		c->ix_stale = 1;
+		c->ix_stuck = x->changes == c->ix_changes;
+	}
 	ix_build_free(c);
 	if (rc && rc != LAMA_ECANCELED)
 		c->ix_stale = 1;
 	lama_error_clear();
 	/* a change missed while it ran: once more (a failure waits for a query) */
-	again = !rc && c->ix_stale;
+	again = !rc && c->ix_stale && !c->ix_stuck;
 	if (again)
 		ix_start(c);
 }
@@ -898,29 +922,41 @@ static void ix_next_batch(lama_controller *c)
 	struct lama_buf b = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
 	int rc;
 
-	while (!x->in_topic) {
-		while (x->cur > 0 && !x->stale[x->cur - 1])
+	for (;;) {
+		while (!x->in_topic) {
+			while (x->cur > 0 && !x->stale[x->cur - 1])
+				x->cur--;
+			if (x->cur == 0) {
+				ix_build_end(c, 0);
+				return;
+			}
 			x->cur--;
-		if (x->cur == 0) {
-			ix_build_end(c, 0);
-			return;
+			lama_topic_release(&x->topic);
+			memset(&x->topic, 0, sizeof(x->topic));
+			if (lama_chat_find(c->s, x->t[x->cur].id, &x->topic)) {
+				/* gone meanwhile: the next sync forgets it */
+				x->skipped = 1;
+				lama_error_clear();
+				continue;
+			}
+			lama_search_batch_release(&x->b);
+			x->b.limit = IX_BATCH;
+			/* the topic as it is now: its block of rows holds what
+			 * came since the plan too, and its state is what is read */
+			x->put = (struct lama_search_put){ .topic = x->t[x->cur],
+							   .flags = LAMA_SEARCH_PUT_FIRST };
+			x->put.topic.entries = x->topic.entries;
+			x->put.topic.last_time = x->topic.last_time;
+			x->in_topic = 1;
 		}
-		x->cur--;
-		lama_topic_release(&x->topic);
-		memset(&x->topic, 0, sizeof(x->topic));
-		if (lama_chat_find(c->s, x->t[x->cur].id, &x->topic)) {
-			/* gone meanwhile: the next sync forgets it */
-			c->ix_stale = 1;
-			lama_error_clear();
-			continue;
-		}
-		lama_search_batch_release(&x->b);
-		x->b.limit = IX_BATCH;
-		x->put = (struct lama_search_put){ .topic = x->t[x->cur], .flags = LAMA_SEARCH_PUT_FIRST };
-		x->in_topic = 1;
+		if ((rc = lama_search_batch_read(c->s, &x->topic, &x->b)))
+			goto fail;
+		if (!x->b.stuck)
+			break;
+		/* its older messages cannot be reached: left stale (no LAST) */
+		x->skipped = 1;
+		x->in_topic = 0;
 	}
-	if ((rc = lama_search_batch_read(c->s, &x->topic, &x->b)))
-		goto fail;
 	if (!x->b.more)
 		x->put.flags |= LAMA_SEARCH_PUT_LAST | (x->cur == x->last ? LAMA_SEARCH_PUT_BUILT : 0);
 	if ((rc = lama_search_task_put(&b, c->ix_path, c->ix_keys, &x->put, x->b.d, x->b.n)) ||
@@ -950,6 +986,7 @@ static void ix_plan_done(lama_controller *c, const void *out, size_t n)
 			x->done += x->t[i].entries;
 	}
 	x->cur = x->n; /* the least recently active first: the newest get the highest rows */
+	x->changes = c->ix_changes;
 	x->work = nstale > 0;
 	ix_progress(c, 0);
 	ix_next_batch(c);
@@ -986,8 +1023,11 @@ static void ix_query_done(lama_controller *c, struct ixtask *t, int rc, const ch
 		rc = lama_error(LAMA_ECANCELED, "the session ended");
 	else if (!(results = json_loadb(out, n, JSON_REJECT_DUPLICATES, NULL)) ||
 		 !json_is_array(results))
-		rc = lama_error(LAMA_EFORMAT, "the index worker's answer is malformed");
-	else if (!(rc = lama_search_name_results(c->s, results)) &&
+		rc = lama_error(LAMA_EIO, "the index worker's answer is malformed");
+	else if ((rc = lama_search_name_results(c->s, results)) == LAMA_EFORMAT)
+		/* the worker's fault, not the request's: internal, not invalid_payload */
+		rc = lama_error(LAMA_EIO, "the index worker's answer is malformed");
+	else if (!rc &&
 		 !(answer = json_pack("{s:O, s:O, s:b}", "query", t->query, "results", results,
 				      "partial", t->partial || c->ix_stale)))
 		rc = oom();
@@ -1041,6 +1081,22 @@ static int ix_open(lama_controller *c)
 	return 1;
 }
 
+/* The session's topics for a plan. More than a plan holds: the newest
+ * LAMA_SEARCH_PLAN_MAX are indexed, the older ones left out (and
+ * forgotten by the index), docs/search.md. */
+static int ix_topics(lama_controller *c, struct ixbuild *x)
+{
+	int rc = lama_search_topics(c->s, &x->t, &x->n, &x->total);
+
+	if (rc || x->n <= LAMA_SEARCH_PLAN_MAX)
+		return rc;
+	x->n = LAMA_SEARCH_PLAN_MAX;
+	x->total = 0;
+	for (size_t i = 0; i < x->n; i++)
+		x->total += x->t[i].entries;
+	return 0;
+}
+
 /* Starts a sync in the background (again, after one that is running). */
 static void ix_start(lama_controller *c)
 {
@@ -1060,8 +1116,7 @@ static void ix_start(lama_controller *c)
 	c->ix_build = x;
 	c->ix_stale = 0;
 	x->shown_at = mono_ms();
-	if ((rc = lama_search_topics(c->s, &x->t, &x->n, &x->total)) ||
-	    !(x->stale = lama_calloc(x->n + 1, 1)) ||
+	if ((rc = ix_topics(c, x)) || !(x->stale = lama_calloc(x->n + 1, 1)) ||
 	    /* a sync, not a rebuild, also when the index is not built: the
 	     * topics a sync cut short (a logout, a restart) left finished stay */
 	    (rc = lama_search_task_plan(&b, c->ix_path, c->ix_keys, LAMA_SEARCH_PLAN_SYNC, x->t, x->n)) ||
@@ -1076,6 +1131,9 @@ static void ix_add(lama_controller *c, const struct lama_search_doc *d)
 {
 	struct lama_buf b = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
 
+	/* something new: a topic a sync could not read may read now */
+	c->ix_changes++;
+	c->ix_stuck = 0;
 	if (lama_search_task_add(&b, c->ix_path, c->ix_keys, d, 1) ||
 	    ix_submit(c, IX_ADD, "add", &b, NULL)) {
 		lama_buf_release_wipe(&b);
@@ -1091,6 +1149,8 @@ static void ix_message(lama_controller *c, const char *topic, const json_t *view
 
 	if (!view || lama_search_doc_of_message(topic, view, &d, &removed)) {
 		c->ix_stale = 1; /* not found among the newest: a sync mends it */
+		c->ix_changes++;
+		c->ix_stuck = 0;
 		lama_error_clear();
 		return;
 	}
@@ -1106,9 +1166,10 @@ static void ix_remove(lama_controller *c, const lama_hash *id)
 	ix_add(c, &d);
 }
 
-/* The session ends: its tasks are canceled (a query's client is told),
- * the worker closes the index, the keys are wiped. */
-static void ix_end(lama_controller *c)
+/* The session ends, or the manager goes: its tasks are canceled with
+ * c->workers, the manager that holds them (a query's client is told),
+ * with close the worker closes the index, the keys are wiped. */
+static void ix_end(lama_controller *c, int close)
 {
 	struct lama_buf b = LAMA_BUF_INIT(0);
 
@@ -1116,7 +1177,8 @@ static void ix_end(lama_controller *c)
 	while (c->ix_tasks) {
 		struct ixtask *t = c->ix_tasks;
 
-		/* done runs at once (LAMA_ECANCELED) and takes t off the list */
+		/* done runs at once (LAMA_ECANCELED) and takes t off the list;
+		 * a task is on the list only while c->workers holds it */
 		if (!c->workers || lama_workers_cancel(c->workers, t->id)) {
 			reply_late(c, &t->client, t->rid,
 				   lama_error(LAMA_ECANCELED, "the session ended"), NULL);
@@ -1124,14 +1186,17 @@ static void ix_end(lama_controller *c)
 		}
 	}
 	/* the worker forgets the index and wipes its keys (a failure leaves
-	 * them there until the next task names another index) */
-	if (c->ix && c->workers)
+	 * them there until the next task names another index); not when c
+	 * goes: the task would outlive it */
+	if (close && c->ix && c->workers && !c->freeing) {
 		ix_submit(c, IX_CLOSE, "close", &b, NULL);
+	}
 	lama_error_clear();
 	lama_secure_free(c->ix_keys);
 	c->ix_keys = NULL;
 	c->ix = 0;
 	c->ix_stale = 0;
+	c->ix_stuck = 0;
 }
 
 static int search_here(lama_controller *c, const struct lama_ipc_call *call, const char *topic,
@@ -1196,7 +1261,7 @@ static int search(void *ctx, const struct lama_ipc_call *call, json_t **result)
 	}
 	/* behind the archive (a failed change, a failed sync): sync again,
 	 * and answer with what is there meanwhile */
-	if (c->ix_stale && !c->ix_build)
+	if (c->ix_stale && !c->ix_build && !c->ix_stuck)
 		ix_start(c);
 	o.topic = topic ? t.id : NULL;
 	if ((rc = lama_search_task_query(&b, c->ix_path, c->ix_keys, json_string_value(q),
@@ -1226,7 +1291,7 @@ out:
  * an open archive or index with its keys, ends with its process). */
 static void session_end(lama_controller *c)
 {
-	ix_end(c);
+	ix_end(c, 1);
 	if (!c->stopping)
 		lama_workers_recycle(c->workers);
 	lama_search_close(c->search);
@@ -1313,6 +1378,7 @@ struct pending_login {
 	json_t *id;
 	char name[LAMA_NAME_MAX + 1]; /* "" when none was given */
 	int reg;                      /* a register: with this salt and cost */
+	uint64_t task;                /* the kdf task, for cancel */
 	uint8_t salt[LAMA_SALT_BYTES];
 	struct lama_kdf_params kdf;
 };
@@ -1406,7 +1472,7 @@ static int login_async(lama_controller *c, const struct lama_ipc_call *call, con
 	pl->id = json_deep_copy(call->id);
 	snprintf(pl->name, sizeof(pl->name), "%s", name ? name : "");
 	rc = pl->id ? lama_workers_submit(c->workers, "crypto", "kdf", in, n, LAMA_TASK_IDEMPOTENT, 0,
-					  login_done, pl, NULL)
+					  login_done, pl, &pl->task)
 		    : oom();
 	lama_secure_free(in);
 	/* a full queue, no crypto pool, a closing manager */
@@ -1925,11 +1991,23 @@ int lama_controller_new(lama_controller **out, lama_ipc *d, const struct lama_co
 	return 0;
 }
 
+/* A login waiting for its key is canceled (its client told): its task
+ * must not outlive c or c->workers. */
+static void login_cancel(lama_controller *c)
+{
+	if (c->login && c->workers)
+		lama_workers_cancel(c->workers, c->login->task); /* login_done runs now */
+	lama_error_clear();
+}
+
 void lama_controller_free(lama_controller *c)
 {
 	if (!c)
 		return;
 	lama_controller_drain(c);
+	/* nothing of c stays with the manager: its tasks canceled there */
+	c->freeing = 1;
+	login_cancel(c);
 	session_end(c);
 	lama_free(c->slots);
 	lama_free(c);

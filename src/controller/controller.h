@@ -39,14 +39,22 @@ struct lama_controller_config {
  * registered already: free the dispatcher too. */
 int lama_controller_new(lama_controller **out, lama_ipc *d, const struct lama_controller_config *cfg,
 			lama_session *s);
-/* Logs the session out (if any) and frees c. NULL is a no-op. */
+/* Logs the session out (if any) and frees c, its tasks with the manager
+ * canceled first (see lama_controller_set_workers for the order). NULL
+ * is a no-op. */
 void lama_controller_free(lama_controller *c);
 
 /* The current session, NULL while locked (borrowed). */
 lama_session *lama_controller_session(const lama_controller *c);
 
 /* The worker manager (borrowed; NULL: none), for query:getWorkers and
- * the work that goes to workers. Set once, after lama_controller_new. */
+ * the work that goes to workers. Set after lama_controller_new. Setting
+ * another manager (or NULL) first cancels every task c has with the old
+ * one (their callbacks run now), so nothing of c stays there.
+ * Teardown order: lama_controller_set_workers(c, NULL) or
+ * lama_controller_free(c) (which cancels them too, the manager still
+ * attached), and only then lama_workers_close: a manager closed first
+ * leaves c pointing at freed memory. */
 struct lama_workers;
 void lama_controller_set_workers(lama_controller *c, struct lama_workers *w);
 

@@ -11,7 +11,10 @@
  *                                    the topic tag as one token, so a topic
  *                                    filter is part of the MATCH
  *   topics(tag, state)               what lama_search_sync last indexed
- *   meta(k, v)                       'built' once a sync completed
+ *   meta(k, v)                       'built' once a sync completed;
+ *                                    'top', the highest row number a
+ *                                    topic's block reserved (live adds go
+ *                                    above it, never into a block)
  * The query string that reaches MATCH is built here from folded tokens
  * (letters and digits only), each phrase in double quotes, so nothing the
  * user types is ever FTS5 syntax. */
@@ -664,8 +667,10 @@ static int check_doc(const struct lama_search_doc *d)
 	return 0;
 }
 
+static int top_row(lama_search *x, uint64_t *top);
+
 /* Adds one document inside the caller's transaction, as row number rowid
- * (0: after the largest). */
+ * (0: above every row and every topic's reserved block). */
 static int add_one(lama_search *x, const struct lama_search_doc *d, sqlite3_int64 rowid,
 		   struct lama_buf *sealed)
 {
@@ -684,12 +689,20 @@ static int add_one(lama_search *x, const struct lama_search_doc *d, sqlite3_int6
 	tag_of_topic(x, d->topic, strlen(d->topic), ttag, ttok);
 	if ((rc = seal_doc(x, d, tag, sealed)))
 		return rc;
+	if (rowid <= 0) {
+		uint64_t top;
+
+		if ((rc = top_row(x, &top)))
+			return rc;
+		if (top >= INT64_MAX)
+			return lama_error(LAMA_ELIMIT, "search index: out of row numbers: rebuild it");
+		rowid = (sqlite3_int64)top + 1;
+	}
 	if ((rc = cached(x, S_INSERT, &st)) == SQLITE_OK) {
 		sqlite3_bind_blob(st, 1, tag, 32, SQLITE_STATIC);
 		sqlite3_bind_blob(st, 2, ttag, 32, SQLITE_STATIC);
 		sqlite3_bind_blob(st, 3, sealed->data, (int)sealed->len, SQLITE_STATIC);
-		if (rowid > 0)
-			sqlite3_bind_int64(st, 4, rowid);
+		sqlite3_bind_int64(st, 4, rowid);
 		rc = sqlite3_step(st);
 	}
 	if (st)
@@ -805,6 +818,13 @@ static int count_sql(lama_search *x, const char *sql, uint64_t *n)
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_OK ? 0 : sql_fail(x, rc, "counting");
+}
+
+/* The highest row number in use or reserved for a topic's block. */
+static int top_row(lama_search *x, uint64_t *top)
+{
+	return count_sql(x, "SELECT max(coalesce((SELECT max(rowid) FROM docs), 0),"
+			 " coalesce((SELECT v FROM meta WHERE k = 'top'), 0))", top);
 }
 
 int lama_search_count(lama_search *x, uint64_t *n)
@@ -1356,6 +1376,21 @@ static int drop_gone(lama_search *x, const struct lama_search_topic *t, size_t n
 	return rc;
 }
 
+/* Reserves the row numbers up to top (it only grows). */
+static int set_top(lama_search *x, uint64_t top)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(x->db, "INSERT INTO meta(k, v) VALUES('top', ?1) ON CONFLICT(k)"
+				    " DO UPDATE SET v = max(v, excluded.v)", -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)top);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : sql_fail(x, rc, "reserving rows");
+}
+
 static int mark_built(lama_search *x)
 {
 	return exec(x, "INSERT OR REPLACE INTO meta(k, v) VALUES('built', 1)");
@@ -1364,7 +1399,7 @@ static int mark_built(lama_search *x)
 int lama_search_clear(lama_search *x)
 {
 	int rc = exec(x, "BEGIN IMMEDIATE; DELETE FROM docs; DELETE FROM topics;"
-		      "DELETE FROM meta WHERE k = 'built';"
+		      "DELETE FROM meta WHERE k IN ('built', 'top');"
 		      "INSERT INTO fts(fts) VALUES('delete-all'); COMMIT;");
 
 	if (rc)
@@ -1447,14 +1482,21 @@ int lama_search_put_topic(lama_search *x, struct lama_search_put *p, const struc
 		/* the topic's old rows go, and it gets a block of row numbers
 		 * above all others, in its time order: the newest rows are the
 		 * newest messages (see the ranking window) */
-		if (!(rc = remove_topic(x, ttag)) &&
-		    !(rc = count_sql(x, "SELECT coalesce(max(rowid), 0) FROM docs", &base)))
+		if (!(rc = remove_topic(x, ttag)) && !(rc = top_row(x, &base))) {
+			if (base > INT64_MAX / 2)
+				rc = lama_error(LAMA_ELIMIT, "search index: out of row numbers: rebuild it");
 			next = base + p->topic.entries + 2;
+		}
+		/* the block is reserved whatever fills it (deleted messages
+		 * leave holes): live adds go above it */
+		if (!rc)
+			rc = set_top(x, next);
 	}
 	for (size_t i = 0; i < n && !rc; i++) {
-		if (next)
+		/* never below the block: a topic grown past its count since
+		 * the plan puts the extra messages after all rows */
+		if (next > base)
 			next--;
-		/* a topic grown past its count since the plan: after all rows */
 		rc = add_one(x, &d[i], next > base ? (sqlite3_int64)next : 0, &sealed);
 	}
 	if (!rc && (p->flags & LAMA_SEARCH_PUT_LAST)) {
@@ -1519,6 +1561,7 @@ int lama_search_batch_read(lama_session *s, const struct lama_topic *t,
 	int rc, more = 0;
 
 	b->n = 0;
+	b->stuck = 0;
 	lama_buf_truncate(&b->text, 0);
 	b->text.max = LAMA_BUF_MAX;
 	snprintf(b->topic, sizeof(b->topic), "%s", t->id);
@@ -1535,7 +1578,9 @@ int lama_search_batch_read(lama_session *s, const struct lama_topic *t,
 	}
 	for (size_t i = 0; i < b->n; i++)
 		b->d[i].text = b->text.data ? b->text.data + (uintptr_t)b->d[i].text : "";
+	/* nothing read to move the cursor on: the rest is out of reach */
 	b->more = more && b->n > 0;
+	b->stuck = more && b->n == 0;
 	return 0;
 }
 
@@ -1636,6 +1681,8 @@ static int sync_topic(lama_session *s, lama_search *x, const struct lama_search_
 	do {
 		if ((rc = lama_search_batch_read(s, &t, &b)))
 			break;
+		if (b.stuck)
+			break; /* left stale (no LAST): the rest of the sync goes on */
 		if (!b.more)
 			put.flags |= LAMA_SEARCH_PUT_LAST | (built ? LAMA_SEARCH_PUT_BUILT : 0);
 		if ((rc = lama_search_put_topic(x, &put, b.d, b.n)))

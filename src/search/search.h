@@ -225,6 +225,10 @@ struct lama_search_batch {
 	lama_hash last;              /* the cursor: the oldest read so far */
 	int started;
 	int more;                    /* older messages remain */
+	int stuck;                   /* older messages remain but cannot be
+				      * reached (a run of entries that show no
+				      * message, longer than one read passes
+				      * over): the topic is left stale */
 	size_t limit;                /* messages per read; 0: LAMA_SEARCH_BATCH */
 };
 

@@ -145,8 +145,9 @@ int lama_search_task_plan(struct lama_buf *b, const char *path, const uint8_t ke
 {
 	int rc;
 
-	if (n > 65536)
-		return lama_error(LAMA_ELIMIT, "search: at most 65536 topics in one plan");
+	if (n > LAMA_SEARCH_PLAN_MAX)
+		return lama_error(LAMA_ELIMIT, "search: at most %d topics in one plan",
+				  LAMA_SEARCH_PLAN_MAX);
 	if ((rc = lama_search_task_head(b, path, keys)) || (rc = put_u8(b, (unsigned)mode)) ||
 	    (rc = put_u32(b, (uint32_t)n)))
 		return rc;

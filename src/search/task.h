@@ -38,6 +38,10 @@ int lama_search_task_count(struct lama_buf *b, const char *path,
 			   const uint8_t keys[LAMA_SEARCH_KEYS]);
 int lama_search_task_count_result(const void *out, size_t n, uint64_t *count, int *built);
 
+/* Topics in one plan. A session with more has only its newest this many
+ * indexed: the plan names them, and the index forgets the others. */
+#define LAMA_SEARCH_PLAN_MAX 65536
+
 /* plan: u8 mode (LAMA_SEARCH_PLAN_*), u32 count, per topic u8 id length,
  * id, u64 entries, u64 last time. Output: u32 n, n x u32 index of a stale
  * topic, ascending. */

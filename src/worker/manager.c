@@ -231,7 +231,10 @@ static void on_task_timer(uv_timer_t *h)
 	if (!t)
 		return;
 	if (t->delivered) {
-		/* canceled and not answered within the grace */
+		/* canceled and not answered within the grace; one marked for
+		 * recycling was to be replaced anyway: not a restart */
+		if (w->recycle)
+			w->quiet = 1;
 		worker_end(w, "killed: a canceled task did not end");
 		return;
 	}

@@ -153,8 +153,26 @@ static int rd_index(struct lama_rd *r)
 	return rc;
 }
 
+/* Passes over the head (path and keys), to be read by rd_index once the
+ * rest of the task is checked. */
+static int skip_head(struct lama_rd *r)
+{
+	const uint8_t *p;
+	uint32_t len;
+	int rc;
+
+	if ((rc = lama_rd_u32(r, &len, "the path's length")))
+		return rc;
+	if (len == 0 || len >= LAMA_PATH_MAX)
+		return lama_error(LAMA_EINVAL, "%s: a path of %u bytes", r->op, len);
+	if ((rc = lama_rd_bytes(r, len, &p, "the path")))
+		return rc;
+	return lama_rd_bytes(r, LAMA_SEARCH_KEYS, &p, "the keys");
+}
+
 /* The whole input is read before the index is touched: a malformed task
- * changes nothing. rd_index goes last for that reason (it may open). */
+ * changes nothing and opens nothing. rd_index goes last for that reason
+ * (it may open). */
 static int op_add(struct lama_rd *r)
 {
 	struct lama_rd head = *r;
@@ -238,16 +256,20 @@ static int op_query(struct lama_rd *r, struct lama_buf *out)
 	const uint8_t *q;
 	uint32_t limit, window;
 	json_t *hits = NULL;
+	struct lama_rd head = *r;
 	size_t n;
 	int rc;
 
-	if ((rc = rd_index(r)) || (rc = lama_rd_u32(r, &limit, "the limit")) ||
+	if ((rc = skip_head(r)) || (rc = lama_rd_u32(r, &limit, "the limit")) ||
 	    (rc = lama_rd_u32(r, &window, "the rank window")) || (rc = rd_topic(r, topic, 1)))
 		return rc;
 	if (limit < 1 || limit > LAMA_SEARCH_LIMIT_MAX)
 		return lama_error(LAMA_EINVAL, "query: the limit is 1 to %d", LAMA_SEARCH_LIMIT_MAX);
 	n = r->left;
-	if ((rc = lama_rd_bytes(r, n, &q, "the query")))
+	if (n > LAMA_SEARCH_QUERY_MAX)
+		return lama_error(LAMA_ELIMIT, "query: a query has at most %d bytes",
+				  LAMA_SEARCH_QUERY_MAX);
+	if ((rc = lama_rd_bytes(r, n, &q, "the query")) || (rc = rd_index(&head)))
 		return rc;
 	o.limit = limit;
 	o.rank_window = window;
@@ -267,11 +289,13 @@ static int op_query(struct lama_rd *r, struct lama_buf *out)
 
 static int op_count(struct lama_rd *r, struct lama_buf *out)
 {
+	struct lama_rd head = *r;
 	uint8_t o[9];
 	uint64_t n;
 	int rc;
 
-	if ((rc = rd_index(r)) || (rc = lama_rd_end(r)) || (rc = lama_search_count(ix, &n)))
+	if ((rc = skip_head(r)) || (rc = lama_rd_end(r)) || (rc = rd_index(&head)) ||
+	    (rc = lama_search_count(ix, &n)))
 		return rc;
 	lama_put_u64(o, n);
 	o[8] = (uint8_t)lama_search_is_built(ix);

@@ -691,6 +691,58 @@ static void test_at_rest(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The batches of lama_search_put_topic: a topic grown past its count
+ * (more messages than entries + 2) keeps next >= base and indexes the
+ * extras after all rows; a first batch of deleted messages keeps its
+ * block reserved, so a live add never takes a row a later batch needs */
+static void test_put_topic(void **state)
+{
+	struct lama_search_put p = { .topic = { .id = "grown", .entries = 1, .last_time = 1 },
+				     .flags = LAMA_SEARCH_PUT_FIRST | LAMA_SEARCH_PUT_LAST };
+	struct lama_search_doc d[6];
+	char texts[6][32];
+	struct hits g;
+
+	(void)state;
+	memset(d, 0, sizeof(d));
+	for (unsigned i = 0; i < 6; i++) {
+		snprintf(texts[i], sizeof(texts[i]), "grown %u wombat", i);
+		d[i] = (struct lama_search_doc){ .id = hid(100 + i), .topic = "grown",
+						 .sender = hid(1100 + i), .time = 1.7e12 + 100 + i,
+						 .text = texts[i], .text_len = strlen(texts[i]) };
+	}
+	add(1, "other", "an older wombat");
+	assert_int_equal(lama_search_put_topic(x, &p, d, 6), 0);
+	assert_true(p.next >= p.base); /* what the main process checks */
+	g = q("wombat");
+	assert_int_equal(g.n, 7);
+	/* the same batch again (a retry): the same rows, each once */
+	p.flags = LAMA_SEARCH_PUT_FIRST;
+	assert_int_equal(lama_search_put_topic(x, &p, d, 6), 0);
+	assert_true(p.next >= p.base);
+	g = q("wombat");
+	assert_int_equal(g.n, 7);
+
+	/* topic "holes": 4 entries, its first batch two deleted messages */
+	p = (struct lama_search_put){ .topic = { .id = "holes", .entries = 4, .last_time = 1 },
+				      .flags = LAMA_SEARCH_PUT_FIRST };
+	for (unsigned i = 0; i < 5; i++) {
+		d[i].topic = "holes";
+		d[i].id = hid(200 + i);
+		d[i].sender = hid(1200 + i);
+		d[i].time = 1.7e12 + 200 + i;
+	}
+	d[0].text_len = d[1].text_len = 0;
+	assert_int_equal(lama_search_put_topic(x, &p, d, 2), 0);
+	add(300, "live", "a live wombat"); /* sent meanwhile */
+	p.flags = LAMA_SEARCH_PUT_LAST;
+	if (lama_search_put_topic(x, &p, d + 2, 3))
+		fail_msg("the second batch: %s", lama_errmsg());
+	g = q("wombat");
+	assert_int_equal(g.n, 7 + 1 + 3);
+	assert_true(has(&g, 300) && has(&g, 202) && has(&g, 204));
+}
+
 static void test_oom(void **state)
 {
 	struct hits g;
@@ -867,6 +919,66 @@ static void test_sync(void **state)
 	tu_rmtree(home);
 }
 
+/* A topic whose newest entries are a run of edits longer than one read
+ * of lama_chat_messages passes over (4,096): nothing to move the cursor
+ * on. The sync goes on, but the topic is left stale (its summary not
+ * stored), never taken as done with its messages unread */
+static void test_stuck_topic(void **state)
+{
+	struct lama_kdf_params p = lama_kdf_min();
+	struct lama_person dave;
+	struct lama_topic t;
+	struct lama_search_topic *ts;
+	struct lama_outgoing m[2];
+	struct lama_search_batch b;
+	lama_hash ids[2];
+	lama_search *y;
+	uint8_t stale[4];
+	size_t n, nstale;
+	char text[32], tid[LAMA_TOPIC_ID_MAX + 1];
+
+	(void)state;
+	snprintf(home, sizeof(home), "%s", tu_tmpdir());
+	if (lama_account_register(home, "alice", "pw", 2, &p, &s) || lama_models_init(s))
+		fail_msg("setup: %s", lama_errmsg());
+	assert_int_equal(lama_leute_add_contact(s, "Dave", NULL, 0, NULL, &dave), 0);
+	assert_int_equal(lama_chat_create(s, NULL, &dave.person, 1, &t, NULL), 0);
+	memset(m, 0, sizeof(m));
+	m[0].text = "an okapi lives here";
+	m[1].text = "the newest okapi";
+	assert_int_equal(lama_chat_send(s, &t, m, 2, ids), 0);
+	for (int i = 0; i < 4100; i++) {
+		snprintf(text, sizeof(text), "okapi edit %d", i);
+		if (lama_chat_edit(s, &t, &ids[1], text))
+			fail_msg("edit %d: %s", i, lama_errmsg());
+	}
+	snprintf(tid, sizeof(tid), "%s", t.id);
+	lama_topic_release(&t);
+	assert_int_equal(lama_chat_find(s, tid, &t), 0); /* its count now */
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(lama_search_batch_read(s, &t, &b), 0);
+	assert_int_equal(b.n, 0);
+	assert_int_equal(b.more, 0);
+	assert_int_equal(b.stuck, 1);
+	lama_search_batch_release(&b);
+
+	real_ids = 1;
+	assert_int_equal(lama_search_open(s, &y), 0);
+	lama_search_close(x);
+	x = y;
+	assert_int_equal(lama_search_sync(s, x, NULL, NULL), 0);
+	/* still stale: the next sync tries again */
+	assert_int_equal(lama_search_topics(s, &ts, &n, NULL), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(lama_search_plan(x, ts, n, LAMA_SEARCH_PLAN_SYNC, stale, &nstale), 0);
+	assert_int_equal(nstale, 1);
+	lama_free(ts);
+	real_ids = 0;
+	lama_topic_release(&t);
+	lama_session_logout(s);
+	tu_rmtree(home);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -884,6 +996,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_keys_tamper, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_at_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_topic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stuck_topic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -376,6 +376,21 @@ static void test_bad_fields(void **state)
 	expect("query", &b, LAMA_EINVAL, "limit");
 	put_be32(&b, h, 1001);
 	expect("query", &b, LAMA_EINVAL, "limit");
+	/* a malformed query or count opens nothing: no index file made */
+	{
+		char fresh[4300];
+
+		snprintf(fresh, sizeof(fresh), "%s/fresh.db", dir);
+		lama_buf_truncate(&b, 0);
+		assert_int_equal(lama_search_task_query(&b, fresh, keys, "zebra", 5, &o), 0);
+		put_be32(&b, 4 + strlen(fresh) + LAMA_SEARCH_KEYS, 0);
+		expect("query", &b, LAMA_EINVAL, "limit");
+		lama_buf_truncate(&b, 0);
+		assert_int_equal(lama_search_task_count(&b, fresh, keys), 0);
+		assert_int_equal(lama_buf_addch(&b, 'x'), 0);
+		expect("count", &b, LAMA_EINVAL, "");
+		assert_int_not_equal(access(fresh, F_OK), 0);
+	}
 	lama_buf_truncate(&b, 0);
 	assert_int_equal(lama_search_task_query(&b, path, keys, "\"open", 5, &o), 0);
 	expect("query", &b, LAMA_EINVAL, "quote");
