@@ -471,6 +471,63 @@ static void test_least_busy(void **state)
 	finish(&loop, m);
 }
 
+/* lama_workers_recycle: the idle worker goes at once, the busy one answers
+ * its task first; both come back as new processes, not counted as
+ * restarts, and take tasks again. */
+static void test_recycle(void **state)
+{
+	uv_loop_t loop;
+	lama_workers *m;
+	struct res r, r2;
+	uint8_t ms[4];
+	long p0, p1, busy;
+
+	(void)state;
+	uv_loop_init(&loop);
+	m = mk(&loop, "test", 2, 0, 0);
+	for (int i = 0; i < 400 && (!worker_pid(m, 0) || !worker_pid(m, 1)); i++)
+		run_for(&loop, 10);
+	p0 = worker_pid(m, 0);
+	p1 = worker_pid(m, 1);
+	assert_true(p0 > 0 && p1 > 0);
+	put32(ms, 400);
+	assert_int_equal(submit(m, "test", "sleep", ms, 4, 0, 0, &r, NULL), 0);
+	run_for(&loop, 50);
+	{
+		json_t *st = lama_workers_status(m);
+
+		busy = json_is_true(json_object_get(json_array_get(st, 0), "busy")) ? p0 : p1;
+		json_decref(st);
+	}
+	lama_workers_recycle(m);
+	/* a task submitted now waits for a fresh worker */
+	assert_int_equal(submit(m, "test", "pid", NULL, 0, 0, 0, &r2, NULL), 0);
+	run_until(&loop, &r.called, 30000);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(atol((char *)r.out), busy); /* answered, not killed */
+	run_until(&loop, &r2.called, 30000);
+	assert_int_equal(r2.rc, 0);
+	assert_true(atol((char *)r2.out) != p0 && atol((char *)r2.out) != p1);
+	for (int i = 0; i < 400; i++) {
+		long a = worker_pid(m, 0), b = worker_pid(m, 1);
+
+		if (a && b && a != p0 && a != p1 && b != p0 && b != p1)
+			break;
+		run_for(&loop, 10);
+	}
+	for (size_t i = 0; i < 2; i++) {
+		long pid = worker_pid(m, i);
+
+		assert_true(pid > 0 && pid != p0 && pid != p1);
+		assert_int_equal(status_int(m, i, "restarts"), 0);
+	}
+	assert_false(pid_alive(p0));
+	assert_false(pid_alive(p1));
+	res_free(&r);
+	res_free(&r2);
+	finish(&loop, m);
+}
+
 static void test_queue_bound(void **state)
 {
 	uv_loop_t loop;
@@ -932,6 +989,7 @@ int main(void)
 		cmocka_unit_test(test_least_busy),
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_queue_bound),
+		cmocka_unit_test(test_recycle),
 		cmocka_unit_test(test_kill_crypto),
 		cmocka_unit_test(test_kill_sync),
 		cmocka_unit_test(test_kill_test),
