@@ -854,6 +854,24 @@ static void test_merge_op(void **state)
 	}
 	res_free(&r);
 	lama_buf_release_wipe(&in);
+	{
+		/* heads naming nodes the archive lacks: a failure, not "no versions" */
+		lama_hash gid, gone[2];
+
+		memset(gid.b, 0x77, 32);
+		memset(gone[0].b, 0x78, 32);
+		memset(gone[1].b, 0x79, 32);
+		assert_int_equal(lama_store_heads_set(lama_session_store(alice), &gid, gone, 2), 0);
+		in = (struct lama_buf)LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
+		assert_int_equal(lama_warchive_handle(alice, &in), 0);
+		put32(cnt, 1);
+		assert_int_equal(lama_buf_add(&in, cnt, 4), 0);
+		assert_int_equal(lama_buf_add(&in, gid.b, 32), 0);
+		assert_int_equal(call("sync", "merge", &in, 0, &r), LAMA_ENOTFOUND);
+		res_free(&r);
+		lama_buf_release_wipe(&in);
+		assert_int_equal(lama_store_heads_set(lama_session_store(alice), &gid, gone, 0), 0);
+	}
 }
 
 /* ---- killed, concurrent ---- */
