@@ -818,6 +818,13 @@ static int checked_id(struct apply *ap, const struct item *it, const json_t *dat
 	struct lama_buf md = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
 	int rc = lama_object_id_microdata(ap->rec, data, &md);
 
+	if (rc && rc != LAMA_ENOMEM) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "is a version of an object without an ID: %s",
+			 lama_errmsg());
+		rc = refuse(it, LAMA_EINVAL, why);
+	}
 	if (!rc) {
 		lama_sha256(md.data, md.len, id);
 		rc = stored_kind(ap, it, id, LAMA_KIND_ID, NULL);
