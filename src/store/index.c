@@ -167,6 +167,37 @@ int lama_store_refs(lama_store *st, const lama_hash *dst, const char *src_type,
 	return lama_store_refs_max(st, dst, src_type, 0, fn, ctx, NULL);
 }
 
+int lama_store_ref_has(lama_store *st, const lama_hash *dst, const char *src_type,
+		       const lama_hash *src)
+{
+	uint8_t ad[80];
+	char type[REF_TYPE_MAX];
+	lama_hash h;
+	sqlite3_stmt *s;
+	int rc = 0, step;
+
+	if (!*src_type || strlen(src_type) >= REF_TYPE_MAX)
+		return lama_error(LAMA_EINVAL, "bad type name for a reverse map");
+	store__name(st, 'r', dst->b, 32, ad);
+	type_tag(st, src_type, ad + 32);
+	store__name(st, 's', src->b, 32, ad + 48);
+	s = store__stmt(st, S_REF_HAS);
+	sqlite3_bind_blob(s, 1, ad, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, ad + 32, 16, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, ad + 48, 32, SQLITE_STATIC);
+	step = sqlite3_step(s);
+	/* the row is opened: its seal binds it to the names it sits under */
+	if (step == SQLITE_ROW)
+		rc = store__ref_open(st, ad, ad + 32, ad + 48, sqlite3_column_blob(s, 0),
+				     (size_t)sqlite3_column_bytes(s, 0), type, &h);
+	else if (step != SQLITE_DONE)
+		rc = store__dberr(st, "reading reverse map");
+	sqlite3_reset(s);
+	if (rc)
+		return rc;
+	return step == SQLITE_ROW && lama_hash_eq(&h, src) && !strcmp(type, src_type);
+}
+
 int lama_store_heads_get(lama_store *st, const lama_hash *id, lama_hash **heads, size_t *n)
 {
 	uint8_t key[32];

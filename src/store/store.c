@@ -35,6 +35,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_KV_GET] = "SELECT val FROM kv WHERE k=?1",
 	[S_KV_PUT] = "INSERT OR REPLACE INTO kv(k,val) VALUES(?1,?2)",
 	[S_KV_DEL] = "DELETE FROM kv WHERE k=?1",
+	[S_REF_HAS] = "SELECT val FROM ref WHERE dst=?1 AND tag=?2 AND src=?3 LIMIT 1",
 };
 
 static const char schema_sql[] =

@@ -169,6 +169,11 @@ int lama_store_refs_max(lama_store *st, const lama_hash *dst, const char *src_ty
 			int (*fn)(void *ctx, const char *src_type, const lama_hash *src),
 			void *ctx, int *truncated);
 
+/* 1 if src of type src_type is recorded as a referrer of dst, 0 if not:
+ * one row looked up and opened, whatever the number of dst's referrers. */
+int lama_store_ref_has(lama_store *st, const lama_hash *dst, const char *src_type,
+		       const lama_hash *src);
+
 /* Version heads of an ID: the version nodes no other node follows.
  * *heads is allocated (lama_free), *n may be 0 when the ID is unknown. */
 int lama_store_heads_get(lama_store *st, const lama_hash *id, lama_hash **heads, size_t *n);

@@ -119,16 +119,21 @@ enum {
 	CHECK_SIG_OK = 1,     /* a Signature that verifies with a claimed key */
 	CHECK_SIG_UNKNOWN = 2, /* a Signature not decided: more claimed keys than read */
 	CHECK_MERGE_OK = 3,   /* a merge node that is the merge made here */
-	CHECK_MERGE_OTHER = 4, /* a merge node other than the one made here: not a version */
+	CHECK_NOT_VERSION = 4, /* a version node not recorded here: an object only */
 };
 
 /* The main loop's writes wait for apply's transaction: a batch is bounded
  * so that it stays short. */
 #define APPLY_ITEMS_MAX 4096
 #define APPLY_BYTES_MAX ((size_t)8 << 20)
-#define APPLY_WORK_MAX 16384 /* key holders loaded and signatures tried per batch */
+#define APPLY_WORK_MAX 16384 /* units per batch: an object loaded, a row read, a signature tried */
 #define APPLY_REFS_MAX 256   /* Keys or Profiles of an issuer read from the archive */
 #define APPLY_DESC_MAX 256   /* descriptions read per Profile */
+#define MERGE_NODES_MAX 64   /* nodes a merge may name to be made here */
+#define MERGES_MAX 256       /* merges made per batch */
+#define MERGE_COST 2         /* units: a merge's data and the lookup of its node */
+#define NAMED_COST 3         /* units: a named node and its data loaded, one lookup */
+#define MADE_COST 8          /* units: a merge made, plus 2 per node merged */
 
 struct item {
 	uint32_t index; /* in the batch, for messages */
@@ -174,6 +179,7 @@ struct apply {
 	size_t nids;
 	struct kvec bkeys;     /* the batch's claimed keys, by owner */
 	size_t work;           /* of APPLY_WORK_MAX */
+	size_t merges;         /* made, of MERGES_MAX */
 };
 
 static const char *type_of(const json_t *o)
@@ -351,6 +357,7 @@ struct issuer_ctx {
 	struct apply *ap;
 	const lama_hash *issuer;
 	struct kvec *k;
+	size_t rows; /* referrers read */
 };
 
 /* A Keys or Profile referring to the issuer in the archive (the batch's
@@ -362,6 +369,7 @@ static int holder_ref(void *ctx, const char *type, const lama_hash *src)
 	int rc;
 
 	(void)type;
+	c->rows++;
 	if (find_item(c->ap, src))
 		return 0;
 	if (c->ap->work >= APPLY_WORK_MAX) {
@@ -384,7 +392,7 @@ static int holder_ref(void *ctx, const char *type, const lama_hash *src)
 static int issuer_keys(struct apply *ap, const lama_hash *issuer, struct kvec *k)
 {
 	const char *types[2] = { "Keys", "Profile" };
-	struct issuer_ctx c = { ap, issuer, k };
+	struct issuer_ctx c = { ap, issuer, k, 0 };
 	size_t lo = 0, hi = ap->bkeys.n;
 	int rc;
 
@@ -400,12 +408,21 @@ static int issuer_keys(struct apply *ap, const lama_hash *issuer, struct kvec *k
 		if ((rc = kvec_push(k, &ap->bkeys.v[lo])))
 			return rc;
 	for (int t = 0; t < 2; t++) {
+		size_t room = APPLY_WORK_MAX - (ap->work < APPLY_WORK_MAX ? ap->work : APPLY_WORK_MAX);
 		int truncated = 0;
 
-		rc = lama_archive_referrers_max(ap->a, issuer, types[t], APPLY_REFS_MAX, holder_ref,
+		/* the rows are read (and opened) before holder_ref sees them:
+		 * the budget bounds how many are asked for, and pays for them */
+		if (room < 2)
+			return kvec_add(k, issuer, NULL, 1);
+		room /= 2;
+		c.rows = 0;
+		rc = lama_archive_referrers_max(ap->a, issuer, types[t],
+						room < APPLY_REFS_MAX ? room : APPLY_REFS_MAX, holder_ref,
 						&c, &truncated);
 		if (rc < 0)
 			return rc;
+		ap->work += c.rows + (size_t)truncated;
 		if (truncated && (rc = kvec_add(k, issuer, NULL, 1)))
 			return rc;
 	}
@@ -763,13 +780,82 @@ static int id_of(struct apply *ap, const json_t *obj, lama_hash *id)
 	return lama_object_hash(ap->rec, obj, NULL, id);
 }
 
+/* 1 if version node n names the hash id itself (as its data, prev or one
+ * of its nodes). Storing an object adds a reverse-map row for each
+ * reference it holds, so such a node, sent by a peer, sits in the index
+ * of the ID exactly like a recorded version; a recorded node never names
+ * its ID (it names objects and nodes). */
+static int names_id(const json_t *n, const lama_hash *id)
+{
+	const json_t *set = json_object_get(json_object_get(n, "nodes"), "$set"), *v;
+	lama_hash h;
+	size_t i;
+
+	if ((!get_hash(n, "data", &h) && lama_hash_eq(&h, id)) ||
+	    (!get_hash(n, "prev", &h) && lama_hash_eq(&h, id)))
+		return 1;
+	json_array_foreach(set, i, v)
+		if (!str_hash(v, &h) && lama_hash_eq(&h, id))
+			return 1;
+	return 0;
+}
+
+/* 1 if node (object n) is a recorded version of ID id, 0 if not: a
+ * referrer of the ID as its node type that does not name the ID itself
+ * (names_id). One point lookup, whatever the length of the history. */
+static int recorded(struct apply *ap, const json_t *n, const lama_hash *node, const lama_hash *id)
+{
+	if (!node_kind(type_of(n)) || names_id(n, id))
+		return 0;
+	return lama_store_ref_has(lama_session_store(ap->s), id, type_of(n), node);
+}
+
+/* The ID hash of a versioned object; refuses it when the archive holds
+ * that hash as another kind (a CLOB or an object stored under it first
+ * would stay, and the ID object with it would not read back). */
+static int checked_id(struct apply *ap, const struct item *it, const json_t *data, lama_hash *id)
+{
+	struct lama_buf md = LAMA_BUF_INIT(LAMA_OBJECT_MAX_BYTES);
+	int rc = lama_object_id_microdata(ap->rec, data, &md);
+
+	if (rc && rc != LAMA_ENOMEM) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "is a version of an object without an ID: %s",
+			 lama_errmsg());
+		rc = refuse(it, LAMA_EINVAL, why);
+	}
+	if (!rc) {
+		lama_sha256(md.data, md.len, id);
+		rc = stored_kind(ap, it, id, LAMA_KIND_ID, NULL);
+	}
+	lama_buf_release(&md);
+	return rc;
+}
+
+/* A node that is not recorded here is stored as an object only; the data
+ * it names, if it came in the batch, as a versioned object of no version. */
+static int not_version(struct apply *ap, struct item *it, const lama_hash *dh)
+{
+	struct item *d = find_item(ap, dh);
+
+	it->check = CHECK_NOT_VERSION;
+	if (d && d->named) {
+		d->named = 0;
+		return store_versioned(ap, d);
+	}
+	return 0;
+}
+
 /* An edge or change: the archive records the version after its
- * predecessor and must make the very node that arrived. */
+ * predecessor and must make the very node that arrived. A change after a
+ * node that is not a recorded version of the ID (a merge other than the
+ * one made here, check 4) is not recorded either: check 4. */
 static int apply_change(struct apply *ap, struct item *it)
 {
 	struct lama_put_info info;
 	json_t *data = NULL;
-	lama_hash dh, prev;
+	lama_hash dh, prev, id;
 	int has_prev = it->node == NODE_CHANGE && json_object_get(it->obj, "prev");
 	int rc;
 
@@ -778,8 +864,30 @@ static int apply_change(struct apply *ap, struct item *it)
 	rc = load_obj(ap, &dh, &data);
 	if (rc == LAMA_ENOTFOUND)
 		return refuse(it, LAMA_EINVAL, "is a version of an object neither sent nor stored");
-	if (rc)
+	if (!rc)
+		rc = checked_id(ap, it, data, &id);
+	if (!rc && has_prev) {
+		json_t *pn = NULL;
+
+		rc = load_obj(ap, &prev, &pn);
+		if (rc && rc != LAMA_ENOMEM && rc != LAMA_EIO) {
+			lama_error_clear();
+			rc = 0; /* no predecessor: refused below, as the archive finds none */
+		} else if (!rc && (rc = recorded(ap, pn, &prev, &id)) == 0) {
+			json_decref(pn);
+			json_decref(data);
+			if ((rc = not_version(ap, it, &dh)))
+				return rc;
+			return note_id(ap, &id);
+		}
+		json_decref(pn);
+		if (rc > 0)
+			rc = 0;
+	}
+	if (rc < 0) {
+		json_decref(data);
 		return rc;
+	}
 	rc = lama_archive_put_version(ap->a, data, has_prev ? &prev : NULL,
 				      json_number_value(json_object_get(it->obj, "creationTime")), &info);
 	json_decref(data);
@@ -796,17 +904,11 @@ static int apply_change(struct apply *ap, struct item *it)
 	return note_id(ap, &info.id_hash);
 }
 
-static int find_src(void *ctx, const char *type, const lama_hash *src)
-{
-	(void)type;
-	return lama_hash_eq(ctx, src);
-}
-
-/* Node `node` is a version node whose data has ID id; *recorded: it is in
- * the history here (a referrer of the ID as its type), not a node stored
- * as an object only (a merge that was not the one made here). */
+/* Node `node` is a version node whose data has ID id; *rec: it is a
+ * recorded version here (recorded()). A recorded node is one of the ID by
+ * the archive's own index: its data is loaded only when it is not. */
 static int node_of_id(struct apply *ap, const lama_hash *node, const lama_hash *id, double *depth,
-		      int *recorded)
+		      int *rec)
 {
 	json_t *n = NULL, *data = NULL;
 	lama_hash dh, pid;
@@ -815,19 +917,15 @@ static int node_of_id(struct apply *ap, const lama_hash *node, const lama_hash *
 	if (!rc && (!node_kind(type_of(n)) || get_hash(n, "data", &dh)))
 		rc = lama_error(LAMA_EINVAL, "not a version node");
 	if (!rc)
-		rc = load_obj(ap, &dh, &data);
-	if (!rc)
-		rc = id_of(ap, data, &pid);
-	if (!rc && !lama_hash_eq(&pid, id))
-		rc = lama_error(LAMA_EINVAL, "a version of another ID");
-	if (!rc)
 		*depth = json_number_value(json_object_get(n, "depth"));
-	if (!rc) {
-		*recorded = lama_store_refs(lama_session_store(ap->s), id, type_of(n), find_src,
-					    (void *)node);
-		if (*recorded < 0)
-			rc = *recorded;
-	}
+	if (!rc && (*rec = recorded(ap, n, node, id)) < 0)
+		rc = *rec;
+	if (!rc && !*rec)
+		rc = load_obj(ap, &dh, &data);
+	if (!rc && !*rec)
+		rc = id_of(ap, data, &pid);
+	if (!rc && !*rec && !lama_hash_eq(&pid, id))
+		rc = lama_error(LAMA_EINVAL, "a version of another ID");
 	json_decref(n);
 	json_decref(data);
 	return rc;
@@ -841,12 +939,24 @@ static int has_hash(const lama_hash *v, size_t n, const lama_hash *h)
 	return 0;
 }
 
+static int spend(struct apply *ap, size_t units)
+{
+	if (ap->work + units > APPLY_WORK_MAX)
+		return 0;
+	ap->work += units;
+	return 1;
+}
+
 /* A merge made elsewhere: its nodes must be versions of its data's ID, one
  * level below it. Merges are deterministic, so the merge of those nodes is
- * made here (lama_archive_merge over them alone): it replaces them among
- * the heads, and the node that arrived is a version only if it is that very
- * node (CHECK_MERGE_OK); otherwise it stays an object and nothing more
- * (CHECK_MERGE_OTHER). */
+ * made here (lama_archive_merge over them alone) when every one of them is
+ * a current head: it replaces them among the heads, and the node that
+ * arrived is a version only if it is that very node (check 3). A merge
+ * recorded here already is check 3 at once. Otherwise it stays an object
+ * and nothing more (check 4), the heads untouched: a merge naming a node
+ * not recorded here, or one behind the heads (merging a node with what
+ * followed it would bring back what was removed since), or more than
+ * MERGE_NODES_MAX nodes, or past the batch's budget or MERGES_MAX. */
 static int apply_merge(struct apply *ap, struct item *it)
 {
 	lama_store *st = lama_session_store(ap->s);
@@ -854,20 +964,32 @@ static int apply_merge(struct apply *ap, struct item *it)
 	lama_hash dh, id, made, *heads = NULL, *next = NULL, *named = NULL;
 	json_t *data = NULL;
 	double max = -1, d = 0;
-	size_t i, nh = 0, m = 0, nn = 0;
-	int rc, known, recorded = 0;
+	size_t i, nh = 0, m = 0, nn = 0, ns = json_array_size(set);
+	int rc, known, rec = 0, other = 0;
 
-	if (get_hash(it->obj, "data", &dh) || json_array_size(set) < 2)
+	if (get_hash(it->obj, "data", &dh) || ns < 2)
 		return refuse(it, LAMA_EINVAL, "is a merge without valid references");
+	if (!spend(ap, MERGE_COST))
+		return not_version(ap, it, &dh);
 	rc = load_obj(ap, &dh, &data);
 	if (rc == LAMA_ENOTFOUND)
 		return refuse(it, LAMA_EINVAL, "is a merge of an object neither sent nor stored");
 	if (!rc)
-		rc = id_of(ap, data, &id);
+		rc = checked_id(ap, it, data, &id);
 	json_decref(data);
 	if (rc)
 		return rc;
-	if (!(named = lama_calloc(json_array_size(set), sizeof(*named))))
+	if ((rc = note_id(ap, &id)))
+		return rc;
+	known = recorded(ap, it->obj, &it->hash, &id);
+	if (known) {
+		if (known > 0)
+			it->check = CHECK_MERGE_OK;
+		return known < 0 ? known : 0;
+	}
+	if (ns > MERGE_NODES_MAX || !spend(ap, NAMED_COST * ns))
+		return not_version(ap, it, &dh);
+	if (!(named = lama_calloc(ns, sizeof(*named))))
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	json_array_foreach(set, i, v) {
 		lama_hash ph;
@@ -876,7 +998,7 @@ static int apply_merge(struct apply *ap, struct item *it)
 			rc = refuse(it, LAMA_EINVAL, "is a merge naming a node that is no hash");
 			goto out;
 		}
-		rc = node_of_id(ap, &ph, &id, &d, &recorded);
+		rc = node_of_id(ap, &ph, &id, &d, &rec);
 		if (rc == LAMA_ENOMEM || rc == LAMA_EIO)
 			goto out;
 		if (rc) {
@@ -885,11 +1007,9 @@ static int apply_merge(struct apply *ap, struct item *it)
 		}
 		if (d > max)
 			max = d;
-		/* a merge of a node that is no version here (a merge that was
-		 * not the one made here) is not made here */
-		if (!recorded)
-			it->check = CHECK_MERGE_OTHER;
-		if (!has_hash(named, nn, &ph))
+		if (!rec)
+			other = 1;
+		if (!has_hash(named, nn, &ph)) /* nn <= MERGE_NODES_MAX */
 			named[nn++] = ph;
 	}
 	if (it->depth != max + 1 || nn < 2) {
@@ -897,26 +1017,20 @@ static int apply_merge(struct apply *ap, struct item *it)
 						   : "is a merge of impossible depth");
 		goto out;
 	}
-	if (it->check == CHECK_MERGE_OTHER) {
-		rc = note_id(ap, &id);
+	if ((rc = lama_store_heads_get(st, &id, &heads, &nh)))
 		goto out;
-	}
-	known = lama_store_refs(st, &id, "VersionNodeMerge", find_src, &it->hash);
-	if (known < 0) {
-		rc = known;
-		goto out;
-	}
-	if (known) {
-		it->check = CHECK_MERGE_OK;
-		rc = note_id(ap, &id);
+	for (size_t k = 0; k < nn && !other; k++)
+		other = !has_hash(heads, nh, &named[k]);
+	if (other || ap->merges >= MERGES_MAX || !spend(ap, MADE_COST + 2 * nn)) {
+		rc = not_version(ap, it, &dh);
 		goto out;
 	}
 	/* the merge of exactly the named nodes, made here by the rules */
-	if ((rc = lama_store_heads_get(st, &id, &heads, &nh)) ||
-	    (rc = lama_store_heads_set(st, &id, named, nn)) ||
+	ap->merges++;
+	if ((rc = lama_store_heads_set(st, &id, named, nn)) ||
 	    (rc = lama_archive_merge(ap->a, &id, &made)))
 		goto out;
-	it->check = lama_hash_eq(&made, &it->hash) ? CHECK_MERGE_OK : CHECK_MERGE_OTHER;
+	it->check = lama_hash_eq(&made, &it->hash) ? CHECK_MERGE_OK : CHECK_NOT_VERSION;
 	if (!(next = lama_calloc(nh + 1, sizeof(*next)))) {
 		rc = lama_error(LAMA_ENOMEM, "out of memory");
 		goto out;
@@ -925,8 +1039,7 @@ static int apply_merge(struct apply *ap, struct item *it)
 		if (!has_hash(named, nn, &heads[k]) && !lama_hash_eq(&heads[k], &made))
 			next[m++] = heads[k];
 	next[m++] = made;
-	if (!(rc = lama_store_heads_set(st, &id, next, m)))
-		rc = note_id(ap, &id);
+	rc = lama_store_heads_set(st, &id, next, m);
 out:
 	lama_free(named);
 	lama_free(heads);
@@ -1087,11 +1200,14 @@ static int op_merge(struct lama_rd *r, struct lama_buf *out)
 		return rc;
 	}
 	for (uint32_t i = 0; !rc && i < count; i++) {
-		rc = lama_archive_merge(lama_session_archive(s), &ids[i], NULL);
-		if (rc == LAMA_ENOTFOUND) { /* an ID without versions: no heads */
-			lama_error_clear();
-			rc = 0;
-		}
+		lama_hash *heads = NULL;
+		size_t nh = 0;
+
+		/* an ID without versions has no heads and nothing to merge */
+		rc = lama_store_heads_get(lama_session_store(s), &ids[i], &heads, &nh);
+		lama_free(heads);
+		if (!rc && nh)
+			rc = lama_archive_merge(lama_session_archive(s), &ids[i], NULL);
 	}
 	if (!rc)
 		rc = add_heads(out, lama_session_archive(s), ids, count);
