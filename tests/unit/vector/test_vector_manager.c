@@ -19,6 +19,7 @@
 
 #include "crypto/crypto.h"
 #include "testutil.h"
+#include "workertest.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/mem.h"
@@ -30,35 +31,8 @@
 
 /* ---- the manager side ---- */
 
-struct res {
-	int called, rc;
-	char msg[300];
-	uint8_t *out;
-	size_t n;
-};
-
-static void on_done(void *ctx, int rc, const char *msg, const void *out, size_t n)
-{
-	struct res *r = ctx;
-
-	r->called++;
-	r->rc = rc;
-	snprintf(r->msg, sizeof(r->msg), "%s", msg ? msg : "");
-	free(r->out);
-	r->out = malloc(n + 1);
-	assert_non_null(r->out);
-	if (n)
-		memcpy(r->out, out, n);
-	r->n = n;
-}
-
-static void on_wake(uv_timer_t *h)
-{
-	(void)h;
-}
-
 static int call(uv_loop_t *loop, lama_workers *m, const char *op, const struct lama_buf *in,
-		struct res *r)
+		struct wt_res *r)
 {
 	uint64_t end = uv_hrtime() + 30000000000ULL;
 	uv_timer_t t;
@@ -66,9 +40,9 @@ static int call(uv_loop_t *loop, lama_workers *m, const char *op, const struct l
 	free(r->out);
 	memset(r, 0, sizeof(*r));
 	assert_int_equal(lama_workers_submit(m, "index", op, in->data, in->len, LAMA_TASK_IDEMPOTENT, 0,
-					     on_done, r, NULL), 0);
+					     wt_on_done, r, NULL), 0);
 	uv_timer_init(loop, &t);
-	uv_timer_start(&t, on_wake, 5, 5);
+	uv_timer_start(&t, wt_on_wake, 5, 5);
 	while (!r->called && uv_hrtime() < end)
 		uv_run(loop, UV_RUN_ONCE);
 	uv_close((uv_handle_t *)&t, NULL);
@@ -136,7 +110,7 @@ static void test_through_manager(void **state)
 	static float vecs[500][32];
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r = { 0 };
+	struct wt_res r = { 0 };
 	uint8_t *first;
 	size_t first_n;
 	uint64_t s = 1234;

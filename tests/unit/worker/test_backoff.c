@@ -18,17 +18,13 @@
 
 #include "crypto/crypto.h"
 #include "testutil.h"
+#include "workertest.h"
 #include "util/err.h"
 #include "worker/worker.h"
 
 #define HEALTHY_MS 2000
 /* how late a restart may come: ASan, two busy cores, process start */
 #define SLACK_MS 400
-
-static void on_wake(uv_timer_t *h)
-{
-	(void)h;
-}
 
 static long worker_pid(lama_workers *m)
 {
@@ -49,7 +45,7 @@ static long wait_pid(uv_loop_t *loop, lama_workers *m, long old, unsigned ms)
 	long pid;
 
 	uv_timer_init(loop, &t);
-	uv_timer_start(&t, on_wake, 1, 1);
+	uv_timer_start(&t, wt_on_wake, 1, 1);
 	while (((pid = worker_pid(m)) == 0 || pid == old) && uv_hrtime() < end)
 		uv_run(loop, UV_RUN_ONCE);
 	uv_close((uv_handle_t *)&t, NULL);
@@ -57,19 +53,6 @@ static long wait_pid(uv_loop_t *loop, lama_workers *m, long old, unsigned ms)
 	if (pid == 0 || pid == old)
 		fail_msg("no new worker after %u ms", ms);
 	return pid;
-}
-
-static void run_for(uv_loop_t *loop, unsigned ms)
-{
-	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
-	uv_timer_t t;
-
-	uv_timer_init(loop, &t);
-	uv_timer_start(&t, on_wake, 5, 5);
-	while (uv_hrtime() < end)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
 }
 
 /* SIGKILLs the worker and returns the ms until its successor runs. */
@@ -127,7 +110,7 @@ static void test_backoff(void **state)
 	for (unsigned i = 1; i < 6; i++)
 		assert_true(got[i] * 2 >= got[i - 1] * 3);
 	/* alive for the healthy period: back at the minimum */
-	run_for(&loop, HEALTHY_MS + 200);
+	wt_run_for(&loop, HEALTHY_MS + 200);
 	got[n] = kill_and_time(&loop, m, &pid);
 	print_message("after %u ms alive: restarted after %u ms\n", HEALTHY_MS + 200, got[n]);
 	assert_true(got[n] + 2 >= LAMA_WORKERS_BACKOFF_MIN_MS);

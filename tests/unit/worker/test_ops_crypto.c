@@ -24,6 +24,7 @@
 #include "crypto/crypto.h"
 #include "store/store.h"
 #include "testutil.h"
+#include "workertest.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/hash.h"
@@ -31,55 +32,6 @@
 #include "worker/worker.h"
 
 #define STATE 53 /* the carried state: lama_stream || ended */
-
-struct res {
-	int called;
-	int rc;
-	char msg[512];
-	uint8_t *out;
-	size_t n;
-};
-
-static void on_done(void *ctx, int rc, const char *msg, const void *out, size_t n)
-{
-	struct res *r = ctx;
-
-	r->called++;
-	r->rc = rc;
-	snprintf(r->msg, sizeof(r->msg), "%s", msg ? msg : "");
-	free(r->out);
-	r->out = malloc(n + 1);
-	assert_non_null(r->out);
-	if (n)
-		memcpy(r->out, out, n);
-	r->n = n;
-}
-
-static void res_free(struct res *r)
-{
-	free(r->out);
-	memset(r, 0, sizeof(*r));
-}
-
-static void on_wake(uv_timer_t *h)
-{
-	(void)h;
-}
-
-static void run_until(uv_loop_t *loop, const int *flag, unsigned ms)
-{
-	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
-	uv_timer_t t;
-
-	uv_timer_init(loop, &t);
-	uv_timer_start(&t, on_wake, 5, 5);
-	while (!*flag && uv_hrtime() < end)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-	if (!*flag)
-		fail_msg("timed out after %u ms", ms);
-}
 
 static lama_workers *mk(uv_loop_t *loop)
 {
@@ -104,14 +56,14 @@ static void finish(uv_loop_t *loop, lama_workers *m)
  * keep nothing in the worker, so they are idempotent: a task whose worker
  * dies under it runs again on the next one. */
 static int call(uv_loop_t *loop, lama_workers *m, const char *op, struct lama_buf *in,
-		struct res *r)
+		struct wt_res *r)
 {
 	memset(r, 0, sizeof(*r));
 	assert_int_equal(lama_workers_submit(m, "crypto", op, in->data, in->len,
-					     LAMA_TASK_IDEMPOTENT, 0, on_done, r, NULL),
+					     LAMA_TASK_IDEMPOTENT, 0, wt_on_done, r, NULL),
 			 0);
 	lama_buf_release(in);
-	run_until(loop, &r->called, 30000);
+	wt_run_until(loop, &r->called, 30000);
 	return r->rc;
 }
 
@@ -199,7 +151,7 @@ static void push_items(struct lama_buf *b, unsigned from, unsigned to)
 
 /* Parses a push output: state, optional header, chunks appended to ct
  * (bytes32 each, as they come). */
-static void push_out(const struct res *r, int header, uint8_t state[STATE], uint8_t hdr[24],
+static void push_out(const struct wt_res *r, int header, uint8_t state[STATE], uint8_t hdr[24],
 		     struct lama_buf *ct, unsigned nchunks)
 {
 	size_t off = STATE + (header ? 24 : 0);
@@ -225,7 +177,7 @@ static void push_out(const struct res *r, int header, uint8_t state[STATE], uint
 static void stream_start(uv_loop_t *loop, lama_workers *m, uint8_t state[STATE], uint8_t hdr[24])
 {
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_BUF_MAX);
-	struct res r;
+	struct wt_res r;
 
 	u8(&in, 1);
 	bytes(&in, KEY, 32);
@@ -235,7 +187,7 @@ static void stream_start(uv_loop_t *loop, lama_workers *m, uint8_t state[STATE],
 	memcpy(state, r.out, STATE);
 	memcpy(hdr, r.out + STATE, 24);
 	assert_int_equal(state[52], 0);
-	res_free(&r);
+	wt_res_free(&r);
 }
 
 /* Pushes chunks [from, to) from state; state is updated, ct appended. */
@@ -243,14 +195,14 @@ static void push_range(uv_loop_t *loop, lama_workers *m, uint8_t state[STATE], u
 		       unsigned to, struct lama_buf *ct)
 {
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_BUF_MAX);
-	struct res r;
+	struct wt_res r;
 
 	u8(&in, 0);
 	bytes(&in, state, STATE);
 	push_items(&in, from, to);
 	assert_int_equal(call(loop, m, "stream_push", &in, &r), 0);
 	push_out(&r, 0, state, NULL, ct, to - from);
-	res_free(&r);
+	wt_res_free(&r);
 }
 
 /* The i-th bytes32 in a sequence of them. */
@@ -270,7 +222,7 @@ static const uint8_t *nth(const struct lama_buf *b, unsigned i, uint32_t *n)
  * checks the plaintexts and returns the state in state. */
 static int pull(uv_loop_t *loop, lama_workers *m, const uint8_t *start_state,
 		const uint8_t hdr[24], const struct lama_buf *ct, const unsigned *order, unsigned n,
-		uint8_t state[STATE], struct res *r)
+		uint8_t state[STATE], struct wt_res *r)
 {
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_BUF_MAX);
 	int rc;
@@ -328,7 +280,7 @@ static void test_stream_split(void **state)
 	struct lama_buf one = LAMA_BUF_INIT(LAMA_BUF_MAX), split = LAMA_BUF_INIT(LAMA_BUF_MAX),
 			killed = LAMA_BUF_INIT(LAMA_BUF_MAX);
 	static const unsigned all[NCHUNKS] = { 0, 1, 2, 3, 4, 5 };
-	struct res r;
+	struct wt_res r;
 
 	(void)state;
 	stream_start(&loop, m, s0, hdr);
@@ -366,24 +318,24 @@ static void test_stream_split(void **state)
 	/* pulled at once, and over three tasks with a kill in between */
 	assert_int_equal(pull(&loop, m, NULL, hdr, &one, all, NCHUNKS, st2, &r), 0);
 	assert_int_equal(st2[52], 1);
-	res_free(&r);
+	wt_res_free(&r);
 	{
 		static const unsigned a[] = { 0, 1 }, b[] = { 2, 3 }, c[] = { 4, 5 };
 		struct lama_buf ct = LAMA_BUF_INIT(LAMA_BUF_MAX);
 		long pid;
 
 		assert_int_equal(pull(&loop, m, NULL, hdr, &one, a, 2, st2, &r), 0);
-		res_free(&r);
+		wt_res_free(&r);
 		assert_int_equal(st2[52], 0);
 		memcpy(s, st2, STATE);
 		assert_int_equal(pull(&loop, m, s, hdr, &one, b, 2, st2, &r), 0);
-		res_free(&r);
+		wt_res_free(&r);
 		pid = worker_pid(m);
 		assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
 		memcpy(s, st2, STATE);
 		/* submitted while the worker is dead: it waits for the new one */
 		assert_int_equal(pull(&loop, m, s, hdr, &one, c, 2, st2, &r), 0);
-		res_free(&r);
+		wt_res_free(&r);
 		assert_int_equal(st2[52], 1);
 		assert_true(worker_pid(m) != pid);
 		lama_buf_release(&ct);
@@ -427,7 +379,7 @@ static void test_stream_split(void **state)
 		}
 		assert_int_equal(pull(&loop, m, NULL, h2, &ct, all, NCHUNKS, st2, &r), 0);
 		assert_int_equal(st2[52], 1);
-		res_free(&r);
+		wt_res_free(&r);
 		lama_buf_release(&ct);
 		free(p);
 		free(c);
@@ -448,7 +400,7 @@ static void test_stream_tamper(void **state)
 	struct lama_buf ct = LAMA_BUF_INIT(LAMA_BUF_MAX), other = LAMA_BUF_INIT(LAMA_BUF_MAX);
 	static const unsigned swapped[] = { 0, 2, 1 }, dropped[] = { 0, 2 }, head[] = { 0, 1, 2, 3, 4 },
 			      all[] = { 0, 1, 2, 3, 4, 5 };
-	struct res r;
+	struct wt_res r;
 
 	(void)state;
 	stream_start(&loop, m, s, hdr);
@@ -458,20 +410,20 @@ static void test_stream_tamper(void **state)
 
 	assert_int_equal(pull(&loop, m, NULL, hdr, &ct, swapped, 3, st2, &r), LAMA_ECRYPTO);
 	assert_non_null(strstr(r.msg, "chunk 1 failed authentication"));
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(pull(&loop, m, NULL, hdr, &ct, dropped, 2, st2, &r), LAMA_ECRYPTO);
-	res_free(&r);
+	wt_res_free(&r);
 	/* truncated: every chunk opens, but the state says the end never
 	 * came (the caller's check: the last chunk must carry FINAL) */
 	assert_int_equal(pull(&loop, m, NULL, hdr, &ct, head, 5, st2, &r), 0);
 	assert_int_equal(st2[52], 0);
 	assert_int_equal(r.out[r.n - 5 - chunk_len(4)], LAMA_STREAM_TAG_MESSAGE);
-	res_free(&r);
+	wt_res_free(&r);
 	/* another stream's header, or its chunks under ours */
 	assert_int_equal(pull(&loop, m, NULL, h2, &ct, all, NCHUNKS, st2, &r), LAMA_ECRYPTO);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(pull(&loop, m, NULL, hdr, &other, all, NCHUNKS, st2, &r), LAMA_ECRYPTO);
-	res_free(&r);
+	wt_res_free(&r);
 	/* a changed byte in chunk 2 */
 	{
 		uint32_t n;
@@ -480,10 +432,10 @@ static void test_stream_tamper(void **state)
 		p[n / 2] ^= 0x40;
 		assert_int_equal(pull(&loop, m, NULL, hdr, &ct, all, NCHUNKS, st2, &r), LAMA_ECRYPTO);
 		assert_non_null(strstr(r.msg, "chunk 2 failed"));
-		res_free(&r);
+		wt_res_free(&r);
 		p[n / 2] ^= 0x40;
 		assert_int_equal(pull(&loop, m, NULL, hdr, &ct, all, NCHUNKS, st2, &r), 0);
-		res_free(&r);
+		wt_res_free(&r);
 	}
 	/* wrong ad on the first chunk, wrong key */
 	{
@@ -495,19 +447,19 @@ static void test_stream_tamper(void **state)
 		u8(&in, 1), bytes(&in, KEY, 32), bytes(&in, hdr, 24), u32(&in, 1);
 		bytes32(&in, "another header", 14), bytes32(&in, c, n);
 		assert_int_equal(call(&loop, m, "stream_pull", &in, &r), LAMA_ECRYPTO);
-		res_free(&r);
+		wt_res_free(&r);
 		memcpy(k2, KEY, 32);
 		k2[0] ^= 1;
 		u8(&in, 1), bytes(&in, k2, 32), bytes(&in, hdr, 24), u32(&in, 1);
 		bytes32(&in, AD0, sizeof(AD0)), bytes32(&in, c, n);
 		assert_int_equal(call(&loop, m, "stream_pull", &in, &r), LAMA_ECRYPTO);
-		res_free(&r);
+		wt_res_free(&r);
 		/* too short to be a chunk */
 		u8(&in, 1), bytes(&in, KEY, 32), bytes(&in, hdr, 24), u32(&in, 1);
 		bytes32(&in, NULL, 0), bytes32(&in, c, 16);
 		assert_int_equal(call(&loop, m, "stream_pull", &in, &r), LAMA_ECRYPTO);
 		assert_non_null(strstr(r.msg, "too short"));
-		res_free(&r);
+		wt_res_free(&r);
 	}
 	/* after FINAL: pulling more from the ended state, pushing more in
 	 * one batch or from an ended state */
@@ -517,23 +469,23 @@ static void test_stream_tamper(void **state)
 		const uint8_t *c = nth(&ct, 1, &n);
 
 		assert_int_equal(pull(&loop, m, NULL, hdr, &ct, all, NCHUNKS, st2, &r), 0);
-		res_free(&r);
+		wt_res_free(&r);
 		u8(&in, 0), bytes(&in, st2, STATE), u32(&in, 1), bytes32(&in, NULL, 0);
 		bytes32(&in, c, n);
 		assert_int_equal(call(&loop, m, "stream_pull", &in, &r), LAMA_ECRYPTO);
 		assert_non_null(strstr(r.msg, "after the FINAL"));
-		res_free(&r);
+		wt_res_free(&r);
 		u8(&in, 0), bytes(&in, s, STATE), u32(&in, 1), u8(&in, 0), bytes32(&in, NULL, 0);
 		bytes32(&in, "x", 1);
 		assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
 		assert_non_null(strstr(r.msg, "after the FINAL"));
-		res_free(&r);
+		wt_res_free(&r);
 		u8(&in, 1), bytes(&in, KEY, 32), u32(&in, 2);
 		u8(&in, 3), bytes32(&in, NULL, 0), bytes32(&in, "x", 1);
 		u8(&in, 0), bytes32(&in, NULL, 0), bytes32(&in, "y", 1);
 		assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
 		assert_non_null(strstr(r.msg, "chunk 1 comes after the FINAL"));
-		res_free(&r);
+		wt_res_free(&r);
 	}
 	lama_buf_release(&ct);
 	lama_buf_release(&other);
@@ -548,28 +500,28 @@ static void test_stream_bad_input(void **state)
 	lama_workers *m = mk(&loop);
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_BUF_MAX);
 	uint8_t s[STATE], hdr[24];
-	struct res r;
+	struct wt_res r;
 
 	(void)state;
 	stream_start(&loop, m, s, hdr);
 	/* empty; a start flag of 2; cut in the key; cut in the header */
 	assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	u8(&in, 2), bytes(&in, KEY, 32), u32(&in, 0);
 	assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
 	assert_non_null(strstr(r.msg, "start flag"));
-	res_free(&r);
+	wt_res_free(&r);
 	u8(&in, 1), bytes(&in, KEY, 20);
 	assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	u8(&in, 1), bytes(&in, KEY, 32), bytes(&in, hdr, 10);
 	assert_int_equal(call(&loop, m, "stream_pull", &in, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	/* a state whose ended byte is neither 0 nor 1 */
 	s[52] = 7;
 	u8(&in, 0), bytes(&in, s, STATE), u32(&in, 0);
 	assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	s[52] = 0;
 	/* an unknown tag; a count the input cannot hold; a count over the
 	 * batch bound; a chunk length past the end; bytes left over */
@@ -577,30 +529,30 @@ static void test_stream_bad_input(void **state)
 	bytes32(&in, "x", 1);
 	assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
 	assert_non_null(strstr(r.msg, "tag 1"));
-	res_free(&r);
+	wt_res_free(&r);
 	u8(&in, 0), bytes(&in, s, STATE), u32(&in, 1000);
 	assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	u8(&in, 0), bytes(&in, s, STATE), u32(&in, 70000);
 	assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_ELIMIT);
-	res_free(&r);
+	wt_res_free(&r);
 	u8(&in, 0), bytes(&in, s, STATE), u32(&in, 1), u8(&in, 0), bytes32(&in, NULL, 0);
 	u32(&in, 100), bytes(&in, "abc", 3);
 	assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	u8(&in, 0), bytes(&in, s, STATE), u32(&in, 0), u8(&in, 0);
 	assert_int_equal(call(&loop, m, "stream_push", &in, &r), LAMA_EINVAL);
 	assert_non_null(strstr(r.msg, "after the end"));
-	res_free(&r);
+	wt_res_free(&r);
 	u8(&in, 0), bytes(&in, s, STATE), u32(&in, 1), bytes32(&in, NULL, 0);
 	assert_int_equal(call(&loop, m, "stream_pull", &in, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	/* the worker still answers */
-	assert_int_equal(lama_workers_submit(m, "crypto", "stream_push", NULL, 0, 0, 0, on_done, &r,
+	assert_int_equal(lama_workers_submit(m, "crypto", "stream_push", NULL, 0, 0, 0, wt_on_done, &r,
 					     NULL),
 			 0);
-	run_until(&loop, &r.called, 30000);
-	res_free(&r);
+	wt_run_until(&loop, &r.called, 30000);
+	wt_res_free(&r);
 	finish(&loop, m);
 }
 
@@ -651,7 +603,7 @@ static void test_backup_format(void **state)
 	uint8_t *file, key[32], st[STATE], hdr[BK_HEADER];
 	struct lama_buf plain = LAMA_BUF_INIT(LAMA_BUF_MAX), in = LAMA_BUF_INIT(LAMA_BUF_MAX);
 	size_t n, nchunks, off;
-	struct res r;
+	struct wt_res r;
 
 	(void)state;
 	snprintf(home, sizeof(home), "%s", tu_tmpdir());
@@ -707,7 +659,7 @@ static void test_backup_format(void **state)
 			bytes(&plain, r.out + o + 5, len);
 			o += 5 + len;
 		}
-		res_free(&r);
+		wt_res_free(&r);
 	}
 	assert_int_equal(off, n);
 	assert_int_equal(st[52], 1);
@@ -721,7 +673,7 @@ static void test_backup_format(void **state)
 	memcpy(st, r.out, STATE);
 	memcpy(hdr, file, 48);
 	memcpy(hdr + 48, r.out + STATE, 24);
-	res_free(&r);
+	wt_res_free(&r);
 	u8(&in, 0), bytes(&in, st, STATE), u32(&in, (uint32_t)nchunks);
 	for (size_t i = 0, o = 0; i < nchunks; i++) {
 		size_t len = plain.len - o < LAMA_BACKUP_CHUNK ? plain.len - o : LAMA_BACKUP_CHUNK;
@@ -745,7 +697,7 @@ static void test_backup_format(void **state)
 		}
 		fclose(f);
 	}
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(lama_backup_restore(home2, path2, "pw", 2, &name, NULL), 0);
 	assert_string_equal(name, "alice");
 	lama_free(name);
@@ -799,7 +751,7 @@ static uint8_t *pattern(size_t n, unsigned seed)
 }
 
 /* The outputs of a batch as an array of pointers into r->out. */
-static void split_out(const struct res *r, unsigned count, const uint8_t **p, size_t *n)
+static void split_out(const struct wt_res *r, unsigned count, const uint8_t **p, size_t *n)
 {
 	size_t off = 0;
 
@@ -823,7 +775,7 @@ static void test_blob_ops(void **state)
 	uint8_t *sealed[3];
 	const uint8_t *p[3];
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_BUF_MAX);
-	struct res r, o;
+	struct wt_res r, o;
 
 	(void)state;
 	/* chunks 0 and 1 in one task, 2 in another */
@@ -835,14 +787,14 @@ static void test_blob_ops(void **state)
 		sealed[i] = malloc(slen[i]);
 		memcpy(sealed[i], p[i], slen[i]);
 	}
-	res_free(&r);
+	wt_res_free(&r);
 	blob_in(&in, KEY, BID, 2, len + 2, last + 2, 1, (const uint8_t *const *)pt + 2);
 	assert_int_equal(call(&loop, m, "blob_seal", &in, &r), 0);
 	split_out(&r, 1, p, slen + 2);
 	assert_int_equal(slen[2], 1234 + LAMA_BLOB_CHUNK_OVERHEAD);
 	sealed[2] = malloc(slen[2]);
 	memcpy(sealed[2], p[0], slen[2]);
-	res_free(&r);
+	wt_res_free(&r);
 	/* opened at once; and each one in this process by the store's pair */
 	blob_in(&in, KEY, BID, 0, slen, last, 3, (const uint8_t *const *)sealed);
 	assert_int_equal(call(&loop, m, "blob_open", &in, &o), 0);
@@ -858,16 +810,16 @@ static void test_blob_ops(void **state)
 		assert_memory_equal(q, pt[i], len[i]);
 		free(q);
 	}
-	res_free(&o);
+	wt_res_free(&o);
 	/* out of place: another index, group, end flag, key; swapped */
 	blob_in(&in, KEY, BID, 1, slen, last, 3, (const uint8_t *const *)sealed);
 	assert_int_equal(call(&loop, m, "blob_open", &in, &o), LAMA_ECRYPTO);
 	assert_non_null(strstr(o.msg, "chunk 0 (index 1) failed authentication"));
-	res_free(&o);
+	wt_res_free(&o);
 	blob_in(&in, KEY, (const uint8_t *)"another-group-id", 0, slen, last, 3,
 		(const uint8_t *const *)sealed);
 	assert_int_equal(call(&loop, m, "blob_open", &in, &o), LAMA_ECRYPTO);
-	res_free(&o);
+	wt_res_free(&o);
 	{
 		size_t l2[2] = { slen[0], slen[1] };
 		int lst[2] = { 0, 1 };
@@ -878,22 +830,22 @@ static void test_blob_ops(void **state)
 		blob_in(&in, KEY, BID, 0, l2, lst, 2, (const uint8_t *const *)sealed);
 		assert_int_equal(call(&loop, m, "blob_open", &in, &o), LAMA_ECRYPTO);
 		assert_non_null(strstr(o.msg, "chunk 1"));
-		res_free(&o);
+		wt_res_free(&o);
 		blob_in(&in, KEY, BID, 0, l2, nolast, 2, sw);
 		assert_int_equal(call(&loop, m, "blob_open", &in, &o), LAMA_ECRYPTO);
-		res_free(&o);
+		wt_res_free(&o);
 		memcpy(k2, KEY, 32);
 		k2[31] ^= 0x80;
 		blob_in(&in, k2, BID, 0, slen, last, 3, (const uint8_t *const *)sealed);
 		assert_int_equal(call(&loop, m, "blob_open", &in, &o), LAMA_ECRYPTO);
-		res_free(&o);
+		wt_res_free(&o);
 	}
 	/* a changed byte */
 	sealed[2][30] ^= 1;
 	blob_in(&in, KEY, BID, 0, slen, last, 3, (const uint8_t *const *)sealed);
 	assert_int_equal(call(&loop, m, "blob_open", &in, &o), LAMA_ECRYPTO);
 	assert_non_null(strstr(o.msg, "chunk 2"));
-	res_free(&o);
+	wt_res_free(&o);
 	sealed[2][30] ^= 1;
 
 	/* the format's rules: a short chunk before the last, a chunk after
@@ -908,33 +860,33 @@ static void test_blob_ops(void **state)
 		blob_in(&in, KEY, BID, 0, bad, nolast, 2, d2);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
 		assert_non_null(strstr(r.msg, "chunk 0 holds 100 bytes"));
-		res_free(&r);
+		wt_res_free(&r);
 		blob_in(&in, KEY, BID, 0, bad, l11, 2, d2);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
 		assert_non_null(strstr(r.msg, "after the last"));
-		res_free(&r);
+		wt_res_free(&r);
 		blob_in(&in, KEY, BID, 0, big, last + 2, 1, (const uint8_t *const *)&bigp);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 		blob_in(&in, KEY, BID, 0, bad, l2, 1, d2);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
 		assert_non_null(strstr(r.msg, "last flag is 2"));
-		res_free(&r);
+		wt_res_free(&r);
 		bad[0] = 39;
 		blob_in(&in, KEY, BID, 0, bad, last + 2, 1, d2);
 		assert_int_equal(call(&loop, m, "blob_open", &in, &r), LAMA_ECRYPTO);
-		res_free(&r);
+		wt_res_free(&r);
 		blob_in(&in, KEY, BID, UINT64_MAX, len, nolast, 2, (const uint8_t *const *)pt);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
 		assert_non_null(strstr(r.msg, "2^64"));
-		res_free(&r);
+		wt_res_free(&r);
 		bytes(&in, KEY, 32), bytes(&in, BID, 10);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 		blob_in(&in, KEY, BID, 0, len + 2, last + 2, 1, (const uint8_t *const *)pt + 2);
 		u8(&in, 0);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 		free(bigp);
 	}
 	/* an empty last chunk: only the empty BLOB's (index 0); after full
@@ -950,25 +902,25 @@ static void test_blob_ops(void **state)
 		blob_in(&in, KEY, BID, 0, e, l01, 2, d2);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
 		assert_non_null(strstr(r.msg, "chunk 1 (index 1) is an empty last chunk"));
-		res_free(&r);
+		wt_res_free(&r);
 		blob_in(&in, KEY, BID, 3, e1, last + 2, 1, d2);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 		blob_in(&in, KEY, BID, 0, e1, last + 2, 1, d2);
 		assert_int_equal(call(&loop, m, "blob_seal", &in, &r), 0);
 		assert_int_equal(r.n, 4 + LAMA_BLOB_CHUNK_OVERHEAD);
-		res_free(&r);
+		wt_res_free(&r);
 		/* one sealed here at index 1 does not open either */
 		assert_int_equal(lama_blob_chunk_seal(ct, pt[0], 0, KEY, BID, 1, 1), 0);
 		blob_in(&in, KEY, BID, 1, se, last + 2, 1, ctp);
 		assert_int_equal(call(&loop, m, "blob_open", &in, &o), LAMA_ECRYPTO);
 		assert_non_null(strstr(o.msg, "empty last chunk"));
-		res_free(&o);
+		wt_res_free(&o);
 		assert_int_equal(lama_blob_chunk_seal(ct, pt[0], 0, KEY, BID, 0, 1), 0);
 		blob_in(&in, KEY, BID, 0, se, last + 2, 1, ctp);
 		assert_int_equal(call(&loop, m, "blob_open", &in, &o), 0);
 		assert_int_equal(o.n, 4);
-		res_free(&o);
+		wt_res_free(&o);
 	}
 	for (int i = 0; i < 3; i++) {
 		free(pt[i]);
@@ -1004,7 +956,7 @@ static void test_blob_store(void **state)
 		size_t len[4] = { C, C, C, 777 }, sl[4];
 		int last[4] = { 0, 0, 0, 1 };
 		const uint8_t *d[4] = { data, data + C, data + 2 * C, data + 3 * C }, *p[4];
-		struct res r;
+		struct wt_res r;
 
 		assert_int_equal(lama_blob_write_begin(st, &w), 0);
 		lama_blob_write_group(w, bid);
@@ -1017,7 +969,7 @@ static void test_blob_store(void **state)
 			for (int i = 0; i < 2; i++)
 				assert_int_equal(lama_blob_write_sealed(w, p[i], sl[i], last[2 * t + i]),
 						 0);
-			res_free(&r);
+			wt_res_free(&r);
 		}
 		assert_int_equal(lama_blob_write_end_sealed(w, &h, &is_new), 0);
 		assert_int_equal(is_new, 1);

@@ -20,6 +20,7 @@
 #include "crypto/crypto.h"
 #include "search/task.h"
 #include "testutil.h"
+#include "workertest.h"
 #include "util/err.h"
 #include "util/mem.h"
 #include "worker/ops.h"
@@ -608,26 +609,6 @@ static void on_done(void *ctx, int rc, const char *msg, const void *out, size_t 
 		assert_int_equal(lama_buf_add(&r->out, out, n), 0);
 }
 
-static void on_wake(uv_timer_t *h)
-{
-	(void)h;
-}
-
-static void run_until(uv_loop_t *loop, const int *flag, unsigned ms)
-{
-	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
-	uv_timer_t t;
-
-	uv_timer_init(loop, &t);
-	uv_timer_start(&t, on_wake, 5, 5);
-	while (!*flag && uv_hrtime() < end)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-	if (!*flag)
-		fail_msg("timed out after %u ms", ms);
-}
-
 static long status(lama_workers *m, const char *key)
 {
 	json_t *s = lama_workers_status(m), *v = json_object_get(json_array_get(s, 0), key);
@@ -676,7 +657,7 @@ static void kill_mid(const char *op)
 		uv_timer_t w;
 
 		uv_timer_init(&loop, &w);
-		uv_timer_start(&w, on_wake, 5, 0);
+		uv_timer_start(&w, wt_on_wake, 5, 0);
 		uv_run(&loop, UV_RUN_ONCE);
 		uv_close((uv_handle_t *)&w, NULL);
 		uv_run(&loop, UV_RUN_NOWAIT);
@@ -690,7 +671,7 @@ static void kill_mid(const char *op)
 		uv_timer_t w;
 
 		uv_timer_init(&loop, &w);
-		uv_timer_start(&w, on_wake, 5, 5);
+		uv_timer_start(&w, wt_on_wake, 5, 5);
 		while (uv_hrtime() < end && !r.called)
 			uv_run(&loop, UV_RUN_ONCE);
 		uv_close((uv_handle_t *)&w, NULL);
@@ -700,7 +681,7 @@ static void kill_mid(const char *op)
 	assert_int_equal(r.called, 0); /* still in the middle */
 	victim = status(m, "pid");
 	assert_int_equal(kill((pid_t)victim, SIGKILL), 0);
-	run_until(&loop, &r.called, 120000);
+	wt_run_until(&loop, &r.called, 120000);
 	assert_int_equal(r.called, 1);
 	assert_int_equal(r.rc, 0);
 	assert_int_equal(status(m, "restarts"), 1);

@@ -27,6 +27,7 @@
 #include "crypto/crypto.h"
 #include "models/models.h"
 #include "testutil.h"
+#include "workertest.h"
 #include "trust/trust.h"
 #include "util/err.h"
 #include "util/hash.h"
@@ -41,54 +42,6 @@ static char home_a[4096], home_b[4096], home_e[4096];
 static lama_session *alice, *bob, *eve; /* eve: the expected merges */
 
 /* ---- the loop and the manager ---- */
-
-struct res {
-	int called, rc;
-	char msg[512];
-	uint8_t *out;
-	size_t n;
-};
-
-static void on_done(void *ctx, int rc, const char *msg, const void *out, size_t n)
-{
-	struct res *r = ctx;
-
-	r->called++;
-	r->rc = rc;
-	snprintf(r->msg, sizeof(r->msg), "%s", msg ? msg : "");
-	free(r->out);
-	r->out = malloc(n + 1);
-	assert_non_null(r->out);
-	if (n)
-		memcpy(r->out, out, n);
-	r->n = n;
-}
-
-static void res_free(struct res *r)
-{
-	free(r->out);
-	memset(r, 0, sizeof(*r));
-}
-
-static void on_wake(uv_timer_t *h)
-{
-	(void)h;
-}
-
-static void run_until(uv_loop_t *loop, const int *flag, unsigned ms)
-{
-	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
-	uv_timer_t t;
-
-	uv_timer_init(loop, &t);
-	uv_timer_start(&t, on_wake, 5, 5);
-	while (!*flag && uv_hrtime() < end)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-	if (!*flag)
-		fail_msg("timed out after %u ms", ms);
-}
 
 static uv_loop_t loop;
 static lama_workers *m;
@@ -121,12 +74,12 @@ static long worker_pid(size_t i)
 }
 
 static int call(const char *kind, const char *op, struct lama_buf *in, unsigned flags,
-		struct res *r)
+		struct wt_res *r)
 {
 	memset(r, 0, sizeof(*r));
-	assert_int_equal(lama_workers_submit(m, kind, op, in->data, in->len, flags, 0, on_done, r,
+	assert_int_equal(lama_workers_submit(m, kind, op, in->data, in->len, flags, 0, wt_on_done, r,
 					     NULL), 0);
-	run_until(&loop, &r->called, 60000);
+	wt_run_until(&loop, &r->called, 60000);
 	return r->rc;
 }
 
@@ -231,7 +184,7 @@ static void apply_input(const struct batch *b, struct lama_buf *in)
 	}
 }
 
-static int apply(const struct batch *b, unsigned flags, struct res *r)
+static int apply(const struct batch *b, unsigned flags, struct wt_res *r)
 {
 	struct lama_buf in;
 	int rc;
@@ -424,7 +377,7 @@ static const char *hexs(const lama_hash *h)
 static void test_apply_valid(void **state)
 {
 	struct batch b = { 0 };
-	struct res r;
+	struct wt_res r;
 	lama_hash start[2], id;
 	uint64_t seed = 7;
 
@@ -483,13 +436,13 @@ static void test_apply_valid(void **state)
 		assert_string_equal(json_string_value(json_object_get(o, "name")), "Dora");
 		json_decref(o);
 	}
-	res_free(&r);
+	wt_res_free(&r);
 	/* again: all known, the same heads */
 	assert_int_equal(apply(&b, 0, &r), 0);
 	for (size_t i = 0; i < b.n; i++)
 		assert_int_equal(r.out[i], 0);
 	assert_int_equal(r.n, 2 * b.n + 4 + 32 + 4 + 32);
-	res_free(&r);
+	wt_res_free(&r);
 	batch_free(&b);
 }
 
@@ -497,14 +450,14 @@ static void test_apply_valid(void **state)
 static void refused(struct batch *b, size_t bad, int code, const char *why)
 {
 	size_t before = stored(b);
-	struct res r;
+	struct wt_res r;
 	char want[32];
 
 	assert_int_equal(apply(b, 0, &r), code);
 	snprintf(want, sizeof(want), "object %zu ", bad);
 	if (!strstr(r.msg, want) || !strstr(r.msg, why))
 		fail_msg("message \"%s\", wanted \"%s\" and \"%s\"", r.msg, want, why);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(stored(b), before);
 }
 
@@ -583,7 +536,7 @@ static void test_apply_refused(void **state)
 	{
 		struct batch s = { 0 };
 		json_t *o;
-		struct res r;
+		struct wt_res r;
 		char *txt;
 		size_t k;
 
@@ -621,7 +574,7 @@ static void test_apply_refused(void **state)
 		add_keys(&s);
 		if (apply(&s, 0, &r))
 			fail_msg("apply with keys: %s", r.msg);
-		res_free(&r);
+		wt_res_free(&r);
 		assert_int_equal(stored(&s), s.n);
 		batch_free(&s);
 	}
@@ -642,7 +595,7 @@ static void channel_round(uint64_t *seed, int round)
 	uint64_t cnt_a, cnt_e;
 	size_t n = 2 + rnd(seed, 9), nh;
 	struct batch b = { 0 };
-	struct res r;
+	struct wt_res r;
 
 	snprintf(cid, sizeof(cid), "round-%d", round);
 	assert_int_equal(lama_channel_create(lama_session_archive(alice), cid, NULL, &ca), 0);
@@ -693,7 +646,7 @@ static void channel_round(uint64_t *seed, int round)
 		}
 		assert_true(k < nid);
 	}
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(lama_channel_count(lama_session_archive(alice), &chan, &cnt_a, &head_a), 0);
 	assert_int_equal(lama_channel_count(lama_session_archive(eve), &chan, &cnt_e, &head_e), 0);
 	assert_int_equal(cnt_a, n);
@@ -722,7 +675,7 @@ static void test_apply_merge_nodes(void **state)
 	struct lama_put_info base, v1, v2, v3, e0, e1, e2;
 	lama_hash mb, me, *heads, d1, d2;
 	struct batch b = { 0 };
-	struct res r;
+	struct wt_res r;
 	size_t nh;
 	uint64_t seed = 99;
 	json_t *p;
@@ -750,7 +703,7 @@ static void test_apply_merge_nodes(void **state)
 	batch_shuffle(&b, &seed);
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(lama_archive_heads(lama_session_archive(alice), &v1.id_hash, &heads, &nh), 0);
 	assert_int_equal(nh, 1);
 	if (!lama_hash_eq(&heads[0], &mb))
@@ -764,7 +717,7 @@ static void test_apply_merge_nodes(void **state)
 	export_from(bob, &v1.id_hash, 1, 0, &b);
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(lama_archive_heads(lama_session_archive(alice), &v1.id_hash, &heads, &nh), 0);
 	assert_int_equal(nh, 1);
 	assert_true(lama_hash_eq(&heads[0], &v3.node));
@@ -800,7 +753,7 @@ static void test_merge_op(void **state)
 	lama_session *ss[2] = { alice, eve };
 	lama_hash node[2], id = { { 0 } }, d1 = { { 0 } }, d2 = { { 0 } };
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
-	struct res r;
+	struct wt_res r;
 	uint8_t cnt[4];
 
 	(void)state;
@@ -852,7 +805,7 @@ static void test_merge_op(void **state)
 		assert_int_equal(json_array_size(json_object_get(o, "personDescription")), 2);
 		json_decref(o);
 	}
-	res_free(&r);
+	wt_res_free(&r);
 	lama_buf_release_wipe(&in);
 	{
 		/* heads naming nodes the archive lacks: a failure, not "no versions" */
@@ -868,7 +821,7 @@ static void test_merge_op(void **state)
 		assert_int_equal(lama_buf_add(&in, cnt, 4), 0);
 		assert_int_equal(lama_buf_add(&in, gid.b, 32), 0);
 		assert_int_equal(call("sync", "merge", &in, 0, &r), LAMA_ENOTFOUND);
-		res_free(&r);
+		wt_res_free(&r);
 		lama_buf_release_wipe(&in);
 		assert_int_equal(lama_store_heads_set(lama_session_store(alice), &gid, gone, 0), 0);
 	}
@@ -894,7 +847,7 @@ static void test_apply_killed(void **state)
 {
 	struct batch b = { 0 };
 	struct lama_buf in;
-	struct res r;
+	struct wt_res r;
 	long pid;
 	size_t k;
 
@@ -908,14 +861,14 @@ static void test_apply_killed(void **state)
 			uv_run(&loop, UV_RUN_ONCE);
 		memset(&r, 0, sizeof(r));
 		assert_int_equal(lama_workers_submit(m, "sync", "apply", in.data, in.len, flags, 0,
-						     on_done, &r, NULL), 0);
+						     wt_on_done, &r, NULL), 0);
 		/* let it start: the input is sent and being checked */
 		for (int i = 0; i < 10; i++) {
 			uv_run(&loop, UV_RUN_NOWAIT);
 			usleep(5000);
 		}
 		assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
-		run_until(&loop, &r.called, 60000);
+		wt_run_until(&loop, &r.called, 60000);
 		k = stored(&b);
 		assert_true(k == 0 || k == b.n); /* atomic */
 		if (!attempt) {
@@ -930,7 +883,7 @@ static void test_apply_killed(void **state)
 			for (size_t i = 0; i < b.n; i++)
 				assert_int_equal(r.out[i], 1);
 		}
-		res_free(&r);
+		wt_res_free(&r);
 	}
 	assert_read_back(&b);
 	{
@@ -943,7 +896,7 @@ static void test_apply_killed(void **state)
 		t0 = uv_hrtime();
 		assert_int_equal(apply(&b2, 0, &r), 0);
 		fprintf(stderr, "# apply of %zu objects: %.0f ms\n", b2.n, (double)(uv_hrtime() - t0) / 1e6);
-		res_free(&r);
+		wt_res_free(&r);
 		batch_free(&b2);
 	}
 	lama_buf_release_wipe(&in);
@@ -956,7 +909,7 @@ static void test_apply_concurrent(void **state)
 {
 	struct batch b = { 0 };
 	struct lama_buf in;
-	struct res r;
+	struct wt_res r;
 	lama_hash mine[400];
 	int n = 0, during = 0;
 
@@ -964,7 +917,7 @@ static void test_apply_concurrent(void **state)
 	big_batch(&b, 3000, "concurrent");
 	apply_input(&b, &in);
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(lama_workers_submit(m, "sync", "apply", in.data, in.len, 0, 0, on_done, &r,
+	assert_int_equal(lama_workers_submit(m, "sync", "apply", in.data, in.len, 0, 0, wt_on_done, &r,
 					     NULL), 0);
 	while ((!r.called || n < 50) && n < 400) {
 		char name[64];
@@ -975,10 +928,10 @@ static void test_apply_concurrent(void **state)
 		n++;
 		uv_run(&loop, UV_RUN_NOWAIT);
 	}
-	run_until(&loop, &r.called, 60000);
+	wt_run_until(&loop, &r.called, 60000);
 	if (r.rc)
 		fail_msg("apply: %s", r.msg);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_true(during > 1); /* the main process wrote while the task ran */
 	assert_int_equal(stored(&b), b.n);
 	for (int i = 0; i < n; i++)
@@ -1038,7 +991,7 @@ static void test_chain_verify(void **state)
 					   LAMA_TRUST_VALID };
 	struct batch b = { 0 };
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
-	struct res r;
+	struct wt_res r;
 	uint8_t tmp[8];
 
 	(void)state;
@@ -1062,7 +1015,7 @@ static void test_chain_verify(void **state)
 	export_from(bob, start, 7, 1, &b);
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
-	res_free(&r);
+	wt_res_free(&r);
 	/* a forged certificate written by the main process itself */
 	mk_ident(alice, &F, "f@example.org");
 	flip = A.s;
@@ -1118,23 +1071,23 @@ static void test_chain_verify(void **state)
 		}
 		assert_true(o == end);
 	}
-	res_free(&r);
+	wt_res_free(&r);
 	/* hostile: no keys, too many, a bad check, a time past any date */
 	{
 		size_t h = in.len - (7 * 33 + 4 + 8 + 32 + 4 + 32);
 
 		in.data[h + 35] = 5; /* 5 root keys */
 		assert_int_equal(call("crypto", "chain_verify", &in, 0, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 		in.data[h + 35] = 1;
 		in.data[in.len - 33] = 3;
 		assert_int_equal(call("crypto", "chain_verify", &in, 0, &r), LAMA_EINVAL);
 		assert_non_null(strstr(r.msg, "item 6"));
-		res_free(&r);
+		wt_res_free(&r);
 		in.data[in.len - 33] = 2;
 		in.len -= 1;
 		assert_int_equal(call("crypto", "chain_verify", &in, 0, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 	}
 	lama_buf_release_wipe(&in);
 	batch_free(&b);
@@ -1146,7 +1099,7 @@ static void test_hostile(void **state)
 {
 	struct batch b = { 0 };
 	struct lama_buf in;
-	struct res r;
+	struct wt_res r;
 	size_t hl;
 
 	(void)state;
@@ -1159,30 +1112,30 @@ static void test_hostile(void **state)
 
 		t.len = cut;
 		assert_int_equal(call("sync", "apply", &t, 0, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 	}
 	assert_int_equal(stored(&b), 0);
 	/* a count too big for the bytes, and past the batch limit */
 	put32((uint8_t *)in.data + hl, 1000);
 	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_EINVAL);
 	assert_non_null(strstr(r.msg, "do not fit"));
-	res_free(&r);
+	wt_res_free(&r);
 	put32((uint8_t *)in.data + hl, 70000);
 	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_ELIMIT);
-	res_free(&r);
+	wt_res_free(&r);
 	put32((uint8_t *)in.data + hl, 4097); /* apply's own bound */
 	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_ELIMIT);
-	res_free(&r);
+	wt_res_free(&r);
 	put32((uint8_t *)in.data + hl, 3);
 	/* a length past the end */
 	put32((uint8_t *)in.data + hl + 4 + 33, 0x7fffffff);
 	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	put32((uint8_t *)in.data + hl + 4 + 33, b.v[0].n);
 	/* wrong keys: a clear error, no secret in it, and nothing stored */
 	in.data[4 + strlen(lama_session_dir(alice)) + 3] ^= 1;
 	assert_int_equal(call("sync", "apply", &in, 0, &r), LAMA_EAUTH);
-	res_free(&r);
+	wt_res_free(&r);
 	{
 		/* the input is checked whole before the archive is opened: a
 		 * malformed batch under wrong keys is malformed */
@@ -1190,7 +1143,7 @@ static void test_hostile(void **state)
 
 		t.len--;
 		assert_int_equal(call("sync", "apply", &t, 0, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 	}
 	in.data[4 + strlen(lama_session_dir(alice)) + 3] ^= 1;
 	assert_int_equal(stored(&b), 0);
@@ -1202,23 +1155,23 @@ static void test_hostile(void **state)
 		put32(z, 0);
 		assert_int_equal(lama_buf_add(&t, z, sizeof(z)), 0);
 		assert_int_equal(call("sync", "merge", &t, 0, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 		lama_buf_truncate(&t, 0);
 		put32(z, 4);
 		assert_int_equal(lama_buf_add(&t, z, 4), 0);
 		assert_int_equal(lama_buf_add(&t, "/nox", 4), 0);
 		assert_int_equal(lama_buf_add(&t, z + 4, 64 + 4), 0);
 		assert_int_equal(call("sync", "merge", &t, 0, &r), LAMA_ENOTFOUND);
-		res_free(&r);
+		wt_res_free(&r);
 		t.data[6] = 0;
 		assert_int_equal(call("sync", "merge", &t, 0, &r), LAMA_EINVAL);
-		res_free(&r);
+		wt_res_free(&r);
 		lama_buf_release(&t);
 	}
 	/* and right again afterwards */
 	if (call("sync", "apply", &in, 0, &r))
 		fail_msg("apply: %s", r.msg);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(stored(&b), b.n);
 	lama_buf_release_wipe(&in);
 	batch_free(&b);
@@ -1236,7 +1189,7 @@ static void test_worker_session(void **state)
 	char home[4096], dir[4096];
 	lama_session *s, *w;
 	struct lama_buf in = LAMA_BUF_INIT(LAMA_WORKER_PAYLOAD_MAX);
-	struct res r;
+	struct wt_res r;
 	uint8_t z[4] = { 0 };
 
 	(void)state;
@@ -1260,11 +1213,11 @@ static void test_worker_session(void **state)
 	assert_int_equal(lama_warchive_handle(s, &in), 0);
 	assert_int_equal(lama_buf_add(&in, z, 4), 0);
 	assert_int_equal(call("sync", "merge", &in, 0, &r), 0);
-	res_free(&r);
+	wt_res_free(&r);
 	lama_session_logout(s);
 	assert_int_equal(lama_account_erase(home, "carl", "pw", 2), 0);
 	assert_int_equal(call("sync", "merge", &in, 0, &r), LAMA_ENOTFOUND);
-	res_free(&r);
+	wt_res_free(&r);
 	lama_buf_release_wipe(&in);
 	lama_wipe(keys, sizeof(keys));
 	tu_rmtree(home);
@@ -1294,7 +1247,7 @@ static json_t *keys_obj(const lama_hash *owner, const uint8_t pk[32])
 }
 
 /* The check byte of item i in apply's output. */
-static uint8_t check_of(const struct res *r, const struct batch *b, size_t i)
+static uint8_t check_of(const struct wt_res *r, const struct batch *b, size_t i)
 {
 	assert_true(r->n >= 2 * b->n);
 	return r->out[b->n + i];
@@ -1306,7 +1259,7 @@ static uint8_t check_of(const struct res *r, const struct batch *b, size_t i)
 static void test_clob_squat(void **state)
 {
 	struct batch c = { 0 }, o = { 0 }, o2 = { 0 };
-	struct res r;
+	struct wt_res r;
 	lama_hash h, h2;
 	json_t *got = NULL;
 
@@ -1338,7 +1291,7 @@ static void test_clob_squat(void **state)
 	batch_obj(&o2, bob, json_pack("{s:s, s:s}", "$type$", "PersonName", "name", "not squatted"), &h2);
 	if (apply(&o2, 0, &r))
 		fail_msg("apply: %s", r.msg);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(lama_archive_get(lama_session_archive(alice), &h2, &got), 0);
 	json_decref(got);
 	batch_free(&c);
@@ -1370,7 +1323,7 @@ static void flood_round(const lama_hash *dan, const uint8_t dsk[64], const uint8
 			int whole, const lama_hash *gk, int round)
 {
 	struct batch s = { 0 };
-	struct res r;
+	struct wt_res r;
 	struct genuine g = { *gk, 0 };
 	int trunc = 0;
 
@@ -1401,7 +1354,7 @@ static void flood_round(const lama_hash *dan, const uint8_t dsk[64], const uint8
 		else
 			assert_int_equal(c, 2); /* forged: undecided, not verified */
 		assert_int_equal(stored(&s), s.n);
-		res_free(&r);
+		wt_res_free(&r);
 		batch_free(&s);
 	}
 }
@@ -1409,7 +1362,7 @@ static void flood_round(const lama_hash *dan, const uint8_t dsk[64], const uint8
 static void test_sig_flood(void **state)
 {
 	struct batch f = { 0 }, s = { 0 };
-	struct res r;
+	struct wt_res r;
 	struct lama_put_info info;
 	uint8_t dpk[32], dsk[64], opk[32], osk[64];
 	lama_hash dan, x, gk;
@@ -1429,7 +1382,7 @@ static void test_sig_flood(void **state)
 	if (apply(&s, 0, &r))
 		fail_msg("dan's key and signature: %s", r.msg);
 	assert_int_equal(check_of(&r, &s, s.n - 1), 1);
-	res_free(&r);
+	wt_res_free(&r);
 	batch_free(&s);
 	for (int round = 0; round < 2; round++) {
 		for (int i = 0; i < (round ? 3000 : 200); i++) {
@@ -1440,7 +1393,7 @@ static void test_sig_flood(void **state)
 		}
 		if (apply(&f, 0, &r))
 			fail_msg("flood: %s", r.msg);
-		res_free(&r);
+		wt_res_free(&r);
 		batch_free(&f);
 		flood_round(&dan, dsk, osk, !round, &gk, round);
 	}
@@ -1458,7 +1411,7 @@ static void test_sig_claimed(void **state)
 	char khex[65];
 	lama_hash dan, x, k;
 	json_t *p = json_pack("{s:s, s:s}", "$type$", "Person", "email", "dan2@example.org");
-	struct res r;
+	struct wt_res r;
 	size_t at;
 
 	(void)state;
@@ -1490,7 +1443,7 @@ static void test_sig_claimed(void **state)
 	for (size_t i = 0; i < b.n; i++)
 		if (i != at)
 			assert_int_equal(check_of(&r, &b, i), 0);
-	res_free(&r);
+	wt_res_free(&r);
 	{
 		/* claimed is not trusted: nobody certified dan's key */
 		struct lama_trust_root root = { 0 };
@@ -1515,7 +1468,7 @@ static void test_apply_merge_lying(void **state)
 	struct lama_put_info base, v1, v2;
 	lama_hash mb, d1, d2, lh, liar, *heads;
 	struct batch b = { 0 }, f = { 0 };
-	struct res r;
+	struct wt_res r;
 	size_t nh, at;
 	json_t *p, *mn;
 
@@ -1548,7 +1501,7 @@ static void test_apply_merge_lying(void **state)
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
 	assert_int_equal(check_of(&r, &b, at), 4);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(lama_archive_heads(lama_session_archive(alice), &v1.id_hash, &heads, &nh), 0);
 	assert_int_equal(nh, 1);
 	if (!lama_hash_eq(&heads[0], &mb))
@@ -1563,7 +1516,7 @@ static void test_apply_merge_lying(void **state)
 	for (size_t i = 0; i < b.n; i++)
 		if (lama_hash_eq(&b.v[i].hash, &mb))
 			assert_int_equal(check_of(&r, &b, i), 3);
-	res_free(&r);
+	wt_res_free(&r);
 	batch_free(&b);
 }
 
@@ -1577,7 +1530,7 @@ static void test_apply_merge_subset(void **state)
 	struct lama_put_info base, v1, v2, e0, e1, e2, a0, a4, e4;
 	lama_hash mb, me, want, d1, d2, d3, *heads;
 	struct batch b = { 0 };
-	struct res r;
+	struct wt_res r;
 	size_t nh;
 	json_t *p, *p4;
 
@@ -1617,7 +1570,7 @@ static void test_apply_merge_subset(void **state)
 	for (size_t i = 0; i < b.n; i++)
 		if (lama_hash_eq(&b.v[i].hash, &mb))
 			assert_int_equal(check_of(&r, &b, i), 3);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(lama_archive_heads(aa, &v1.id_hash, &heads, &nh), 0);
 	assert_int_equal(nh, 1);
 	if (!lama_hash_eq(&heads[0], &want))
@@ -1642,7 +1595,7 @@ static int keys_cb_count(void *ctx, const char *type, const lama_hash *src)
 static void test_apply_unindexed(void **state)
 {
 	struct batch b = { 0 };
-	struct res r;
+	struct wt_res r;
 	lama_hash someone, other;
 	size_t n = 0;
 
@@ -1654,7 +1607,7 @@ static void test_apply_unindexed(void **state)
 				     "group"), NULL);
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(stored(&b), 1);
 	assert_int_equal(lama_archive_referrers(lama_session_archive(alice), &other, NULL, keys_cb_count,
 						&n), 0);
@@ -1666,7 +1619,7 @@ static void test_apply_unindexed(void **state)
 static void test_apply_bytes_cap(void **state)
 {
 	struct batch b = { 0 };
-	struct res r;
+	struct wt_res r;
 	size_t n = (size_t)1 << 20;
 	char *txt = malloc(n);
 
@@ -1682,12 +1635,12 @@ static void test_apply_bytes_cap(void **state)
 	}
 	assert_int_equal(apply(&b, 0, &r), LAMA_ELIMIT);
 	assert_non_null(strstr(r.msg, "bytes"));
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(stored(&b), 0);
 	b.n = 8; /* 8 MiB exactly: applied */
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
-	res_free(&r);
+	wt_res_free(&r);
 	b.n = 9;
 	free(txt);
 	batch_free(&b);
@@ -1806,7 +1759,7 @@ static void test_merge_behind(void **state)
 	lama_archive *aa = lama_session_archive(alice);
 	struct lama_put_info A, B, C;
 	struct batch b = { 0 };
-	struct res r;
+	struct wt_res r;
 	lama_hash d1 = name_obj(alice, "c1"), d2 = name_obj(alice, "c2"), d3, mx, ch, mc;
 	json_t *p = profile(alice, "behind"), *q, *cn;
 
@@ -1822,7 +1775,7 @@ static void test_merge_behind(void **state)
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
 	assert_int_equal(check_of(&r, &b, 0), 4);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_heads(&A.id_hash, &C.node, 1);
 	assert_false(is_recorded(&A.id_hash, &mx));
 	batch_free(&b);
@@ -1837,7 +1790,7 @@ static void test_merge_behind(void **state)
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
 	assert_int_equal(check_of(&r, &b, 1), 4);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(stored(&b), 2); /* both stored, as objects */
 	assert_heads(&A.id_hash, &C.node, 1);
 	assert_false(is_recorded(&A.id_hash, &ch));
@@ -1848,7 +1801,7 @@ static void test_merge_behind(void **state)
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
 	assert_int_equal(check_of(&r, &b, 0), 4);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_heads(&A.id_hash, &C.node, 1);
 	assert_false(is_recorded(&A.id_hash, &mc));
 	batch_free(&b);
@@ -1862,7 +1815,7 @@ static void test_merge_behind(void **state)
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
 	assert_int_equal(check_of(&r, &b, 0), 4);
-	res_free(&r);
+	wt_res_free(&r);
 	batch_free(&b);
 	q = json_deep_copy(p);
 	json_array_append_new(json_object_get(q, "communicationEndpoint"), json_string(hexs(&d1)));
@@ -1873,7 +1826,7 @@ static void test_merge_behind(void **state)
 	if (apply(&b, 0, &r))
 		fail_msg("apply: %s", r.msg);
 	assert_int_equal(check_of(&r, &b, 1), 4);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_heads(&A.id_hash, &C.node, 1);
 	assert_false(is_recorded(&A.id_hash, &ch));
 	batch_free(&b);
@@ -1908,7 +1861,7 @@ static void test_merge_budget(void **state)
 	lama_store *st = lama_session_store(alice);
 	struct lama_put_info A, v1, v2, q1, q2a, q2b;
 	struct batch b = { 0 }, one = { 0 };
-	struct res r;
+	struct wt_res r;
 	lama_hash d1 = name_obj(alice, "b1"), d2 = name_obj(alice, "b2"), made, mdata, *heads;
 	json_t *p = profile(alice, "budget"), *q = profile(alice, "budget-2"), *mn, *md;
 	size_t nh, at, n4 = 0;
@@ -1957,7 +1910,7 @@ static void test_merge_budget(void **state)
 		n4 += check_of(&r, &b, i) == 4;
 	assert_int_equal(n4, 4000); /* none is the merge made here (another time) */
 	assert_int_equal(check_of(&r, &b, at), 4); /* past the budget */
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(lama_archive_heads(aa, &A.id_hash, &heads, &nh), 0);
 	assert_int_equal(nh, 1);
 	{
@@ -1991,7 +1944,7 @@ static void test_merge_budget(void **state)
 	if (apply(&one, 0, &r))
 		fail_msg("apply: %s", r.msg);
 	assert_int_equal(check_of(&r, &one, 1), 3);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_heads(&q1.id_hash, &made, 1);
 	json_decref(mn);
 	json_decref(md);

@@ -18,40 +18,11 @@
 
 #include "crypto/crypto.h"
 #include "testutil.h"
+#include "workertest.h"
 #include "util/err.h"
 #include "util/hash.h"
 #include "util/mem.h"
 #include "worker/worker.h"
-
-struct res {
-	int called;
-	int rc;
-	char msg[512];
-	uint8_t *out;
-	size_t n;
-};
-
-static void on_done(void *ctx, int rc, const char *msg, const void *out, size_t n)
-{
-	struct res *r = ctx;
-
-	r->called++;
-	r->rc = rc;
-	snprintf(r->msg, sizeof(r->msg), "%s", msg ? msg : "");
-	free(r->out);
-	r->out = malloc(n + 1);
-	assert_non_null(r->out);
-	if (n)
-		memcpy(r->out, out, n);
-	r->out[n] = 0;
-	r->n = n;
-}
-
-static void res_free(struct res *r)
-{
-	free(r->out);
-	memset(r, 0, sizeof(*r));
-}
 
 /* A timer ticking every 10 ms: the loop's pulse; the largest gap shows
  * whether anything stalled it. */
@@ -85,44 +56,8 @@ static void pulse_stop(struct pulse *p)
 	uv_close((uv_handle_t *)&p->t, NULL);
 }
 
-static void on_wake(uv_timer_t *h)
-{
-	(void)h;
-}
-
-/* Runs the loop until *flag becomes nonzero (or ms pass: a failure). */
-static void run_until(uv_loop_t *loop, const int *flag, unsigned ms)
-{
-	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
-	uv_timer_t t;
-
-	uv_timer_init(loop, &t);
-	uv_timer_start(&t, on_wake, 5, 5); /* the loop wakes to check the time */
-	while (!*flag && uv_hrtime() < end)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-	if (!*flag)
-		fail_msg("timed out after %u ms", ms);
-}
-
-/* Runs the loop for ms. */
-static void run_for(uv_loop_t *loop, unsigned ms)
-{
-	int never = 0;
-	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
-	uv_timer_t t;
-
-	uv_timer_init(loop, &t);
-	uv_timer_start(&t, on_wake, 5, 5);
-	while (!never && uv_hrtime() < end)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-}
-
 /* Runs the loop until every r[i] is done (or ms pass: a failure). */
-static void run_until_all(uv_loop_t *loop, struct res *r, size_t n, unsigned ms)
+static void run_until_all(uv_loop_t *loop, struct wt_res *r, size_t n, unsigned ms)
 {
 	uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
 	size_t i = 0;
@@ -134,7 +69,7 @@ static void run_until_all(uv_loop_t *loop, struct res *r, size_t n, unsigned ms)
 			return;
 		if (uv_hrtime() > end)
 			fail_msg("task %zu not done after %u ms", i, ms);
-		run_for(loop, 10);
+		wt_run_for(loop, 10);
 	}
 }
 
@@ -151,18 +86,18 @@ static lama_workers *mk(uv_loop_t *loop, const char *kind, unsigned size, unsign
 }
 
 static int submit(lama_workers *m, const char *kind, const char *op, const void *in, size_t n,
-		  unsigned flags, unsigned timeout, struct res *r, uint64_t *id)
+		  unsigned flags, unsigned timeout, struct wt_res *r, uint64_t *id)
 {
 	memset(r, 0, sizeof(*r));
-	return lama_workers_submit(m, kind, op, in, n, flags, timeout, on_done, r, id);
+	return lama_workers_submit(m, kind, op, in, n, flags, timeout, wt_on_done, r, id);
 }
 
 /* Submits, runs until done, and returns the rc. */
 static int call(uv_loop_t *loop, lama_workers *m, const char *kind, const char *op,
-		const void *in, size_t n, struct res *r)
+		const void *in, size_t n, struct wt_res *r)
 {
 	assert_int_equal(submit(m, kind, op, in, n, 0, 0, r, NULL), 0);
-	run_until(loop, &r->called, 30000);
+	wt_run_until(loop, &r->called, 30000);
 	assert_int_equal(r->called, 1);
 	return r->rc;
 }
@@ -188,12 +123,12 @@ static long status_int(lama_workers *m, size_t i, const char *key)
 
 static long pid_of(uv_loop_t *loop, lama_workers *m)
 {
-	struct res r;
+	struct wt_res r;
 	long pid;
 
 	assert_int_equal(call(loop, m, "test", "pid", NULL, 0, &r), 0);
 	pid = atol((char *)r.out);
-	res_free(&r);
+	wt_res_free(&r);
 	return pid;
 }
 
@@ -243,7 +178,7 @@ static void test_echo_and_errors(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r;
+	struct wt_res r;
 	static char big[1];
 
 	(void)state;
@@ -252,16 +187,16 @@ static void test_echo_and_errors(void **state)
 	assert_int_equal(call(&loop, m, "test", "echo", "hello", 5, &r), 0);
 	assert_int_equal(r.n, 5);
 	assert_memory_equal(r.out, "hello", 5);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(call(&loop, m, "test", "echo", NULL, 0, &r), 0);
 	assert_int_equal(r.n, 0);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(call(&loop, m, "test", "fail", NULL, 0, &r), LAMA_EINVAL);
 	assert_string_equal(r.msg, "fail: as asked");
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(call(&loop, m, "test", "nosuchop", NULL, 0, &r), LAMA_ENOTFOUND);
 	assert_non_null(strstr(r.msg, "no op nosuchop"));
-	res_free(&r);
+	wt_res_free(&r);
 	/* refused at submit: done never called */
 	assert_int_equal(submit(m, "nokind", "echo", NULL, 0, 0, 0, &r, NULL), LAMA_ENOTFOUND);
 	assert_int_equal(submit(m, "test", "Bad-Op", NULL, 0, 0, 0, &r, NULL), LAMA_EINVAL);
@@ -280,7 +215,7 @@ static void test_echo_and_errors(void **state)
 		assert_int_equal(call(&loop, m, "test", "echo", b, n, &r), 0);
 		assert_int_equal(r.n, n);
 		assert_memory_equal(r.out, b, n);
-		res_free(&r);
+		wt_res_free(&r);
 		free(b);
 	}
 	finish(&loop, m);
@@ -290,7 +225,7 @@ static void test_crypto_ops(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r;
+	struct wt_res r;
 	struct lama_kdf_params kp = lama_kdf_min();
 	uint8_t in[4096], key[32], pk[32], sk[64], sig[64];
 	size_t n;
@@ -307,12 +242,12 @@ static void test_crypto_ops(void **state)
 	assert_int_equal(r.n, 32);
 	assert_int_equal(lama_pwhash(key, "secret", 6, in + 16, &kp), 0);
 	assert_memory_equal(r.out, key, 32);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(call(&loop, m, "crypto", "kdf", in, 20, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	put64(in, 1000); /* opslimit over the ceiling */
 	assert_int_equal(call(&loop, m, "crypto", "kdf", in, 38, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 
 	/* sign_batch: two messages */
 	assert_int_equal(lama_sign_keypair(pk, sk), 0);
@@ -326,10 +261,10 @@ static void test_crypto_ops(void **state)
 	lama_sign(sig, "abc", 3, sk);
 	assert_memory_equal(r.out, sig, 64);
 	assert_int_equal(lama_verify(r.out + 64, "", 0, pk), 0);
-	res_free(&r);
+	wt_res_free(&r);
 	put32(in + 64, 70000); /* over the batch limit */
 	assert_int_equal(call(&loop, m, "crypto", "sign_batch", in, 79, &r), LAMA_ELIMIT);
-	res_free(&r);
+	wt_res_free(&r);
 
 	/* verify_batch: good, tampered, good */
 	n = 0;
@@ -349,9 +284,9 @@ static void test_crypto_ops(void **state)
 	assert_int_equal(r.out[0], 1);
 	assert_int_equal(r.out[1], 0);
 	assert_int_equal(r.out[2], 1);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(call(&loop, m, "crypto", "verify_batch", in, n - 1, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 
 	/* seal, then open; a changed byte fails */
 	{
@@ -367,17 +302,17 @@ static void test_crypto_ops(void **state)
 		assert_int_equal(r.n, 9 + LAMA_AEAD_OVERHEAD);
 		sn = r.n;
 		memcpy(sealed, r.out, sn);
-		res_free(&r);
+		wt_res_free(&r);
 		memcpy(in + 38, sealed, sn);
 		assert_int_equal(call(&loop, m, "crypto", "open", in, 38 + sn, &r), 0);
 		assert_int_equal(r.n, 9);
 		assert_memory_equal(r.out, "plaintext", 9);
-		res_free(&r);
+		wt_res_free(&r);
 		in[40] ^= 1;
 		assert_int_equal(call(&loop, m, "crypto", "open", in, 38 + sn, &r), LAMA_ECRYPTO);
-		res_free(&r);
+		wt_res_free(&r);
 		assert_int_equal(call(&loop, m, "crypto", "open", in, 40, &r), LAMA_ECRYPTO);
-		res_free(&r);
+		wt_res_free(&r);
 	}
 	finish(&loop, m);
 }
@@ -386,7 +321,7 @@ static void test_sync_ops(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r;
+	struct wt_res r;
 	uint8_t in[1024], h[6][32];
 	size_t n;
 
@@ -413,16 +348,16 @@ static void test_sync_ops(void **state)
 	assert_int_equal(r.out[39], 2);
 	assert_memory_equal(r.out + 40, h[3], 32);
 	assert_memory_equal(r.out + 72, h[5], 32);
-	res_free(&r);
+	wt_res_free(&r);
 	/* not sorted */
 	memcpy(in + 4, h[4], 32);
 	assert_int_equal(call(&loop, m, "sync", "diff", in, n, &r), LAMA_EINVAL);
 	assert_non_null(strstr(r.msg, "sorted"));
-	res_free(&r);
+	wt_res_free(&r);
 	/* a count beyond the input */
 	put32(in, 1000);
 	assert_int_equal(call(&loop, m, "sync", "diff", in, n, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 
 	/* hash_batch: "abc" and "" */
 	put32(in, 2);
@@ -439,9 +374,9 @@ static void test_sync_ops(void **state)
 		assert_memory_equal(r.out, a.b, 32);
 		assert_memory_equal(r.out + 32, e.b, 32);
 	}
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(call(&loop, m, "sync", "hash_batch", in, 16, &r), LAMA_EINVAL);
-	res_free(&r);
+	wt_res_free(&r);
 	finish(&loop, m);
 }
 
@@ -450,7 +385,7 @@ static void test_least_busy(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r[4];
+	struct wt_res r[4];
 	uint8_t ms[4];
 
 	(void)state;
@@ -467,7 +402,7 @@ static void test_least_busy(void **state)
 	assert_int_equal(status_int(m, 0, "done"), 2);
 	assert_int_equal(status_int(m, 1, "done"), 2);
 	for (int i = 0; i < 4; i++)
-		res_free(&r[i]);
+		wt_res_free(&r[i]);
 	finish(&loop, m);
 }
 
@@ -478,7 +413,7 @@ static void test_recycle(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r, r2;
+	struct wt_res r, r2;
 	uint8_t ms[4];
 	long p0, p1, busy;
 
@@ -486,13 +421,13 @@ static void test_recycle(void **state)
 	uv_loop_init(&loop);
 	m = mk(&loop, "test", 2, 0, 0);
 	for (int i = 0; i < 400 && (!worker_pid(m, 0) || !worker_pid(m, 1)); i++)
-		run_for(&loop, 10);
+		wt_run_for(&loop, 10);
 	p0 = worker_pid(m, 0);
 	p1 = worker_pid(m, 1);
 	assert_true(p0 > 0 && p1 > 0);
 	put32(ms, 400);
 	assert_int_equal(submit(m, "test", "sleep", ms, 4, 0, 0, &r, NULL), 0);
-	run_for(&loop, 50);
+	wt_run_for(&loop, 50);
 	{
 		json_t *st = lama_workers_status(m);
 
@@ -502,10 +437,10 @@ static void test_recycle(void **state)
 	lama_workers_recycle(m);
 	/* a task submitted now waits for a fresh worker */
 	assert_int_equal(submit(m, "test", "pid", NULL, 0, 0, 0, &r2, NULL), 0);
-	run_until(&loop, &r.called, 30000);
+	wt_run_until(&loop, &r.called, 30000);
 	assert_int_equal(r.rc, 0);
 	assert_int_equal(atol((char *)r.out), busy); /* answered, not killed */
-	run_until(&loop, &r2.called, 30000);
+	wt_run_until(&loop, &r2.called, 30000);
 	assert_int_equal(r2.rc, 0);
 	assert_true(atol((char *)r2.out) != p0 && atol((char *)r2.out) != p1);
 	for (int i = 0; i < 400; i++) {
@@ -513,7 +448,7 @@ static void test_recycle(void **state)
 
 		if (a && b && a != p0 && a != p1 && b != p0 && b != p1)
 			break;
-		run_for(&loop, 10);
+		wt_run_for(&loop, 10);
 	}
 	for (size_t i = 0; i < 2; i++) {
 		long pid = worker_pid(m, i);
@@ -523,8 +458,8 @@ static void test_recycle(void **state)
 	}
 	assert_false(pid_alive(p0));
 	assert_false(pid_alive(p1));
-	res_free(&r);
-	res_free(&r2);
+	wt_res_free(&r);
+	wt_res_free(&r2);
 	finish(&loop, m);
 }
 
@@ -532,7 +467,7 @@ static void test_queue_bound(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r[4];
+	struct wt_res r[4];
 	uint8_t ms[4];
 
 	(void)state;
@@ -543,17 +478,17 @@ static void test_queue_bound(void **state)
 		assert_int_equal(submit(m, "test", "sleep", ms, 4, 0, 0, &r[i], NULL), 0);
 	assert_int_equal(submit(m, "test", "sleep", ms, 4, 0, 0, &r[3], NULL), LAMA_EBUSY);
 	assert_non_null(strstr(lama_errmsg(), "busy"));
-	run_until(&loop, &r[2].called, 30000);
+	wt_run_until(&loop, &r[2].called, 30000);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(r[i].called, 1);
 		assert_int_equal(r[i].rc, 0);
-		res_free(&r[i]);
+		wt_res_free(&r[i]);
 	}
 	assert_int_equal(r[3].called, 0);
 	/* room again */
 	assert_int_equal(submit(m, "test", "sleep", ms, 4, 0, 0, &r[3], NULL), 0);
-	run_until(&loop, &r[3].called, 30000);
-	res_free(&r[3]);
+	wt_run_until(&loop, &r[3].called, 30000);
+	wt_res_free(&r[3]);
 	finish(&loop, m);
 }
 
@@ -565,7 +500,7 @@ static void kill_mid_task(const char *kind, const char *op, const uint8_t *in, s
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r;
+	struct wt_res r;
 	struct pulse pl;
 	long pid, pid2;
 	char want[128];
@@ -578,7 +513,7 @@ static void kill_mid_task(const char *kind, const char *op, const uint8_t *in, s
 		uv_run(&loop, UV_RUN_ONCE);
 	assert_int_equal(submit(m, kind, op, in, n, LAMA_TASK_IDEMPOTENT, 0, &r, NULL), 0);
 	assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
-	run_until(&loop, &r.called, 30000);
+	wt_run_until(&loop, &r.called, 30000);
 	assert_int_equal(r.rc, 0);
 	pid2 = worker_pid(m, 0);
 	assert_true(pid2 > 0 && pid2 != pid);
@@ -588,23 +523,23 @@ static void kill_mid_task(const char *kind, const char *op, const uint8_t *in, s
 	} else { /* sleep answers with the pid of the worker that ran it */
 		assert_int_equal(atol((char *)r.out), pid2);
 	}
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(status_int(m, 0, "restarts"), 1);
 
 	/* not idempotent: fails, naming the worker, the signal and the op */
 	assert_int_equal(submit(m, kind, op, in, n, 0, 0, &r, NULL), 0);
 	assert_int_equal(kill((pid_t)pid2, SIGKILL), 0);
-	run_until(&loop, &r.called, 30000);
+	wt_run_until(&loop, &r.called, 30000);
 	assert_int_equal(r.rc, LAMA_EIO);
 	snprintf(want, sizeof(want), "the %s worker died (signal 9) while running %s", kind, op);
 	assert_string_equal(r.msg, want);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(status_int(m, 0, "failed"), 1);
 	/* back, with a new pid, after its back-off */
 	assert_int_equal(call(&loop, m, kind, op, in, n, &r), 0);
 	if (expect)
 		assert_memory_equal(r.out, expect, en);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_true(worker_pid(m, 0) != pid2);
 	assert_int_equal(status_int(m, 0, "restarts"), 2);
 	/* the loop kept its 10 ms pulse throughout (generous: ASan, busy cores) */
@@ -658,22 +593,22 @@ static void test_crash(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r;
+	struct wt_res r;
 
 	(void)state;
 	uv_loop_init(&loop);
 	m = mk(&loop, "test", 1, 0, 0);
 	assert_int_equal(call(&loop, m, "test", "crash", NULL, 0, &r), LAMA_EIO);
 	assert_string_equal(r.msg, "the test worker died (signal 6) while running crash");
-	res_free(&r);
+	wt_res_free(&r);
 	/* idempotent: retried once, dies again, then fails */
 	assert_int_equal(submit(m, "test", "crash", NULL, 0, LAMA_TASK_IDEMPOTENT, 0, &r, NULL), 0);
-	run_until(&loop, &r.called, 30000);
+	wt_run_until(&loop, &r.called, 30000);
 	assert_int_equal(r.rc, LAMA_EIO);
-	res_free(&r);
+	wt_res_free(&r);
 	assert_int_equal(status_int(m, 0, "restarts") >= 2, 1);
 	assert_int_equal(call(&loop, m, "test", "echo", "x", 1, &r), 0);
-	res_free(&r);
+	wt_res_free(&r);
 	finish(&loop, m);
 }
 
@@ -681,7 +616,7 @@ static void test_timeout(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r;
+	struct wt_res r;
 	long pid;
 
 	(void)state;
@@ -689,10 +624,10 @@ static void test_timeout(void **state)
 	m = mk(&loop, "test", 1, 0, 0);
 	pid = pid_of(&loop, m);
 	assert_int_equal(submit(m, "test", "hang", NULL, 0, LAMA_TASK_IDEMPOTENT, 300, &r, NULL), 0);
-	run_until(&loop, &r.called, 30000);
+	wt_run_until(&loop, &r.called, 30000);
 	assert_int_equal(r.rc, LAMA_ETIMEDOUT);
 	assert_string_equal(r.msg, "the test task hang timed out after 300 ms");
-	res_free(&r);
+	wt_res_free(&r);
 	/* replaced at once, not retried */
 	assert_int_not_equal(pid_of(&loop, m), pid);
 	assert_int_equal(status_int(m, 0, "restarts"), 1);
@@ -708,7 +643,7 @@ static void test_bad_frames(void **state)
 	for (const char *k = kinds; *k; k++) {
 		uv_loop_t loop;
 		lama_workers *m;
-		struct res r;
+		struct wt_res r;
 		long pid;
 
 		uv_loop_init(&loop);
@@ -720,7 +655,7 @@ static void test_bad_frames(void **state)
 			assert_non_null(strstr(r.msg, "a length of 4294967280 bytes"));
 		if (*k == 'g')
 			assert_non_null(strstr(r.msg, "unknown type 99"));
-		res_free(&r);
+		wt_res_free(&r);
 		/* the manager is fine, the worker replaced */
 		assert_int_not_equal(pid_of(&loop, m), pid);
 		assert_false(pid_alive(pid));
@@ -732,7 +667,7 @@ static void test_cancel(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res a, b, c;
+	struct wt_res a, b, c;
 	uint8_t ms[4];
 	uint64_t ida, idb, idc;
 	long pid;
@@ -758,18 +693,18 @@ static void test_cancel(void **state)
 	assert_int_equal(status_int(m, 0, "restarts"), 0);
 	/* running and never answering: killed after the grace, replaced */
 	assert_int_equal(submit(m, "test", "hang", NULL, 0, 0, 0, &c, &idc), 0);
-	run_for(&loop, 100);
+	wt_run_for(&loop, 100);
 	assert_int_equal(lama_workers_cancel(m, idc), 0);
 	assert_int_equal(c.called, 1);
 	assert_int_equal(c.rc, LAMA_ECANCELED);
-	run_for(&loop, LAMA_WORKERS_CANCEL_GRACE_MS + 500);
+	wt_run_for(&loop, LAMA_WORKERS_CANCEL_GRACE_MS + 500);
 	assert_false(pid_alive(pid));
 	assert_int_not_equal(pid_of(&loop, m), pid);
 	assert_int_equal(status_int(m, 0, "restarts"), 1);
 	assert_int_equal(c.called, 1);
-	res_free(&a);
-	res_free(&b);
-	res_free(&c);
+	wt_res_free(&a);
+	wt_res_free(&b);
+	wt_res_free(&c);
 	finish(&loop, m);
 }
 
@@ -798,19 +733,19 @@ static void test_owner_killed(void **state)
 		}
 		{
 			/* both run (past their checks of the parent) */
-			struct res r[2];
+			struct wt_res r[2];
 			uint8_t ms[4];
 
 			put32(ms, 50);
 			for (int i = 0; i < 2; i++)
 				assert_int_equal(submit(m, "test", "sleep", ms, 4, 0, 0, &r[i], NULL), 0);
-			run_until(&loop, &r[0].called, 30000);
-			run_until(&loop, &r[1].called, 30000);
+			wt_run_until(&loop, &r[0].called, 30000);
+			wt_run_until(&loop, &r[1].called, 30000);
 			/* then busy for good: they do not read, so no EOF can end
 			 * them; only PR_SET_PDEATHSIG can */
 			for (int i = 0; i < 2; i++)
 				assert_int_equal(submit(m, "test", "hang", NULL, 0, 0, 0, &r[i], NULL), 0);
-			run_for(&loop, 200);
+			wt_run_for(&loop, 200);
 		}
 		if (write(fds[1], pids, sizeof(pids)) != (ssize_t)sizeof(pids))
 			_exit(3);
@@ -835,7 +770,7 @@ static void test_close(void **state)
 {
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r[3];
+	struct wt_res r[3];
 	long pids[2];
 
 	(void)state;
@@ -847,8 +782,8 @@ static void test_close(void **state)
 	assert_int_equal(submit(m, "test", "hang", NULL, 0, 0, 0, &r[0], NULL), 0);
 	assert_int_equal(submit(m, "test", "echo", "a", 1, 0, 0, &r[1], NULL), 0);
 	assert_int_equal(submit(m, "test", "echo", "b", 1, 0, 0, &r[2], NULL), 0);
-	run_until(&loop, &r[1].called, 30000);
-	run_for(&loop, 100);
+	wt_run_until(&loop, &r[1].called, 30000);
+	wt_run_for(&loop, 100);
 	lama_workers_close(m);
 	assert_int_equal(r[0].called, 1);
 	assert_int_equal(r[0].rc, LAMA_ECANCELED);
@@ -862,14 +797,14 @@ static void test_close(void **state)
 	assert_int_equal(uv_loop_alive(&loop), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	for (int i = 0; i < 3; i++)
-		res_free(&r[i]);
+		wt_res_free(&r[i]);
 }
 
 /* Many tasks over two workers: every answer is its own task's. */
 static void test_many(void **state)
 {
 	enum { N = 300 };
-	static struct res r[N];
+	static struct wt_res r[N];
 	uv_loop_t loop;
 	lama_workers *m;
 
@@ -889,7 +824,7 @@ static void test_many(void **state)
 		snprintf(in, sizeof(in), "task %d", i);
 		assert_int_equal(r[i].rc, 0);
 		assert_string_equal((char *)r[i].out, in);
-		res_free(&r[i]);
+		wt_res_free(&r[i]);
 	}
 	assert_int_equal(status_int(m, 0, "done") + status_int(m, 1, "done"), N);
 	assert_true(status_int(m, 0, "done") > 0 && status_int(m, 1, "done") > 0);
@@ -903,7 +838,7 @@ static void test_oom(void **state)
 	struct lama_worker_pool p = { "test", 2, 0, 0 };
 	uv_loop_t loop;
 	lama_workers *m = NULL;
-	struct res r;
+	struct wt_res r;
 	int rc = -1;
 
 	(void)state;
@@ -937,7 +872,7 @@ static void test_oom(void **state)
 	lama_mem_fail_after(0, 0);
 	assert_int_equal(r.called, 0);
 	assert_int_equal(call(&loop, m, "test", "echo", "x", 1, &r), 0);
-	res_free(&r);
+	wt_res_free(&r);
 	finish(&loop, m);
 }
 
@@ -948,21 +883,21 @@ static void test_bad_exe(void **state)
 	struct lama_worker_pool p = { "test", 1, 0, 0 };
 	uv_loop_t loop;
 	lama_workers *m;
-	struct res r;
+	struct wt_res r;
 
 	(void)state;
 	uv_loop_init(&loop);
 	assert_int_equal(lama_workers_new(&m, &loop, "/nonexistent/lama", &p, 1), 0);
 	assert_int_equal(worker_pid(m, 0), 0);
 	assert_int_equal(submit(m, "test", "echo", "x", 1, 0, 0, &r, NULL), 0);
-	run_for(&loop, 400); /* 100 + 200 ms of back-off: two more tries */
+	wt_run_for(&loop, 400); /* 100 + 200 ms of back-off: two more tries */
 	assert_int_equal(r.called, 0);
 	assert_true(status_int(m, 0, "restarts") >= 1 && status_int(m, 0, "restarts") <= 3);
 	assert_int_equal(status_int(m, 0, "queued"), 1);
 	finish(&loop, m);
 	assert_int_equal(r.called, 1);
 	assert_int_equal(r.rc, LAMA_ECANCELED);
-	res_free(&r);
+	wt_res_free(&r);
 }
 
 /* `lama worker` by hand: one line, exit 2. */
