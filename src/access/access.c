@@ -18,15 +18,8 @@ struct hlist {
 
 static int hlist_add(struct hlist *l, const lama_hash *h)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		lama_hash *v = lama_realloc(l->v, cap * sizeof(lama_hash));
-
-		if (!v)
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		l->v = v;
-		l->cap = cap;
-	}
+	if (lama_grow(&l->v, &l->cap, l->n, sizeof(*l->v), 16))
+		return LAMA_ENOMEM;
 	l->v[l->n++] = *h;
 	return 0;
 }
@@ -893,15 +886,8 @@ void lama_access_walk_free(lama_access_walk *w)
 
 static int push(lama_access_walk *w, const lama_hash *h, uint8_t want)
 {
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? 2 * w->cap : 64;
-		struct pending *s = lama_realloc(w->stack, cap * sizeof(*s));
-
-		if (!s)
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		w->stack = s;
-		w->cap = cap;
-	}
+	if (lama_grow(&w->stack, &w->cap, w->n, sizeof(*w->stack), 64))
+		return LAMA_ENOMEM;
 	w->stack[w->n].h = *h;
 	w->stack[w->n].want = want;
 	w->n++;

@@ -57,15 +57,8 @@ static int load(struct merger *m, const lama_hash *h)
 	pos = json_object_get(m->index, hex);
 	if (pos)
 		return (int)json_integer_value(pos);
-	if (m->ne == m->cap) {
-		size_t cap = m->cap ? 2 * m->cap : 16;
-		struct entry *ne = lama_realloc(m->e, cap * sizeof(*ne));
-
-		if (!ne)
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		m->e = ne;
-		m->cap = cap;
-	}
+	if (lama_grow(&m->e, &m->cap, m->ne, sizeof(*m->e), 16))
+		return LAMA_ENOMEM;
 	e = &m->e[m->ne];
 	rc = archive__node_load(m->a, h, &e->node);
 	if (rc)

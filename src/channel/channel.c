@@ -42,15 +42,8 @@ struct list {
 
 static int list_push(struct list *l, const struct ent *e)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct ent *v = lama_realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		l->v = v;
-		l->cap = cap;
-	}
+	if (lama_grow(&l->v, &l->cap, l->n, sizeof(*l->v), 64))
+		return LAMA_ENOMEM;
 	l->v[l->n++] = *e;
 	return 0;
 }

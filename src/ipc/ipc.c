@@ -173,16 +173,9 @@ int lama_ipc_register(lama_ipc *d, const char *channel, const char *schema,
 			return lama_error(LAMA_EEXIST, "%s already has a handler", channel);
 	if (schema && (rc = parse_schema(schema, &e)))
 		goto fail;
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 16;
-		struct entry *t = lama_realloc(d->entries, cap * sizeof(*t));
-
-		if (!t) {
-			rc = lama_error(LAMA_ENOMEM, "out of memory");
-			goto fail;
-		}
-		d->entries = t;
-		d->cap = cap;
+	if (lama_grow(&d->entries, &d->cap, d->n, sizeof(*d->entries), 16)) {
+		rc = LAMA_ENOMEM;
+		goto fail;
 	}
 	d->entries[d->n++] = e;
 	return 0;

@@ -502,16 +502,9 @@ int lama_recipes_add(lama_recipes *r, const json_t *j)
 		free_recipe(r->v[pos]);
 		r->v[pos] = rec;
 	} else {
-		if (r->n == r->cap) {
-			size_t cap = r->cap ? r->cap * 2 : 64;
-			struct lama__recipe **v = lama_realloc(r->v, cap * sizeof(*v));
-
-			if (!v) {
-				rc = lama_error(LAMA_ENOMEM, "out of memory");
-				goto fail;
-			}
-			r->v = v;
-			r->cap = cap;
+		if (lama_grow(&r->v, &r->cap, r->n, sizeof(*r->v), 64)) {
+			rc = LAMA_ENOMEM;
+			goto fail;
 		}
 		memmove(r->v + pos + 1, r->v + pos, (r->n - pos) * sizeof(*r->v));
 		r->v[pos] = rec;

@@ -1531,15 +1531,8 @@ static int batch_message(void *ctx, const struct lama_message *m)
 
 	if (len > LAMA_SEARCH_TEXT_MAX)
 		len = LAMA_SEARCH_TEXT_MAX; /* the chat's own limit: never more */
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 64;
-		struct lama_search_doc *d = lama_realloc(b->d, cap * sizeof(*d));
-
-		if (!d)
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		b->d = d;
-		b->cap = cap;
-	}
+	if (lama_grow(&b->d, &b->cap, b->n, sizeof(*b->d), 64))
+		return LAMA_ENOMEM;
 	/* texts are kept as offsets until the page is read (the buffer moves) */
 	b->d[b->n] = (struct lama_search_doc){ .id = m->id, .topic = b->topic, .sender = m->sender,
 					       .time = m->time, .text = NULL,

@@ -146,15 +146,8 @@ static int add_sub(lama_state *st, void *client)
 	for (size_t i = 0; i < st->nsubs; i++)
 		if (st->subs[i] == client)
 			return 0;
-	if (st->nsubs == st->cap) {
-		size_t cap = st->cap ? 2 * st->cap : 16;
-		void **n = lama_realloc(st->subs, cap * sizeof(*n));
-
-		if (!n)
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		st->subs = n;
-		st->cap = cap;
-	}
+	if (lama_grow(&st->subs, &st->cap, st->nsubs, sizeof(*st->subs), 16))
+		return LAMA_ENOMEM;
 	st->subs[st->nsubs++] = client;
 	return 0;
 }

@@ -192,15 +192,8 @@ static int hl_add(void *ctx, const char *type, const lama_hash *src)
 	struct hlist *l = ctx;
 
 	(void)type;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 8;
-		lama_hash *v = lama_realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		l->v = v;
-		l->cap = cap;
-	}
+	if (lama_grow(&l->v, &l->cap, l->n, sizeof(*l->v), 8))
+		return LAMA_ENOMEM;
 	l->v[l->n++] = *src;
 	return 0;
 }

@@ -1,7 +1,10 @@
 #include "util/mem.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/err.h"
 
 static unsigned long fail_countdown;
 static int fail_sticky;
@@ -59,4 +62,23 @@ char *lama_strdup(const char *s)
 void lama_free(void *p)
 {
 	free(p);
+}
+
+int lama_grow(void *pv, size_t *cap, size_t n, size_t size, size_t first)
+{
+	size_t c;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	c = *cap ? *cap * 2 : first;
+	if (c <= n || c > SIZE_MAX / size)
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	/* through memcpy: pv is a T **, not a void ** */
+	memcpy(&p, pv, sizeof(p));
+	if (!(p = lama_realloc(p, c * size)))
+		return lama_error(LAMA_ENOMEM, "out of memory");
+	memcpy(pv, &p, sizeof(p));
+	*cap = c;
+	return 0;
 }

@@ -16,6 +16,13 @@ char *lama_strdup(const char *s);
 char *lama_strndup(const char *s, size_t n);
 void lama_free(void *p);
 
+/* Room for one more element in an array that grows by doubling: `pv` is
+ * the address of the array pointer (T **), holding n elements of `size`
+ * bytes in room for *cap. When n == *cap the array is reallocated to twice
+ * the room (`first` elements the first time) and *cap updated. 0, or
+ * LAMA_ENOMEM (message set) with the array and *cap unchanged. */
+int lama_grow(void *pv, size_t *cap, size_t n, size_t size, size_t first);
+
 /* Tests only: the n-th allocation from now fails (1 = the next one), and
  * every one after it while `sticky`; n = 0 turns injection off. */
 void lama_mem_fail_after(unsigned long n, int sticky);

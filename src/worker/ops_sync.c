@@ -266,15 +266,8 @@ static int refuse(const struct item *it, int code, const char *why)
 
 static int kvec_push(struct kvec *k, const struct claimed *c)
 {
-	if (k->n == k->cap) {
-		size_t cap = k->cap ? 2 * k->cap : 16;
-		struct claimed *v = lama_realloc(k->v, cap * sizeof(*v));
-
-		if (!v)
-			return lama_error(LAMA_ENOMEM, "out of memory");
-		k->v = v;
-		k->cap = cap;
-	}
+	if (lama_grow(&k->v, &k->cap, k->n, sizeof(*k->v), 16))
+		return LAMA_ENOMEM;
 	k->v[k->n++] = *c;
 	return 0;
 }

@@ -42,6 +42,36 @@ static void test_buf_enomem_leaves_contents(void **state)
 	lama_buf_release(&b);
 }
 
+static void test_grow(void **state)
+{
+	struct pair { uint64_t a, b; } *v = NULL;
+	size_t cap = 0, n = 0;
+	size_t huge = SIZE_MAX / 8;
+
+	(void)state;
+	for (uint64_t i = 0; i < 1000; i++) {
+		assert_int_equal(lama_grow(&v, &cap, n, sizeof(*v), 4), 0);
+		assert_true(n < cap);
+		v[n++] = (struct pair){ i, ~i };
+	}
+	assert_int_equal(cap, 1024); /* 4, doubled until 1000 fit */
+	for (uint64_t i = 0; i < 1000; i++)
+		assert_true(v[i].a == i && v[i].b == ~i);
+	/* an allocation failure leaves the array and its room as they were */
+	cap = n;
+	lama_mem_fail_after(1, 0);
+	assert_int_equal(lama_grow(&v, &cap, n, sizeof(*v), 4), LAMA_ENOMEM);
+	assert_int_equal(cap, 1000);
+	assert_true(v[999].a == 999);
+	/* room whose size would overflow is refused before any allocation */
+	assert_int_equal(lama_grow(&v, &huge, huge, sizeof(*v), 4), LAMA_ENOMEM);
+	assert_int_equal(huge, SIZE_MAX / 8);
+	/* no growth while there is room */
+	assert_int_equal(lama_grow(&v, &cap, 10, sizeof(*v), 4), 0);
+	assert_int_equal(cap, 1000);
+	lama_free(v);
+}
+
 static void test_sha256_known(void **state)
 {
 	lama_hash h, h2;
@@ -78,6 +108,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_grows_and_caps),
 		cmocka_unit_test(test_buf_enomem_leaves_contents),
+		cmocka_unit_test(test_grow),
 		cmocka_unit_test(test_sha256_known),
 		cmocka_unit_test(test_hash_parse_rejects),
 	};
