@@ -55,6 +55,9 @@ struct lama_controller {
 	int ix_stuck;            /* the last sync skipped a topic it could not
 				  * read: no new one until something changes */
 	uint64_t ix_changes;     /* changes handed to the index so far */
+	int64_t ix_seen;         /* the archive's data version when the last
+				  * sync started (lama_store_data_version) */
+	int ix_seen_ok;
 	char ix_path[LAMA_PATH_MAX];
 	uint8_t *ix_keys;        /* secure memory: token and seal keys */
 	struct ixtask *ix_tasks; /* pending, canceled when the session ends */
@@ -1115,6 +1118,9 @@ static void ix_start(lama_controller *c)
 	}
 	c->ix_build = x;
 	c->ix_stale = 0;
+	/* what others write from now on (the CLI directly, a sync worker's
+	 * apply) changes the version: the next query syncs again */
+	c->ix_seen_ok = !lama_store_data_version(lama_session_store(c->s), &c->ix_seen);
 	x->shown_at = mono_ms();
 	if ((rc = ix_topics(c, x)) || !(x->stale = lama_calloc(x->n + 1, 1)) ||
 	    /* a sync, not a rebuild, also when the index is not built: the
@@ -1235,6 +1241,25 @@ static int search_here(lama_controller *c, const struct lama_ipc_call *call, con
 	return 0;
 }
 
+/* 1 if another process committed to the archive since the last sync
+ * started: its messages (written by the CLI directly, or received by a
+ * sync worker) may be missing from the index. ix_seen then follows the
+ * version read, so the same writes start one sync, not one per query. */
+static int ix_written_elsewhere(lama_controller *c)
+{
+	int64_t v;
+
+	if (lama_store_data_version(lama_session_store(c->s), &v)) {
+		lama_error_clear();
+		return 0;
+	}
+	if (c->ix_seen_ok && v == c->ix_seen)
+		return 0;
+	c->ix_seen = v;
+	c->ix_seen_ok = 1;
+	return 1;
+}
+
 static int search(void *ctx, const struct lama_ipc_call *call, json_t **result)
 {
 	lama_controller *c = ctx;
@@ -1259,8 +1284,13 @@ static int search(void *ctx, const struct lama_ipc_call *call, json_t **result)
 		rc = search_here(c, call, topic ? t.id : NULL, (size_t)limit, result);
 		goto out;
 	}
-	/* behind the archive (a failed change, a failed sync): sync again,
-	 * and answer with what is there meanwhile */
+	/* behind the archive (a failed change, a failed sync, or messages
+	 * another process wrote): sync again, and answer with what is there
+	 * meanwhile */
+	if (ix_written_elsewhere(c)) {
+		c->ix_stale = 1;
+		c->ix_stuck = 0;
+	}
 	if (c->ix_stale && !c->ix_build && !c->ix_stuck)
 		ix_start(c);
 	o.topic = topic ? t.id : NULL;

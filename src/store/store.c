@@ -574,6 +574,20 @@ int lama_store_has(lama_store *st, const lama_hash *hash)
 	return store__exists(st, S_BLOB_GET, key);
 }
 
+int lama_store_data_version(lama_store *st, int64_t *v)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "PRAGMA data_version", -1, &s, NULL) != SQLITE_OK)
+		return store__dberr(st, "data_version");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : store__dberr(st, "data_version");
+}
+
 /* ---- BLOBs ---- */
 
 

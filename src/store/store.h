@@ -71,6 +71,12 @@ int lama_store_get(lama_store *st, const lama_hash *hash, enum lama_store_kind *
 /* 1 if stored (BLOB or not), 0 if not, negative on error. */
 int lama_store_has(lama_store *st, const lama_hash *hash);
 
+/* A number that changes whenever another connection (another process:
+ * the CLI, a worker) committed to the archive since this one's last look;
+ * its own commits do not change it (SQLite's data_version). What lama
+ * serve asks to notice writes it did not make itself. */
+int lama_store_data_version(lama_store *st, int64_t *v);
+
 /* --- BLOBs: any size, streamed with constant memory --- */
 
 /* Chunk size: BLOBs are sealed in pieces of this many bytes. */

@@ -141,6 +141,19 @@ m6=$(lama send "$tc" "while serving: a wombat")
 [ "$(lama search wombat --json | json 'd["results"][0]["id"]')" = "$m6" ] ||
 	fail "with lama serve running, a message sent a moment ago is not found"
 expect_fail lama search '"open'
+# written beside the server, straight into the archive (as big attachments
+# and --jsonl are): the server notices the foreign commit at the next
+# query and syncs; a query answers "partial" until it is in
+m7=$(LAMA_NO_SERVER=1 lama send "$tc" "written beside the server: a quokka")
+found=
+for _ in $(seq 1 100); do
+	if [ "$(lama search quokka --json 2>/dev/null | json 'd["results"][0]["id"] if d["results"] else ""')" = "$m7" ]; then
+		found=1
+		break
+	fi
+	sleep 0.1
+done
+[ -n "$found" ] || fail "a message written beside the server is never found through it"
 kill "$pid"
 wait "$pid" 2>/dev/null || true
 
