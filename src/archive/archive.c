@@ -340,12 +340,6 @@ static json_t *hash_json(const lama_hash *h)
 	return json_string(hex);
 }
 
-static int find_node(void *ctx, const char *type, const lama_hash *src)
-{
-	(void)type;
-	return lama_hash_eq(ctx, src);
-}
-
 /* Stores a version node object and indexes it under its ID. *known (may be
  * NULL) tells whether the node was already part of the ID's history: stored
  * and indexed under the ID. */
@@ -357,7 +351,8 @@ int archive__node_store(lama_archive *a, json_t *node, const lama_hash *id, lama
 
 	rc = archive__store(a, node, &info);
 	if (!rc && !info.is_new) {
-		k = lama_store_refs(a->st, id, archive__type(node), find_node, &info.hash);
+		/* one row looked up, not the ID's whole history */
+		k = lama_store_ref_has(a->st, id, archive__type(node), &info.hash);
 		if (k < 0)
 			rc = k;
 	}
