@@ -426,17 +426,20 @@ static json_t *message_view(lama_controller *c, const struct lama_topic *t, cons
 	return found;
 }
 
-/* The update for a message sent or changed: the message, or only its id. */
-static json_t *message_update(lama_controller *c, const struct lama_topic *t, const lama_hash *id)
+/* The update for a message sent or changed: the message, or only its id.
+ * `index`: hand it to the index too (not for a deletion, which left the
+ * index already by id). */
+static json_t *message_update(lama_controller *c, const struct lama_topic *t, const lama_hash *id,
+			      int index)
 {
 	json_t *view = message_view(c, t, id);
 	char hex[LAMA_HASH_HEX + 1];
 
 	/* the index is a cache: what it misses (a failure, a message too old
 	 * to show here) is mended by a sync before the next query */
-	if (c->ix)
+	if (index && c->ix)
 		ix_message(c, t->id, view);
-	else if (c->search && (!view || lama_search_add_message(c->search, t->id, view) != 0)) {
+	else if (index && c->search && (!view || lama_search_add_message(c->search, t->id, view) != 0)) {
 		lama_error_clear();
 		c->search_stale = 1;
 	}
@@ -541,7 +544,7 @@ static int send_message(void *ctx, const struct lama_ipc_call *call, json_t **re
 			rc = oom();
 			goto out;
 		}
-		push(c, "update:messageReceived", message_update(c, &t, &id));
+		push(c, "update:messageReceived", message_update(c, &t, &id, 1));
 	}
 out:
 	lama_topic_release(&t);
@@ -637,7 +640,7 @@ static int change_message(void *ctx, const struct lama_ipc_call *call, json_t **
 		rc = oom();
 		goto out;
 	}
-	push(c, "update:messageChanged", message_update(c, &t, &id));
+	push(c, "update:messageChanged", message_update(c, &t, &id, !del));
 out:
 	lama_topic_release(&t);
 	return rc;

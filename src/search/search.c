@@ -38,7 +38,6 @@
 #define B32_LEN 24         /* a token hash: 15 bytes in base32 */
 #define SEAL_VERSION 1
 #define SCHEMA_VERSION 1
-#define PAGE 500           /* messages read per call when syncing */
 
 /* Secure memory: the derived keys. */
 struct keys {
@@ -69,8 +68,6 @@ struct lama_search {
 	struct lama_buf tmp;
 	/* the statements of adding and removing, prepared once */
 	sqlite3_stmt *st[S_COUNT];
-	/* the row number the next add takes, 0: after the largest */
-	sqlite3_int64 next_rowid;
 };
 
 /* unicode61 with diacritics removed also from letters with several marks */
@@ -208,7 +205,7 @@ struct ftok {
 struct fold {
 	struct lama_buf text; /* folded tokens, each NUL-terminated */
 	struct ftok *t;
-	size_t n, cap, max;
+	size_t n, cap;
 	int err;
 };
 
@@ -219,20 +216,9 @@ static int fold_token(void *p, int flags, const char *tok, int n, int start, int
 
 	if (flags & FTS5_TOKEN_COLOCATED)
 		return SQLITE_OK;
-	if (f->max && f->n == f->max) {
-		f->err = LAMA_ELIMIT;
-		return SQLITE_DONE; /* enough: stops the tokenizer */
-	}
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 16;
-		struct ftok *t = lama_realloc(f->t, cap * sizeof(*t));
-
-		if (!t) {
-			f->err = LAMA_ENOMEM;
-			return SQLITE_NOMEM;
-		}
-		f->t = t;
-		f->cap = cap;
+	if (lama_grow(&f->t, &f->cap, f->n, sizeof(*f->t), 16)) {
+		f->err = LAMA_ENOMEM;
+		return SQLITE_NOMEM;
 	}
 	f->t[f->n].off = (uint32_t)f->text.len;
 	f->t[f->n].len = (uint32_t)n;
@@ -248,21 +234,19 @@ static int fold_token(void *p, int flags, const char *tok, int n, int start, int
 
 static void fold_release(struct fold *f);
 
-/* Folds text[0..n) into f: at most max tokens (0: no limit), the rest
- * ignored. */
-static int fold(lama_search *x, const char *text, size_t n, size_t max, struct fold *f)
+/* Folds text[0..n) into f. */
+static int fold(lama_search *x, const char *text, size_t n, struct fold *f)
 {
 	int rc;
 
 	memset(f, 0, sizeof(*f));
 	f->text.max = LAMA_BUF_MAX;
-	f->max = max;
 	rc = x->u61.xTokenize(x->u61i, f, FTS5_TOKENIZE_DOCUMENT, text, (int)n, fold_token);
 	if (f->err == LAMA_ENOMEM) {
 		fold_release(f);
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	}
-	if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+	if (rc != SQLITE_OK) {
 		fold_release(f);
 		return lama_error(rc == SQLITE_NOMEM ? LAMA_ENOMEM : LAMA_EIO, "cannot split text into words");
 	}
@@ -643,9 +627,11 @@ static int remove_tag(lama_search *x, const uint8_t tag[32])
 	}
 	rc = rc == SQLITE_DONE ? 0 : sql_fail(x, rc, "deleting a row");
 out:
+	/* the opened text, if any (beyond len it was wiped before, and a
+	 * failed open leaves zeros) */
+	if (x->tmp.len)
+		lama_wipe(x->tmp.data, x->tmp.len);
 	lama_buf_truncate(&x->tmp, 0);
-	if (x->tmp.data)
-		lama_wipe(x->tmp.data, x->tmp.cap);
 	if (st)
 		sqlite3_reset(st);
 	if (del)
@@ -896,7 +882,7 @@ static int add_phrase(lama_search *x, struct parsed *p, const char *t, size_t n,
 	struct fold f;
 	int rc;
 
-	if ((rc = fold(x, t, n, 0, &f)))
+	if ((rc = fold(x, t, n, &f)))
 		return rc;
 	*empty = f.n == 0;
 	if (f.n == 0)
@@ -1107,7 +1093,7 @@ static int snippet(lama_search *x, const struct parsed *p, const struct rec *r, 
 
 	lama_buf_truncate(b, 0);
 	h->nhl = 0;
-	if ((rc = fold(x, r->text, r->text_len, 0, &f)))
+	if ((rc = fold(x, r->text, r->text_len, &f)))
 		return rc;
 	for (size_t i = 0; i < f.n; i++)
 		if (is_word(p, f.text.data + f.t[i].off, f.t[i].len)) {
@@ -1832,8 +1818,9 @@ int lama_search_query_json(lama_session *s, lama_search *x, const char *q, size_
 		rc = lama_search_query(x, q, n, o, collect, results);
 	if (!rc)
 		rc = lama_search_name_results(s, results);
+	/* the query was checked as UTF-8 by the parser: only memory can fail */
 	if (!rc && !(*out = json_pack("{s:s%, s:O}", "query", q, n, "results", results)))
-		rc = lama_error(LAMA_EINVAL, "the query is not valid UTF-8 text");
+		rc = lama_error(LAMA_ENOMEM, "out of memory");
 	json_decref(results);
 	return rc;
 }

@@ -36,6 +36,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_KV_PUT] = "INSERT OR REPLACE INTO kv(k,val) VALUES(?1,?2)",
 	[S_KV_DEL] = "DELETE FROM kv WHERE k=?1",
 	[S_REF_HAS] = "SELECT val FROM ref WHERE dst=?1 AND tag=?2 AND src=?3 LIMIT 1",
+	[S_DATA_VERSION] = "PRAGMA data_version",
 };
 
 static const char schema_sql[] =
@@ -576,15 +577,12 @@ int lama_store_has(lama_store *st, const lama_hash *hash)
 
 int lama_store_data_version(lama_store *st, int64_t *v)
 {
-	sqlite3_stmt *s;
-	int rc;
+	sqlite3_stmt *s = store__stmt(st, S_DATA_VERSION);
+	int rc = sqlite3_step(s);
 
-	if (sqlite3_prepare_v2(st->db, "PRAGMA data_version", -1, &s, NULL) != SQLITE_OK)
-		return store__dberr(st, "data_version");
-	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		*v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : store__dberr(st, "data_version");
 }
 

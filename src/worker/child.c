@@ -125,9 +125,10 @@ int lama_worker_main(const char *kind, int fd)
 
 	if (!fn)
 		return lama_error(LAMA_EINVAL, "no worker kind %.32s", kind);
-	/* an archive opened by a task (sync, chain_verify) is closed and its
-	 * keys wiped however the worker ends its loop */
+	/* what tasks opened (an archive, an index) is closed and its keys
+	 * wiped however the worker ends its loop */
 	atexit(lama_warchive_close);
+	atexit(lama_worker_index_close);
 	/* never outlive the manager (also set by cmd_worker before its checks) */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGPIPE, SIG_IGN);

@@ -23,7 +23,6 @@
 struct task {
 	struct task *next;
 	uint64_t id;
-	struct pool *pool;
 	char op[LAMA_WORKER_OP_MAX + 1];
 	uint8_t *in; /* owned; kept for a retry */
 	size_t n;
@@ -337,6 +336,14 @@ static void worker_end(struct worker *w, const char *why)
 	uv_process_kill(&w->proc, SIGKILL);
 }
 
+/* The next respawn waits the current back-off, which doubles up to the cap. */
+static void backoff_step(struct worker *w)
+{
+	w->next_delay = w->backoff;
+	w->backoff = w->backoff * 2 > LAMA_WORKERS_BACKOFF_MAX_MS ? LAMA_WORKERS_BACKOFF_MAX_MS
+								  : w->backoff * 2;
+}
+
 static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 {
 	struct worker *w = proc->data;
@@ -364,9 +371,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 	} else {
 		if (uv_now(m->loop) - w->started >= p->healthy_ms)
 			w->backoff = LAMA_WORKERS_BACKOFF_MIN_MS;
-		w->next_delay = w->backoff;
-		w->backoff = w->backoff * 2 > LAMA_WORKERS_BACKOFF_MAX_MS ? LAMA_WORKERS_BACKOFF_MAX_MS
-									  : w->backoff * 2;
+		backoff_step(w);
 	}
 	w->why[0] = '\0';
 	w->dying = 0;
@@ -557,9 +562,7 @@ static void spawn(struct worker *w)
 	if (e) {
 		fprintf(stderr, "lama: cannot start a %s worker (%s): %s\n", w->pool->kind, m->exe,
 			uv_strerror(e));
-		w->next_delay = w->backoff;
-		w->backoff = w->backoff * 2 > LAMA_WORKERS_BACKOFF_MAX_MS ? LAMA_WORKERS_BACKOFF_MAX_MS
-									  : w->backoff * 2;
+		backoff_step(w);
 		close_worker_handles(w);
 		return;
 	}
@@ -707,7 +710,6 @@ int lama_workers_submit(lama_workers *m, const char *kind, const char *op, const
 		memcpy(t->in, in, n);
 	t->n = n;
 	t->id = m->next_id++;
-	t->pool = p;
 	snprintf(t->op, sizeof(t->op), "%s", op);
 	t->flags = flags;
 	t->timeout_ms = timeout_ms ? timeout_ms : p->timeout_ms;

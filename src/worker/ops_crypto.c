@@ -7,6 +7,7 @@
  * started after another died, can take the next chunks. */
 #include <string.h>
 
+#include "account/account.h" /* LAMA_PATH_MAX */
 #include "crypto/crypto.h"
 #include "store/store.h"
 #include "util/err.h"
@@ -53,9 +54,19 @@ int lama_rd_end(struct lama_rd *r)
 	return 0;
 }
 
-static int batch_count(struct lama_rd *r, uint32_t *count, size_t min_item)
+int lama_rd_u8(struct lama_rd *r, uint8_t *v, const char *what)
 {
-	int rc = lama_rd_u32(r, count, "the count");
+	const uint8_t *p;
+	int rc = lama_rd_bytes(r, 1, &p, what);
+
+	if (!rc)
+		*v = *p;
+	return rc;
+}
+
+int lama_rd_count(struct lama_rd *r, uint32_t *count, size_t min_item, const char *what)
+{
+	int rc = lama_rd_u32(r, count, what);
 
 	if (rc)
 		return rc;
@@ -63,9 +74,24 @@ static int batch_count(struct lama_rd *r, uint32_t *count, size_t min_item)
 		return lama_error(LAMA_ELIMIT, "%s: %u items (at most %d)", r->op, *count,
 				  LAMA_WORKER_BATCH_MAX);
 	/* a count the input cannot hold is refused before any allocation */
-	if ((size_t)*count * min_item > r->left)
+	if (*count > r->left / min_item)
 		return lama_error(LAMA_EINVAL, "%s: %u items do not fit in %zu bytes", r->op,
 				  *count, r->left);
+	return 0;
+}
+
+int lama_rd_path(struct lama_rd *r, const uint8_t **path, uint32_t *n)
+{
+	int rc;
+
+	if ((rc = lama_rd_u32(r, n, "the path's length")))
+		return rc;
+	if (*n == 0 || *n >= LAMA_PATH_MAX)
+		return lama_error(LAMA_EINVAL, "%s: a path of %u bytes", r->op, *n);
+	if ((rc = lama_rd_bytes(r, *n, path, "the path")))
+		return rc;
+	if ((*path)[0] != '/' || memchr(*path, 0, *n))
+		return lama_error(LAMA_EINVAL, "%s: the path must be absolute, without NUL", r->op);
 	return 0;
 }
 
@@ -105,7 +131,7 @@ static int op_sign_batch(struct lama_rd *r, struct lama_buf *out)
 	int rc;
 
 	if ((rc = lama_rd_bytes(r, LAMA_SIGN_SK_BYTES, &sk, "the secret key")) ||
-	    (rc = batch_count(r, &count, 4)) ||
+	    (rc = lama_rd_count(r, &count, 4, "the count")) ||
 	    (rc = lama_buf_grow(out, (size_t)count * LAMA_SIG_BYTES)))
 		return rc;
 	for (uint32_t i = 0; i < count; i++) {
@@ -130,7 +156,7 @@ static int op_verify_batch(struct lama_rd *r, struct lama_buf *out)
 	uint32_t count, len;
 	int rc;
 
-	if ((rc = batch_count(r, &count, item)))
+	if ((rc = lama_rd_count(r, &count, item, "the count")))
 		return rc;
 	items = lama_calloc(count ? count : 1, sizeof(*items));
 	results = lama_calloc(count ? count : 1, sizeof(*results));
@@ -185,7 +211,7 @@ static int op_aead(struct lama_rd *r, struct lama_buf *out, int seal)
 		return lama_error(LAMA_ECRYPTO, "open: %zu bytes are too short to be sealed", n);
 	outlen = seal ? n + LAMA_AEAD_OVERHEAD : n - LAMA_AEAD_OVERHEAD;
 	if (outlen > out->max - out->len)
-		return lama_error(LAMA_ELIMIT, "seal: the result would pass %zu bytes", out->max);
+		return lama_error(LAMA_ELIMIT, "%s: the result would pass %zu bytes", r->op, out->max);
 	if ((rc = lama_buf_grow(out, outlen)))
 		return rc;
 	if (seal)
@@ -242,17 +268,15 @@ static int stream_begin(struct lama_rd *r, struct lama_stream *st, int *ended, i
 }
 
 /* Reads count chunks: push (u8 tag, bytes32 ad, bytes32 data), pull
- * (bytes32 ad, bytes32 data); *total gets the sum of the data lengths. */
-static int stream_chunks(struct lama_rd *r, int push, struct chunk **out, uint32_t *count,
-			 size_t *total)
+ * (bytes32 ad, bytes32 data). */
+static int stream_chunks(struct lama_rd *r, int push, struct chunk **out, uint32_t *count)
 {
 	struct chunk *c;
 	const uint8_t *p;
 	int rc;
 
 	*out = NULL;
-	*total = 0;
-	if ((rc = batch_count(r, count, push ? 9 : 8)))
+	if ((rc = lama_rd_count(r, count, push ? 9 : 8, "the count")))
 		return rc;
 	c = lama_calloc(*count ? *count : 1, sizeof(*c));
 	if (!c)
@@ -273,7 +297,6 @@ static int stream_chunks(struct lama_rd *r, int push, struct chunk **out, uint32
 		    (rc = lama_rd_u32(r, &c[i].len, "a length")) ||
 		    (rc = lama_rd_bytes(r, c[i].len, &c[i].data, "a chunk")))
 			goto fail;
-		*total += c[i].len;
 	}
 	if ((rc = lama_rd_end(r)))
 		goto fail;
@@ -318,13 +341,13 @@ static int op_stream(struct lama_rd *r, struct lama_buf *out, int push)
 	const uint8_t *key, *header;
 	struct chunk *c = NULL;
 	uint32_t count;
-	size_t total, need, start = out->len;
+	size_t need, start = out->len;
 	int rc, ended;
 
 	if (!st)
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	if ((rc = stream_begin(r, st, &ended, push, &key, &header)) ||
-	    (rc = stream_chunks(r, push, &c, &count, &total)))
+	    (rc = stream_chunks(r, push, &c, &count)))
 		goto out;
 	/* the whole output is sized before any of it is made: one
 	 * allocation, no plaintext left behind in a moved buffer */
@@ -421,7 +444,8 @@ static int op_blob(struct lama_rd *r, struct lama_buf *out, int seal)
 
 	if ((rc = lama_rd_bytes(r, LAMA_KEY_BYTES, &key, "the key")) ||
 	    (rc = lama_rd_bytes(r, LAMA_BLOB_GROUP_BYTES, &bid, "the group id")) ||
-	    (rc = lama_rd_u64(r, &first, "the first index")) || (rc = batch_count(r, &count, 5)))
+	    (rc = lama_rd_u64(r, &first, "the first index")) ||
+	    (rc = lama_rd_count(r, &count, 5, "the count")))
 		return rc;
 	if (count && first > UINT64_MAX - (count - 1))
 		return lama_error(LAMA_EINVAL, "%s: the indexes pass 2^64", r->op);

@@ -20,7 +20,6 @@
 static lama_search *ix;
 static char ix_path[LAMA_PATH_MAX];
 static uint8_t *ix_keys;
-static int registered;
 
 static void ix_close(void)
 {
@@ -53,25 +52,15 @@ static int rd_f64(struct lama_rd *r, double *d, const char *what)
 	return 0;
 }
 
-static int rd_u8(struct lama_rd *r, unsigned *v, const char *what)
-{
-	const uint8_t *p;
-	int rc = lama_rd_bytes(r, 1, &p, what);
-
-	if (!rc)
-		*v = p[0];
-	return rc;
-}
-
 /* u8 length, 1..LAMA_SEARCH_TOPIC_MAX bytes of a topic id (0 allowed with
  * none_ok), copied NUL-terminated into out */
 static int rd_topic(struct lama_rd *r, char out[LAMA_SEARCH_TOPIC_MAX + 1], int none_ok)
 {
 	const uint8_t *p;
-	unsigned n;
+	uint8_t n;
 	int rc;
 
-	if ((rc = rd_u8(r, &n, "a topic's length")))
+	if ((rc = lama_rd_u8(r, &n, "a topic's length")))
 		return rc;
 	if ((n == 0 && !none_ok) || n > LAMA_SEARCH_TOPIC_MAX)
 		return lama_error(LAMA_EINVAL, "%s: a topic id has 1 to %d bytes", r->op,
@@ -103,21 +92,6 @@ static int rd_text(struct lama_rd *r, const char **text, size_t *n)
 	return 0;
 }
 
-static int rd_count(struct lama_rd *r, uint32_t *count, size_t min_item, const char *what)
-{
-	int rc = lama_rd_u32(r, count, what);
-
-	if (rc)
-		return rc;
-	if (*count > LAMA_WORKER_BATCH_MAX)
-		return lama_error(LAMA_ELIMIT, "%s: %u items (at most %d)", r->op, *count,
-				  LAMA_WORKER_BATCH_MAX);
-	if (*count > r->left / min_item)
-		return lama_error(LAMA_EINVAL, "%s: %u items do not fit in %zu bytes", r->op, *count,
-				  r->left);
-	return 0;
-}
-
 /* The head of every task: the index's path and keys; the index opened
  * (or the one open kept when it is the same file with the same keys). */
 static int rd_index(struct lama_rd *r)
@@ -126,23 +100,15 @@ static int rd_index(struct lama_rd *r)
 	uint32_t n;
 	int rc;
 
-	if ((rc = lama_rd_u32(r, &n, "the path's length")))
-		return rc;
-	if (n == 0 || n >= LAMA_PATH_MAX)
-		return lama_error(LAMA_EINVAL, "%s: a path of %u bytes", r->op, n);
-	if ((rc = lama_rd_bytes(r, n, &path, "the path")) ||
+	if ((rc = lama_rd_path(r, &path, &n)) ||
 	    (rc = lama_rd_bytes(r, LAMA_SEARCH_KEYS, &keys, "the keys")))
 		return rc;
-	if (path[0] != '/' || memchr(path, 0, n))
-		return lama_error(LAMA_EINVAL, "%s: the path must be absolute, without NUL", r->op);
 	/* the keys compared in constant time: a task's timing says nothing
 	 * of how much of a key matched */
 	if (ix && strlen(ix_path) == n && !memcmp(ix_path, path, n) &&
 	    !lama_memcmp_ct(ix_keys, keys, LAMA_SEARCH_KEYS))
 		return 0;
 	ix_close();
-	if (!registered) /* the keys wiped also when the worker exits */
-		registered = atexit(ix_close) == 0;
 	if (!(ix_keys = lama_secure_alloc(LAMA_SEARCH_KEYS)))
 		return lama_error(LAMA_ENOMEM, "out of secure memory");
 	memcpy(ix_keys, keys, LAMA_SEARCH_KEYS);
@@ -161,11 +127,7 @@ static int skip_head(struct lama_rd *r)
 	uint32_t len;
 	int rc;
 
-	if ((rc = lama_rd_u32(r, &len, "the path's length")))
-		return rc;
-	if (len == 0 || len >= LAMA_PATH_MAX)
-		return lama_error(LAMA_EINVAL, "%s: a path of %u bytes", r->op, len);
-	if ((rc = lama_rd_bytes(r, len, &p, "the path")))
+	if ((rc = lama_rd_path(r, &p, &len)))
 		return rc;
 	return lama_rd_bytes(r, LAMA_SEARCH_KEYS, &p, "the keys");
 }
@@ -179,14 +141,12 @@ static int op_add(struct lama_rd *r)
 	struct lama_search_doc *d = NULL;
 	char (*topics)[LAMA_SEARCH_TOPIC_MAX + 1] = NULL;
 	const uint8_t *p;
-	uint32_t count, len;
+	uint32_t count;
 	int rc;
 
 	/* skip the head, check it at the end */
-	if ((rc = lama_rd_u32(r, &len, "the path's length")) ||
-	    (rc = lama_rd_bytes(r, len, &p, "the path")) ||
-	    (rc = lama_rd_bytes(r, LAMA_SEARCH_KEYS, &p, "the keys")) ||
-	    (rc = rd_count(r, &count, 1 + 32, "the count")))
+	if ((rc = skip_head(r)) ||
+	    (rc = lama_rd_count(r, &count, 1 + 32, "the count")))
 		return rc;
 	if (count && (!(d = lama_calloc(count, sizeof(*d))) ||
 		      !(topics = lama_malloc((size_t)count * sizeof(*topics))))) {
@@ -194,9 +154,9 @@ static int op_add(struct lama_rd *r)
 		goto out;
 	}
 	for (uint32_t i = 0; i < count && !rc; i++) {
-		unsigned what;
+		uint8_t what;
 
-		if ((rc = rd_u8(r, &what, "an item's kind")) ||
+		if ((rc = lama_rd_u8(r, &what, "an item's kind")) ||
 		    (rc = lama_rd_bytes(r, 32, &p, "a message id")))
 			break;
 		memcpy(d[i].id.b, p, 32);
@@ -308,16 +268,13 @@ static int op_plan(struct lama_rd *r, struct lama_buf *out)
 	struct lama_search_topic *t = NULL;
 	char (*ids)[LAMA_SEARCH_TOPIC_MAX + 1] = NULL;
 	uint8_t *stale = NULL, be[4];
-	const uint8_t *p;
-	uint32_t count, len;
-	unsigned mode;
+	uint32_t count;
+	uint8_t mode;
 	size_t nstale = 0;
 	int rc;
 
-	if ((rc = lama_rd_u32(r, &len, "the path's length")) ||
-	    (rc = lama_rd_bytes(r, len, &p, "the path")) ||
-	    (rc = lama_rd_bytes(r, LAMA_SEARCH_KEYS, &p, "the keys")) ||
-	    (rc = rd_u8(r, &mode, "the mode")) || (rc = rd_count(r, &count, 1 + 1 + 16, "the count")))
+	if ((rc = skip_head(r)) ||
+	    (rc = lama_rd_u8(r, &mode, "the mode")) || (rc = lama_rd_count(r, &count, 1 + 1 + 16, "the count")))
 		return rc;
 	if (mode > LAMA_SEARCH_PLAN_AUTO)
 		return lama_error(LAMA_EINVAL, "plan: a mode of %u (0 sync, 1 rebuild, 2 auto)", mode);
@@ -356,20 +313,18 @@ static int op_put_topic(struct lama_rd *r, struct lama_buf *out)
 	struct lama_search_doc *d = NULL;
 	char topic[LAMA_SEARCH_TOPIC_MAX + 1];
 	const uint8_t *p;
-	uint32_t count, len;
-	unsigned flags;
+	uint32_t count;
+	uint8_t flags;
 	uint8_t o[16];
 	int rc;
 
-	if ((rc = lama_rd_u32(r, &len, "the path's length")) ||
-	    (rc = lama_rd_bytes(r, len, &p, "the path")) ||
-	    (rc = lama_rd_bytes(r, LAMA_SEARCH_KEYS, &p, "the keys")) ||
-	    (rc = rd_u8(r, &flags, "the flags")) || (rc = rd_topic(r, topic, 0)) ||
+	if ((rc = skip_head(r)) ||
+	    (rc = lama_rd_u8(r, &flags, "the flags")) || (rc = rd_topic(r, topic, 0)) ||
 	    (rc = lama_rd_u64(r, &put.topic.entries, "entries")) ||
 	    (rc = rd_f64(r, &put.topic.last_time, "a time")) ||
 	    (rc = lama_rd_u64(r, &put.base, "the base")) ||
 	    (rc = lama_rd_u64(r, &put.next, "the next row")) ||
-	    (rc = rd_count(r, &count, 32 + 32 + 8 + 4, "the count")))
+	    (rc = lama_rd_count(r, &count, 32 + 32 + 8 + 4, "the count")))
 		return rc;
 	if (flags & ~(LAMA_SEARCH_PUT_FIRST | LAMA_SEARCH_PUT_LAST | LAMA_SEARCH_PUT_BUILT))
 		return lama_error(LAMA_EINVAL, "put_topic: unknown flags %#x", flags);
@@ -398,6 +353,12 @@ static int op_put_topic(struct lama_rd *r, struct lama_buf *out)
 	return rc;
 }
 
+void lama_worker_index_close(void)
+{
+	ix_close();
+	lama_worker_vector_close(); /* the same worker's vector index */
+}
+
 int lama_worker_ops_index(const char *op, const void *in, size_t n, struct lama_buf *out)
 {
 	struct lama_rd r = { in, n, op };
@@ -415,9 +376,8 @@ int lama_worker_ops_index(const char *op, const void *in, size_t n, struct lama_
 	if (!strcmp(op, "close")) {
 		int rc = lama_rd_end(&r);
 
-		ix_close();
-		/* and the vector index's cache (ops_vector.c), if any */
-		return rc ? rc : lama_worker_ops_vector("vec_close", NULL, 0, out);
+		lama_worker_index_close();
+		return rc;
 	}
 	/* the vector index of embeddings (src/vector), the same worker */
 	if (!strncmp(op, "vec_", 4))

@@ -1196,10 +1196,10 @@ static int op_merge(struct lama_rd *r, struct lama_buf *out)
 		lama_hash *heads = NULL;
 		size_t nh = 0;
 
-		/* an ID without versions has no heads and nothing to merge */
+		/* no heads (no versions) or one: nothing to merge */
 		rc = lama_store_heads_get(lama_session_store(s), &ids[i], &heads, &nh);
 		lama_free(heads);
-		if (!rc && nh)
+		if (!rc && nh > 1)
 			rc = lama_archive_merge(lama_session_archive(s), &ids[i], NULL);
 	}
 	if (!rc)

@@ -16,7 +16,6 @@
 #include "worker/frame.h"
 #include "worker/ops.h"
 
-#define PATH_MAX_BYTES 4095
 /* the smallest item of vec_put: id, model and topic of 1 byte, dim, one float */
 #define ITEM_MIN (32 + 1 + 1 + 1 + 1 + 4 + 4)
 
@@ -26,22 +25,12 @@ static struct {
 	uint8_t *key; /* secure memory */
 } cache;
 
-static void cache_close(void)
+void lama_worker_vector_close(void)
 {
 	lama_vector_close(cache.v);
 	lama_free(cache.path);
 	lama_secure_free(cache.key);
 	memset(&cache, 0, sizeof(cache));
-}
-
-static int rd_u8(struct lama_rd *r, uint8_t *v, const char *what)
-{
-	const uint8_t *p;
-	int rc = lama_rd_bytes(r, 1, &p, what);
-
-	if (!rc)
-		*v = *p;
-	return rc;
 }
 
 /* The index a task names, from the cache or opened now. */
@@ -53,18 +42,9 @@ struct target {
 
 static int read_target(struct lama_rd *r, struct target *t)
 {
-	int rc;
+	int rc = lama_rd_path(r, &t->path, &t->pathlen);
 
-	if ((rc = lama_rd_u32(r, &t->pathlen, "the path length")))
-		return rc;
-	if (t->pathlen == 0 || t->pathlen > PATH_MAX_BYTES)
-		return lama_error(LAMA_EINVAL, "%s: a path has 1 to %d bytes", r->op, PATH_MAX_BYTES);
-	if ((rc = lama_rd_bytes(r, t->pathlen, &t->path, "the path")) ||
-	    (rc = lama_rd_bytes(r, LAMA_KEY_BYTES, &t->key, "the key")))
-		return rc;
-	if (t->path[0] != '/' || memchr(t->path, 0, t->pathlen))
-		return lama_error(LAMA_EINVAL, "%s: the path must be absolute, without NUL", r->op);
-	return 0;
+	return rc ? rc : lama_rd_bytes(r, LAMA_KEY_BYTES, &t->key, "the key");
 }
 
 static int open_target(const struct target *t, lama_vector **out)
@@ -78,7 +58,7 @@ static int open_target(const struct target *t, lama_vector **out)
 		*out = cache.v;
 		return 0;
 	}
-	cache_close();
+	lama_worker_vector_close();
 	path = lama_strndup((const char *)t->path, t->pathlen);
 	key = lama_secure_alloc(LAMA_KEY_BYTES);
 	if (!path || !key) {
@@ -106,7 +86,7 @@ static int read_name(struct lama_rd *r, char *out, size_t max, int optional, con
 	uint8_t n;
 	int rc;
 
-	if ((rc = rd_u8(r, &n, what)))
+	if ((rc = lama_rd_u8(r, &n, what)))
 		return rc;
 	if ((!optional && n == 0) || n > max)
 		return lama_error(LAMA_EINVAL, "%s: %s has %d to %zu bytes", r->op, what,
@@ -167,13 +147,8 @@ static int op_put(struct lama_rd *r, struct lama_buf *out)
 	uint8_t cnt[8];
 	int rc;
 
-	if ((rc = read_target(r, &t)) || (rc = lama_rd_u32(r, &count, "the count")))
+	if ((rc = read_target(r, &t)) || (rc = lama_rd_count(r, &count, ITEM_MIN, "the count")))
 		return rc;
-	if (count > LAMA_WORKER_BATCH_MAX)
-		return lama_error(LAMA_ELIMIT, "%s: at most %d items", r->op, LAMA_WORKER_BATCH_MAX);
-	if (count > r->left / ITEM_MIN)
-		return lama_error(LAMA_EINVAL, "%s: %u items do not fit in %zu bytes", r->op, count,
-				  r->left);
 	/* first pass: the whole input checked, the floats counted */
 	scan = *r;
 	for (uint32_t i = 0; i < count; i++) {
@@ -252,13 +227,8 @@ static int op_remove(struct lama_rd *r, struct lama_buf *out)
 	uint8_t cnt[4];
 	int rc;
 
-	if ((rc = read_target(r, &t)) || (rc = lama_rd_u32(r, &count, "the count")))
+	if ((rc = read_target(r, &t)) || (rc = lama_rd_count(r, &count, 32, "the count")))
 		return rc;
-	if (count > LAMA_WORKER_BATCH_MAX)
-		return lama_error(LAMA_ELIMIT, "%s: at most %d ids", r->op, LAMA_WORKER_BATCH_MAX);
-	if (count > r->left / 32)
-		return lama_error(LAMA_EINVAL, "%s: %u ids do not fit in %zu bytes", r->op, count,
-				  r->left);
 	if ((rc = lama_rd_bytes(r, (size_t)count * 32, &p, "the ids")) || (rc = lama_rd_end(r)))
 		return rc;
 	/* copied: lama_hash needs no alignment, but the payload is not ours */
@@ -366,7 +336,7 @@ int lama_worker_ops_vector(const char *op, const void *in, size_t n, struct lama
 	if (!strcmp(op, "vec_close")) {
 		if (n)
 			return lama_error(LAMA_EINVAL, "vec_close: takes no input");
-		cache_close();
+		lama_worker_vector_close();
 		return 0;
 	}
 	return lama_error(LAMA_ENOTFOUND, "the index worker has no op %s", op);
