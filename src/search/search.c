@@ -46,7 +46,7 @@ struct keys {
 	uint8_t seal[LAMA_KEY_BYTES]; /* sealed texts */
 };
 
-enum { S_FIND, S_UNINDEX, S_DELETE, S_INSERT, S_INDEX, S_COUNT };
+enum { S_FIND, S_UNINDEX, S_DELETE, S_INSERT, S_INDEX, S_TOPIC_ROW, S_COUNT };
 
 static const char *const stmt_sql[S_COUNT] = {
 	"SELECT rowid, sealed FROM docs WHERE tag = ?1",
@@ -54,6 +54,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	"DELETE FROM docs WHERE rowid = ?1",
 	"INSERT INTO docs(rowid, tag, topic, sealed) VALUES(?4, ?1, ?2, ?3)",
 	"INSERT INTO fts(rowid, body, topic) VALUES(?1, ?2, ?3)",
+	"SELECT tag FROM docs WHERE topic = ?1 LIMIT 1",
 };
 
 struct lama_search {
@@ -1275,13 +1276,12 @@ static void topic_state_hash(lama_search *x, const struct lama_search_topic *t, 
 /* Removes every row of the topic with this tag. */
 static int remove_topic(lama_search *x, const uint8_t ttag[32])
 {
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st;
 	uint8_t tag[32];
 	int rc;
 
 	for (;;) {
-		rc = sqlite3_prepare_v2(x->db, "SELECT tag FROM docs WHERE topic = ?1 LIMIT 1", -1, &st, NULL);
-		if (rc != SQLITE_OK)
+		if ((rc = cached(x, S_TOPIC_ROW, &st)) != SQLITE_OK)
 			return sql_fail(x, rc, "prepare");
 		sqlite3_bind_blob(st, 1, ttag, 32, SQLITE_STATIC);
 		rc = sqlite3_step(st);
@@ -1289,7 +1289,7 @@ static int remove_topic(lama_search *x, const uint8_t ttag[32])
 			memcpy(tag, sqlite3_column_blob(st, 0), 32);
 		else if (rc == SQLITE_ROW)
 			rc = SQLITE_CORRUPT;
-		sqlite3_finalize(st);
+		sqlite3_reset(st); /* before remove_tag changes docs */
 		if (rc == SQLITE_DONE)
 			return 0;
 		if (rc != SQLITE_ROW)
@@ -1298,66 +1298,69 @@ static int remove_topic(lama_search *x, const uint8_t ttag[32])
 			return rc;
 	}
 }
-
 /* Forgets topics not among t[0..n). */
+static int tag_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
 static int drop_gone(lama_search *x, const struct lama_search_topic *t, size_t n)
 {
 	sqlite3_stmt *st = NULL;
-	uint8_t (*keep)[32] = NULL, tag[32];
+	uint8_t (*keep)[32] = NULL, (*gone)[32] = NULL;
+	size_t ngone = 0, cap = 0;
 	char tok[B32_LEN + 1];
-	int rc, found;
+	int rc;
 
 	if (n && !(keep = lama_malloc(n * 32)))
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		tag_of_topic(x, t[i].id, strlen(t[i].id), keep[i], tok);
-	for (;;) {
-		found = 0;
-		rc = sqlite3_prepare_v2(x->db, "SELECT DISTINCT topic FROM docs UNION SELECT tag FROM topics",
-					-1, &st, NULL);
-		if (rc != SQLITE_OK) {
-			rc = sql_fail(x, rc, "prepare");
-			break;
-		}
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			size_t i;
+	qsort(keep, n, 32, tag_cmp);
+	/* one pass to find the topics not kept, then each removed */
+	rc = sqlite3_prepare_v2(x->db, "SELECT DISTINCT topic FROM docs UNION SELECT tag FROM topics",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		rc = sql_fail(x, rc, "prepare");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const void *tag = sqlite3_column_blob(st, 0);
 
-			if (sqlite3_column_bytes(st, 0) != 32)
-				continue;
-			for (i = 0; i < n; i++)
-				if (!memcmp(keep[i], sqlite3_column_blob(st, 0), 32))
-					break;
-			if (i == n) {
-				memcpy(tag, sqlite3_column_blob(st, 0), 32);
-				found = 1;
-				break;
-			}
+		if (sqlite3_column_bytes(st, 0) != 32 || (n && bsearch(tag, keep, n, 32, tag_cmp)))
+			continue;
+		if (lama_grow(&gone, &cap, ngone, 32, 16)) {
+			rc = LAMA_ENOMEM;
+			goto out;
 		}
-		sqlite3_finalize(st);
-		st = NULL;
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-			rc = sql_fail(x, rc, "reading topics");
-			break;
-		}
-		rc = 0;
-		if (!found)
-			break;
+		memcpy(gone[ngone++], tag, 32);
+	}
+	if (rc != SQLITE_DONE) {
+		rc = sql_fail(x, rc, "reading topics");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	rc = 0;
+	for (size_t i = 0; i < ngone && !rc; i++) {
 		if ((rc = begin(x)))
 			break;
-		rc = remove_topic(x, tag);
+		rc = remove_topic(x, gone[i]);
 		if (!rc) {
 			rc = sqlite3_prepare_v2(x->db, "DELETE FROM topics WHERE tag = ?1", -1, &st, NULL);
 			if (rc == SQLITE_OK) {
-				sqlite3_bind_blob(st, 1, tag, 32, SQLITE_STATIC);
+				sqlite3_bind_blob(st, 1, gone[i], 32, SQLITE_STATIC);
 				rc = sqlite3_step(st);
 			}
 			rc = rc == SQLITE_DONE ? 0 : sql_fail(x, rc, "forgetting a topic");
 			sqlite3_finalize(st);
 			st = NULL;
 		}
-		if ((rc = end(x, rc)))
-			break;
+		rc = end(x, rc);
 	}
+out:
+	sqlite3_finalize(st);
+	lama_free(gone);
 	lama_free(keep);
 	return rc;
 }
