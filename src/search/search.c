@@ -1316,7 +1316,8 @@ static int drop_gone(lama_search *x, const struct lama_search_topic *t, size_t n
 		return lama_error(LAMA_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		tag_of_topic(x, t[i].id, strlen(t[i].id), keep[i], tok);
-	qsort(keep, n, 32, tag_cmp);
+	if (n)
+		qsort(keep, n, 32, tag_cmp);
 	/* one pass to find the topics not kept, then each removed */
 	rc = sqlite3_prepare_v2(x->db, "SELECT DISTINCT topic FROM docs UNION SELECT tag FROM topics",
 				-1, &st, NULL);
