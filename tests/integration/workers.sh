@@ -13,6 +13,8 @@ echo "$ERR" | grep -q "not running" || fail "lama workers without a server: $ERR
 start() {
 	"$LAMA_BIN" serve >"$T/serve.out" 2>"$T/serve.err" &
 	pid=$!
+	# a failing check must not leave the server (and its workers) behind
+	trap 'st=$?; kill -9 "$pid" 2>/dev/null || true; rm -rf "$T"; exit $st' EXIT
 	for _ in $(seq 1 200); do
 		[ -S "$LAMA_HOME/lama.sock" ] && lama workers --json >"$T/w.json" 2>/dev/null && return 0
 		sleep 0.05
